@@ -1,0 +1,211 @@
+//! habd: the hab daemon. Argument parsing and wiring only; the work is in the library.
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use hab::{
+    config::{Config, ConfigError, Overrides},
+    server::{self, AppState},
+    store::Store,
+};
+
+/// habd mirrors upstream Bitcoin node repositories, verifies their release
+/// tags against pinned OpenPGP keys, and serves the verdicts and the mirrors
+/// over HTTP (API under /api/v1, mirrors under /git/<pipeline>).
+///
+/// Without --config, habd runs on its embedded defaults: listen on
+/// 127.0.0.1:8470, state under .hab/state, pipelines from ./pipelines.
+#[derive(Parser)]
+#[command(name = "habd", version, propagate_version = true)]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, env = "HAB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+#[derive(clap::Args)]
+struct ConfigArgs {
+    /// The daemon file (hab.toml). Omit it to use the embedded defaults.
+    #[arg(long, short, env = "HAB_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where the mirrors and the SQLite store live (overrides the file).
+    #[arg(long, env = "HAB_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// Folder of pipeline files, one *.toml per pipeline (overrides the file).
+    #[arg(long, env = "HAB_PIPELINES_DIR")]
+    pipelines_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon until SIGTERM or Ctrl-C.
+    Serve {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Address to listen on (overrides the file).
+        #[arg(long, env = "HAB_LISTEN")]
+        listen: Option<SocketAddr>,
+        /// Sync every pipeline once at start, in the background.
+        #[arg(long, env = "HAB_SYNC_ON_START", default_value_t = true, action = clap::ArgAction::Set)]
+        sync_on_start: bool,
+    },
+    /// Validate hab.toml and every pipeline file, printing each problem as
+    /// file:line:col: field: message. Exits 2 when there is any.
+    Check {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HAB_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,pgp=error"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn load(args: &ConfigArgs, listen: Option<SocketAddr>) -> Result<Config, ConfigError> {
+    Config::load(
+        args.config.as_deref(),
+        &Overrides {
+            listen,
+            state_dir: args.state_dir.clone(),
+            pipelines_dir: args.pipelines_dir.clone(),
+        },
+    )
+}
+
+fn report(e: &ConfigError) -> ExitCode {
+    for d in &e.diagnostics {
+        eprintln!("{d}");
+    }
+    eprintln!(
+        "{} problem{} found",
+        e.diagnostics.len(),
+        if e.diagnostics.len() == 1 { "" } else { "s" }
+    );
+    ExitCode::from(2)
+}
+
+/// Reads the configured tokens; with none configured, makes one in the state
+/// folder (mode 0600) so the embedded defaults are usable and never open.
+fn api_tokens(config: &Config) -> anyhow::Result<Vec<String>> {
+    let tokens = config.read_tokens().context("reading api.token_file")?;
+    if !tokens.is_empty() {
+        return Ok(tokens);
+    }
+    let file = config.state_dir.join("api-token");
+    if let Ok(existing) = std::fs::read_to_string(&file) {
+        let t = existing.trim().to_string();
+        if !t.is_empty() {
+            tracing::info!(file = %file.display(), "no API token configured: using the generated one");
+            return Ok(vec![t]);
+        }
+    }
+    let token: String = {
+        use std::io::Read;
+        let mut bytes = [0u8; 24];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut bytes))
+            .context("reading /dev/urandom for an API token")?;
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    };
+    let tmp = file.with_extension("tmp");
+    std::fs::write(&tmp, format!("{token}\n")).with_context(|| format!("writing {}", tmp.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    }
+    std::fs::rename(&tmp, &file)?;
+    tracing::warn!(file = %file.display(), "no API token configured: generated one (habctl --token-file {})", file.display());
+    Ok(vec![token])
+}
+
+async fn serve(config: Config, sync_on_start: bool) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("cannot create state folder {}", config.state_dir.display()))?;
+    let store = Store::open(&config.state_dir.join("hab.sqlite3"))?;
+    let interrupted = store.mark_interrupted()?;
+    if interrupted > 0 {
+        tracing::warn!(count = interrupted, "syncs interrupted by the last stop were recorded as such; none of their changes were applied");
+    }
+    let tokens = api_tokens(&config)?;
+    tracing::info!(
+        pipelines = config.pipelines.len(),
+        state_dir = %config.state_dir.display(),
+        config = %config.source.as_ref().map_or("embedded defaults".into(), |p| p.display().to_string()),
+        "habd starting"
+    );
+    let listen = config.listen;
+    let config = Arc::new(config);
+    let state = AppState::new(config.clone(), store, tokens);
+    if sync_on_start {
+        for p in config.pipelines.iter().cloned() {
+            let syncer = state.syncer().clone();
+            tokio::spawn(async move {
+                match syncer.sync(p.clone(), "start").await {
+                    Ok(r) => tracing::info!(pipeline = %p.name, added = r.sync.added, moved = r.sync.moved, deleted = r.sync.deleted, "initial sync done"),
+                    Err(e) => tracing::warn!(pipeline = %p.name, reason = %e.reason, "initial sync failed"),
+                }
+            });
+        }
+    }
+    server::serve(state, listen, server::shutdown_signal()).await?;
+    tracing::info!("habd stopped");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(cli.log_format);
+    match cli.command {
+        Command::Check { config } => match load(&config, None) {
+            Ok(c) => {
+                println!(
+                    "{}: ok ({} pipeline{}: {})",
+                    c.source.as_ref().map_or("embedded defaults".into(), |p| p.display().to_string()),
+                    c.pipelines.len(),
+                    if c.pipelines.len() == 1 { "" } else { "s" },
+                    c.pipelines.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => report(&e),
+        },
+        Command::Serve { config, listen, sync_on_start } => {
+            let config = match load(&config, listen) {
+                Ok(c) => c,
+                Err(e) => return report(&e),
+            };
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("habd: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(serve(config, sync_on_start)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("habd: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

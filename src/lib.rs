@@ -1,0 +1,18 @@
+//! hab: keeps a fleet of Bitcoin full nodes highly available and current,
+//! built only from upstream sources whose signatures it verified.
+//!
+//! The modules follow the flow of a release (see the README):
+//! [`config`] → [`mirror`] (git) → [`verify`] (OpenPGP) → [`refplan`] (what
+//! changed, pure) → [`store`] (SQLite) → [`sync`] (one sync, end to end) →
+//! [`server`] (HTTP API, git over HTTP) ← [`client`] (habctl).
+
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod config;
+pub mod refplan;
+pub mod mirror;
+pub mod server;
+pub mod store;
+pub mod sync;
+pub mod verify;

@@ -1,0 +1,325 @@
+//! The mirror: one bare git repository per pipeline, fetched from upstream
+//! with git2 (libgit2).
+//!
+//! The mirror holds upstream's branches and tags under their own names, so a
+//! plain `git clone` of it (served read-only by habd over HTTP) looks like
+//! upstream. Objects that upstream moved a tag away from, or deleted, stay
+//! reachable under `refs/hab/kept/…`, so they are never garbage-collected and
+//! what was verified can always be shown again.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use git2::{AutotagOption, FetchOptions, FetchPrune, ObjectType, Oid, RemoteCallbacks, Repository};
+
+use crate::{
+    refplan::{RefKind, Target},
+    verify::{Keyring, Verdict},
+};
+
+/// The namespaces mirrored from upstream. `+refs/*:refs/*` would also pull
+/// GitHub's `refs/pull/*`, thousands of refs no release comes from.
+const REFSPECS: &[&str] = &["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
+/// Where objects that upstream dropped are kept.
+pub const KEPT_PREFIX: &str = "refs/hab/kept/";
+/// The longest a fetch may take once connected. A first fetch of Bitcoin Core
+/// (about 300 MB) takes a few minutes on a slow link; an hour is generous.
+const FETCH_DEADLINE: Duration = Duration::from_secs(3600);
+
+/// Mirror errors.
+#[derive(Debug, thiserror::Error)]
+pub enum MirrorError {
+    /// The bare repository could not be created or opened.
+    #[error("cannot open mirror {path}: {source}")]
+    Open {
+        /// Its folder.
+        path: PathBuf,
+        /// libgit2's error.
+        source: git2::Error,
+    },
+    /// The fetch failed; the mirror is as it was before.
+    #[error("fetch from {url} failed: {reason}")]
+    Fetch {
+        /// Upstream.
+        url: String,
+        /// Why, in libgit2's words.
+        reason: String,
+    },
+    /// Reading the mirror failed.
+    #[error("mirror {path}: {source}")]
+    Git {
+        /// Its folder.
+        path: PathBuf,
+        /// libgit2's error.
+        source: git2::Error,
+    },
+}
+
+/// What a fetch transferred.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FetchStats {
+    /// Objects received from upstream (0 when nothing changed).
+    pub objects_received: usize,
+    /// Bytes received.
+    pub bytes_received: usize,
+}
+
+/// A bare mirror on disk. Opens the repository per operation: git2's
+/// `Repository` is not `Sync`, and opening is cheap.
+#[derive(Debug, Clone)]
+pub struct Mirror {
+    path: PathBuf,
+}
+
+impl Mirror {
+    /// Opens the mirror at `path`, creating an empty bare repository if needed.
+    ///
+    /// # Errors
+    /// The folder cannot be created or is not a git repository.
+    pub fn open_or_init(path: &Path) -> Result<Self, MirrorError> {
+        let err = |source| MirrorError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        if path.join("HEAD").exists() {
+            Repository::open_bare(path).map_err(err)?;
+        } else {
+            Repository::init_bare(path).map_err(err)?;
+        }
+        Ok(Mirror {
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The mirror's folder.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn repo(&self) -> Result<Repository, MirrorError> {
+        Repository::open_bare(&self.path).map_err(|source| self.git_err(source))
+    }
+
+    fn git_err(&self, source: git2::Error) -> MirrorError {
+        MirrorError::Git {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Fetches upstream's branches and tags, pruning those it deleted (their
+    /// objects stay in the object database; the sync keeps them reachable).
+    /// Only missing objects are transferred.
+    ///
+    /// # Errors
+    /// [`MirrorError::Fetch`] with libgit2's reason (unreachable host, no such
+    /// repository, ...). A failed fetch leaves the refs as they were.
+    pub fn fetch(&self, url: &str) -> Result<FetchStats, MirrorError> {
+        let repo = self.repo()?;
+        let fetch_err = |e: git2::Error| MirrorError::Fetch {
+            url: url.to_string(),
+            reason: e.message().to_string(),
+        };
+        let mut remote = repo.remote_anonymous(url).map_err(fetch_err)?;
+        let started = Instant::now();
+        let mut callbacks = RemoteCallbacks::new();
+        // Returning false aborts the transfer: the only way to bound a fetch
+        // without unsafe code (libgit2's socket timeouts are set through an
+        // unsafe global option).
+        callbacks.transfer_progress(move |_| started.elapsed() < FETCH_DEADLINE);
+        let mut opts = FetchOptions::new();
+        opts.remote_callbacks(callbacks)
+            .prune(FetchPrune::On)
+            .download_tags(AutotagOption::All)
+            .update_fetchhead(false);
+        remote
+            .fetch(REFSPECS, Some(&mut opts), Some("hab: sync"))
+            .map_err(fetch_err)?;
+        let stats = remote.stats();
+        Ok(FetchStats {
+            objects_received: stats.received_objects(),
+            bytes_received: stats.received_bytes(),
+        })
+    }
+
+    /// The mirrored refs (`refs/heads/*` and `refs/tags/*`) and their direct targets.
+    ///
+    /// # Errors
+    /// The repository cannot be read.
+    pub fn refs(&self) -> Result<BTreeMap<String, String>, MirrorError> {
+        let repo = self.repo()?;
+        let mut out = BTreeMap::new();
+        for glob in ["refs/heads/*", "refs/tags/*"] {
+            for r in repo.references_glob(glob).map_err(|e| self.git_err(e))? {
+                let r = r.map_err(|e| self.git_err(e))?;
+                if let (Ok(name), Some(oid)) = (r.name(), r.target()) {
+                    out.insert(name.to_string(), oid.to_string());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads what `oid` is, and checks its signature against `keyring`
+    /// (`None`: no keyring pinned, every signed object reads as unknown key).
+    ///
+    /// # Errors
+    /// The object is missing or unreadable.
+    pub fn inspect(
+        &self,
+        refname: &str,
+        oid: &str,
+        keyring: Option<&Keyring>,
+    ) -> Result<(Target, Verdict), MirrorError> {
+        let repo = self.repo()?;
+        let id = Oid::from_str(oid).map_err(|e| self.git_err(e))?;
+        let object = repo.find_object(id, None).map_err(|e| self.git_err(e))?;
+        let commit = object
+            .peel(ObjectType::Commit)
+            .map_err(|e| self.git_err(e))?
+            .id();
+        let empty = Keyring::empty();
+        let keyring = keyring.unwrap_or(&empty);
+        let (kind, verdict) = match object.kind() {
+            Some(ObjectType::Tag) => {
+                let odb = repo.odb().map_err(|e| self.git_err(e))?;
+                let raw = odb.read(id).map_err(|e| self.git_err(e))?;
+                (RefKind::AnnotatedTag, keyring.verify_tag_object(raw.data()))
+            }
+            _ => {
+                let kind = if refname.starts_with("refs/tags/") {
+                    RefKind::LightweightTag
+                } else {
+                    RefKind::Branch
+                };
+                let verdict = if kind == RefKind::LightweightTag {
+                    // A lightweight tag carries no signature of its own; the
+                    // commit's signature does not vouch for the tag name.
+                    Verdict::Unsigned
+                } else {
+                    match repo.extract_signature(&commit, None) {
+                        Ok((sig, data)) => keyring.verify_detached(&data, &sig),
+                        Err(e) if e.code() == git2::ErrorCode::NotFound => Verdict::Unsigned,
+                        Err(e) => return Err(self.git_err(e)),
+                    }
+                };
+                (kind, verdict)
+            }
+        };
+        Ok((
+            Target {
+                kind,
+                oid: oid.to_string(),
+                commit: commit.to_string(),
+            },
+            verdict,
+        ))
+    }
+
+    /// Keeps `oid` reachable under `refs/hab/kept/<name>/<oid>` (idempotent).
+    ///
+    /// # Errors
+    /// The ref cannot be written.
+    pub fn keep(&self, refname: &str, oid: &str) -> Result<String, MirrorError> {
+        let repo = self.repo()?;
+        let short = refname.strip_prefix("refs/").unwrap_or(refname);
+        let kept = format!("{KEPT_PREFIX}{short}/{oid}");
+        let id = Oid::from_str(oid).map_err(|e| self.git_err(e))?;
+        repo.reference(&kept, id, true, "hab: keep object upstream dropped")
+            .map_err(|e| self.git_err(e))?;
+        Ok(kept)
+    }
+
+    /// The raw bytes of an object (to show a tag as it was signed).
+    ///
+    /// # Errors
+    /// The object is missing.
+    pub fn read_raw(&self, oid: &str) -> Result<Vec<u8>, MirrorError> {
+        let repo = self.repo()?;
+        let id = Oid::from_str(oid).map_err(|e| self.git_err(e))?;
+        let odb = repo.odb().map_err(|e| self.git_err(e))?;
+        let obj = odb.read(id).map_err(|e| self.git_err(e))?;
+        Ok(obj.data().to_vec())
+    }
+
+    // -- git's "dumb" HTTP protocol, read-only -------------------------------
+
+    /// `info/refs` as the dumb HTTP protocol wants it: `<oid>\t<name>`, with a
+    /// `<name>^{}` line giving the commit of each annotated tag.
+    ///
+    /// # Errors
+    /// The repository cannot be read.
+    pub fn info_refs(&self) -> Result<String, MirrorError> {
+        let repo = self.repo()?;
+        let mut out = String::new();
+        for (name, oid) in self.refs()? {
+            out.push_str(&format!("{oid}\t{name}\n"));
+            let id = Oid::from_str(&oid).map_err(|e| self.git_err(e))?;
+            if let Ok(tag) = repo.find_tag(id) {
+                if let Ok(peeled) = tag.as_object().peel(ObjectType::Commit) {
+                    out.push_str(&format!("{}\t{name}^{{}}\n", peeled.id()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// `objects/info/packs`: the pack files present.
+    ///
+    /// # Errors
+    /// The pack folder cannot be listed.
+    pub fn info_packs(&self) -> std::io::Result<String> {
+        let mut packs: Vec<String> = match std::fs::read_dir(self.path.join("objects/pack")) {
+            Ok(dir) => dir
+                .filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| n.ends_with(".pack"))
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        packs.sort();
+        let mut out: String = packs.iter().map(|p| format!("P {p}\n")).collect();
+        out.push('\n');
+        Ok(out)
+    }
+
+    /// `HEAD`: upstream's usual default branch if mirrored, else the first branch.
+    ///
+    /// # Errors
+    /// The repository cannot be read.
+    pub fn head(&self) -> Result<String, MirrorError> {
+        let refs = self.refs()?;
+        let branch = ["refs/heads/master", "refs/heads/main"]
+            .into_iter()
+            .find(|b| refs.contains_key(*b))
+            .map(String::from)
+            .or_else(|| {
+                refs.keys()
+                    .find(|k| k.starts_with("refs/heads/"))
+                    .cloned()
+            })
+            .unwrap_or_else(|| "refs/heads/master".into());
+        Ok(format!("ref: {branch}\n"))
+    }
+
+    /// Resolves a path under `objects/` that the dumb protocol may fetch: a
+    /// loose object (`ab/cdef…`) or a pack or index (`pack/pack-<hex>.pack`).
+    /// Anything else (and any `..`) is refused.
+    pub fn object_file(&self, rel: &str) -> Option<PathBuf> {
+        let hex = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
+        let ok = match rel.split('/').collect::<Vec<_>>().as_slice() {
+            [dir, file] if dir.len() == 2 && hex(dir) && hex(file) => true,
+            ["pack", file] => ["pack", "idx"].iter().any(|ext| {
+                file.strip_prefix("pack-")
+                    .and_then(|f| f.strip_suffix(&format!(".{ext}")))
+                    .is_some_and(hex)
+            }),
+            _ => false,
+        };
+        ok.then(|| self.path.join("objects").join(rel))
+    }
+}

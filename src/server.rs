@@ -1,0 +1,589 @@
+//! habd's HTTP side: the JSON API under `/api/v1` (bearer-token auth),
+//! `/healthz`, `/metrics` (Prometheus text), and the mirrors, read-only, over
+//! git's dumb HTTP protocol under `/git/<pipeline>`.
+//!
+//! The mirrors are served without a token: they hold upstream's public source,
+//! and `git clone http://HOST:PORT/git/<pipeline>` should just work inside the
+//! cluster. Nothing under `/git` writes.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Instant,
+};
+
+use axum::{
+    body::Body,
+    extract::{Path, Request, State},
+    http::{header, HeaderValue, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use chrono::Utc;
+use prometheus_client::{
+    encoding::text::encode,
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::{
+    config::{Config, Pipeline, SignaturePolicy},
+    mirror::Mirror,
+    refplan::may_build,
+    store::{Store, StoreError, StoredRef},
+    sync::{mirror_path, SyncFailure, Syncer},
+};
+
+/// An API error: a status and a JSON body `{"error": reason}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    reason: String,
+    extra: Option<serde_json::Value>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, reason: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            reason: reason.into(),
+            extra: None,
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NoSuchRef { .. } => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
+            e => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": self.reason, "status": self.status.as_u16() });
+        if let (Some(extra), Some(obj)) = (self.extra, body.as_object_mut()) {
+            obj.insert("detail".into(), extra);
+        }
+        let mut resp = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+/// Counters habd exports on `/metrics`.
+#[derive(Default)]
+struct Metrics {
+    syncs: Family<Vec<(String, String)>, Counter>,
+    refs: Family<Vec<(String, String)>, Gauge>,
+    last_sync: Family<Vec<(String, String)>, Gauge>,
+    http_unauthorized: Counter,
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    config: Arc<Config>,
+    syncer: Syncer,
+    tokens: Arc<Vec<String>>,
+    metrics: Arc<Metrics>,
+    registry: Arc<Registry>,
+    started: Instant,
+    requests: Arc<AtomicU64>,
+}
+
+impl AppState {
+    /// State over a loaded config, an open store and the API tokens.
+    pub fn new(config: Arc<Config>, store: Store, tokens: Vec<String>) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        let mut registry = Registry::with_prefix("hab");
+        registry.register(
+            "syncs",
+            "Syncs run, by pipeline and outcome",
+            metrics.syncs.clone(),
+        );
+        registry.register(
+            "refs",
+            "Tracked refs, by pipeline, state and verdict",
+            metrics.refs.clone(),
+        );
+        registry.register(
+            "last_sync_timestamp_seconds",
+            "Unix time the last sync of a pipeline finished, by outcome",
+            metrics.last_sync.clone(),
+        );
+        registry.register(
+            "http_unauthorized",
+            "API requests refused for a missing or wrong token",
+            metrics.http_unauthorized.clone(),
+        );
+        let syncer = Syncer::new(store, config.state_dir.clone());
+        AppState {
+            config,
+            syncer,
+            tokens: Arc::new(tokens),
+            metrics,
+            registry: Arc::new(registry),
+            started: Instant::now(),
+            requests: Arc::default(),
+        }
+    }
+
+    /// The syncer (for syncs at start).
+    pub fn syncer(&self) -> &Syncer {
+        &self.syncer
+    }
+
+    fn pipeline(&self, name: &str) -> Result<Arc<Pipeline>, ApiError> {
+        self.config.pipeline(name).cloned().ok_or_else(|| {
+            let known: Vec<&str> = self.config.pipelines.iter().map(|p| p.name.as_str()).collect();
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no pipeline named {name:?}; known: {}",
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                ),
+            )
+        })
+    }
+
+    fn store(&self) -> Store {
+        self.syncer.store().clone()
+    }
+}
+
+/// Runs a blocking store call off the async runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("task failed: {e}")))?
+        .map_err(ApiError::from)
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/status", get(status))
+        .route("/pipelines", get(list_pipelines))
+        .route("/pipelines/{name}", get(get_pipeline))
+        .route("/pipelines/{name}/sync", post(sync_pipeline))
+        .route("/pipelines/{name}/syncs", get(list_syncs))
+        .route("/pipelines/{name}/refs", get(list_refs))
+        .route("/pipelines/{name}/acknowledge", post(acknowledge))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API route") })
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/git/{name}/info/refs", get(git_info_refs))
+        .route("/git/{name}/HEAD", get(git_head))
+        .route("/git/{name}/objects/info/packs", get(git_info_packs))
+        .route("/git/{name}/objects/{*path}", get(git_object))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not found") })
+        .with_state(state)
+}
+
+/// Compares in time independent of where the strings differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    state.requests.fetch_add(1, Ordering::Relaxed);
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let reason = match given {
+        None => "missing bearer token: send 'Authorization: Bearer <token>' (habctl: --token or HAB_TOKEN)",
+        Some(t) if state.tokens.iter().any(|k| constant_time_eq(k.as_bytes(), t.as_bytes())) => {
+            return next.run(req).await
+        }
+        Some(_) => "wrong bearer token",
+    };
+    state.metrics.http_unauthorized.inc();
+    ApiError::new(StatusCode::UNAUTHORIZED, reason).into_response()
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    let store = state.store();
+    match blocking(move || store.schema_version()).await {
+        Ok(v) => Json(json!({ "status": "ok", "schema_version": v })).into_response(),
+        Err(e) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {}", e.reason))
+            .into_response(),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let store = state.store();
+    let names: Vec<String> = state.config.pipelines.iter().map(|p| p.name.clone()).collect();
+    let snapshot = blocking(move || {
+        let mut out = Vec::new();
+        for name in names {
+            let refs = store.refs(&name)?;
+            let last = store.syncs(&name, 1)?.into_iter().next();
+            out.push((name, refs, last));
+        }
+        Ok(out)
+    })
+    .await?;
+    state.metrics.refs.clear();
+    for (name, refs, last) in snapshot {
+        for r in &refs {
+            state
+                .metrics
+                .refs
+                .get_or_create(&vec![
+                    ("pipeline".into(), name.clone()),
+                    ("state".into(), r.state.as_str().into()),
+                    ("verdict".into(), r.verdict.kind().into()),
+                ])
+                .inc();
+        }
+        if let Some(s) = last.filter(|s| s.finished_at.is_some()) {
+            state
+                .metrics
+                .last_sync
+                .get_or_create(&vec![("pipeline".into(), name.clone()), ("status".into(), s.status.clone())])
+                .set(s.finished_at.map_or(0, |t| t.timestamp()));
+        }
+    }
+    let mut text = String::new();
+    encode(&mut text, &state.registry)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        text,
+    )
+        .into_response())
+}
+
+/// A pipeline as the API shows it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PipelineView {
+    /// Name.
+    pub name: String,
+    /// Implementation.
+    pub implementation: String,
+    /// Upstream URL.
+    pub upstream: String,
+    /// Tracked globs.
+    pub track: Vec<String>,
+    /// Ignored globs.
+    pub ignore: Vec<String>,
+    /// `signed` or `none`.
+    pub policy: String,
+    /// Pinned primary fingerprints.
+    pub keys: Vec<String>,
+    /// Sync schedule, as written.
+    pub sync_schedule: Option<String>,
+    /// Next scheduled sync.
+    pub next_sync: Option<chrono::DateTime<Utc>>,
+    /// Channels.
+    pub channels: Vec<String>,
+    /// Refs by verdict.
+    pub refs: std::collections::BTreeMap<String, usize>,
+    /// The last sync.
+    pub last_sync: Option<crate::store::SyncRecord>,
+    /// Mirror clone URL path.
+    pub mirror: String,
+}
+
+fn pipeline_view(p: &Pipeline, refs: &[StoredRef], last: Option<crate::store::SyncRecord>) -> PipelineView {
+    let mut counts = std::collections::BTreeMap::new();
+    for r in refs {
+        *counts.entry(r.verdict.kind().to_string()).or_insert(0) += 1;
+    }
+    let next_sync = p.sync_schedule.as_ref().and_then(|s| {
+        s.cron
+            .find_next_occurrence(&Utc::now().with_timezone(&p.timezone), false)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    });
+    PipelineView {
+        name: p.name.clone(),
+        implementation: serde_json::to_value(p.implementation)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default(),
+        upstream: p.upstream.clone(),
+        track: p.refs.track.clone(),
+        ignore: p.refs.ignore.clone(),
+        policy: match p.policy {
+            SignaturePolicy::Signed => "signed".into(),
+            SignaturePolicy::None => "none".into(),
+        },
+        keys: p.keyring.as_ref().map(|k| k.fingerprints()).unwrap_or_default(),
+        sync_schedule: p.sync_schedule.as_ref().map(|s| s.expression.clone()),
+        next_sync,
+        channels: p.channels.iter().map(|c| c.name.clone()).collect(),
+        refs: counts,
+        last_sync: last,
+        mirror: format!("/git/{}", p.name),
+    }
+}
+
+async fn pipeline_views(state: &AppState, pipelines: Vec<Arc<Pipeline>>) -> Result<Vec<PipelineView>, ApiError> {
+    let store = state.store();
+    blocking(move || {
+        pipelines
+            .iter()
+            .map(|p| {
+                let refs = store.refs(&p.name)?;
+                let last = store.syncs(&p.name, 1)?.into_iter().next();
+                Ok(pipeline_view(p, &refs, last))
+            })
+            .collect()
+    })
+    .await
+}
+
+async fn list_pipelines(State(state): State<AppState>) -> ApiResult<Vec<PipelineView>> {
+    let all = state.config.pipelines.clone();
+    Ok(Json(pipeline_views(&state, all).await?))
+}
+
+async fn get_pipeline(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<PipelineView> {
+    let p = state.pipeline(&name)?;
+    let mut views = pipeline_views(&state, vec![p]).await?;
+    Ok(Json(views.remove(0)))
+}
+
+async fn status(State(state): State<AppState>) -> ApiResult<serde_json::Value> {
+    let all = state.config.pipelines.clone();
+    let views = pipeline_views(&state, all).await?;
+    Ok(Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": state.started.elapsed().as_secs(),
+        "state_dir": state.config.state_dir,
+        "store": state.store().path(),
+        "pipelines": views,
+    })))
+}
+
+async fn sync_pipeline(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+    let p = match state.pipeline(&name) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let outcome = state.syncer.sync(p, "api").await;
+    let status = if outcome.is_ok() { "ok" } else { "failed" };
+    if !matches!(&outcome, Ok(r) if r.joined) {
+        state
+            .metrics
+            .syncs
+            .get_or_create(&vec![("pipeline".into(), name.clone()), ("status".into(), status.into())])
+            .inc();
+    }
+    match outcome {
+        Ok(report) => Json(report).into_response(),
+        Err(SyncFailure { sync_id, reason, .. }) => {
+            let mut e = ApiError::new(StatusCode::BAD_GATEWAY, reason);
+            e.extra = Some(json!({ "sync_id": sync_id }));
+            e.into_response()
+        }
+    }
+}
+
+async fn list_syncs(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Vec<crate::store::SyncRecord>> {
+    let p = state.pipeline(&name)?;
+    let store = state.store();
+    Ok(Json(blocking(move || store.syncs(&p.name, 50)).await?))
+}
+
+/// A ref as the API shows it: the stored ref plus whether it may be built.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RefView {
+    /// The stored ref.
+    #[serde(flatten)]
+    pub stored: StoredRef,
+    /// True when the signature policy and the ref's state allow a build.
+    pub buildable: bool,
+    /// Why not, when not.
+    pub refusal: Option<String>,
+}
+
+async fn list_refs(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Vec<RefView>> {
+    let p = state.pipeline(&name)?;
+    let store = state.store();
+    let pn = p.name.clone();
+    let refs = blocking(move || store.refs(&pn)).await?;
+    Ok(Json(
+        refs.into_iter()
+            .map(|r| {
+                let decision = may_build(r.state, &r.verdict, p.policy);
+                RefView {
+                    stored: r,
+                    buildable: decision.is_ok(),
+                    refusal: decision.err(),
+                }
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct AckRequest {
+    r#ref: String,
+    #[serde(default)]
+    by: Option<String>,
+}
+
+async fn acknowledge(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<Json<AckRequest>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<StoredRef> {
+    let p = state.pipeline(&name)?;
+    let Json(req) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("bad request body: {}", e.body_text())))?;
+    let store = state.store();
+    let actor = req.by.unwrap_or_else(|| "api".into());
+    let refname = if req.r#ref.starts_with("refs/") { req.r#ref } else { format!("refs/tags/{}", req.r#ref) };
+    Ok(Json(blocking(move || store.acknowledge(&p.name, &refname, &actor)).await?))
+}
+
+// -- git dumb HTTP ------------------------------------------------------------
+
+fn mirror_of(state: &AppState, name: &str) -> Result<Mirror, ApiError> {
+    let p = state.pipeline(name)?;
+    let path = mirror_path(&state.config.state_dir, &p.name);
+    if !path.join("HEAD").exists() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("pipeline {name} has not been mirrored yet: run habctl sync {name}"),
+        ));
+    }
+    Mirror::open_or_init(&path).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+fn text(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+}
+
+async fn git_info_refs(State(state): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let m = mirror_of(&state, &name)?;
+    let refs = tokio::task::spawn_blocking(move || m.info_refs())
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(text(refs))
+}
+
+async fn git_head(State(state): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let m = mirror_of(&state, &name)?;
+    Ok(text(m.head().map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?))
+}
+
+async fn git_info_packs(State(state): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let m = mirror_of(&state, &name)?;
+    Ok(text(m.info_packs().map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?))
+}
+
+async fn git_object(State(state): State<AppState>, Path((name, path)): Path<(String, String)>) -> Result<Response, ApiError> {
+    let m = mirror_of(&state, &name)?;
+    let file = m
+        .object_file(&path)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not an object path"))?;
+    let f = tokio::fs::File::open(&file)
+        .await
+        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "no such object"))?;
+    let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
+    let stream = tokio_util::io::ReaderStream::new(f);
+    Ok((
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream")),
+            (header::CONTENT_LENGTH, HeaderValue::from(len)),
+            // Objects and packs are immutable by name.
+            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable")),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// Waits for SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested: finishing in-flight requests");
+}
+
+/// Binds and serves until `shutdown` completes, then drains in-flight requests.
+///
+/// # Errors
+/// The address cannot be bound, or the server fails.
+pub async fn serve(
+    state: AppState,
+    listen: SocketAddr,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}"))
+    })?;
+    serve_on(state, listener, shutdown).await
+}
+
+/// Serves on an already-bound listener (tests bind port 0).
+///
+/// # Errors
+/// The server fails.
+pub async fn serve_on(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    tracing::info!(addr = %listener.local_addr()?, "habd listening");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq_compares() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}
