@@ -539,7 +539,8 @@ impl Config {
 }
 
 fn parse_http_url(s: &str) -> Result<Url, String> {
-    let url = Url::parse(s).map_err(|e| format!("{s:?} is not a URL: {e}"))?;
+    let url = Url::parse(s)
+        .map_err(|e| format!("{s:?} is not a URL ({e}); write it like \"http://127.0.0.1:5000\""))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
             "{s:?}: a registry URL starts with http:// or https://"

@@ -58,8 +58,11 @@ pub struct GitDaemon {
 impl GitDaemon {
     pub fn start(base: &Path) -> Self {
         let port = free_port();
-        let child = Command::new("git")
-            .args(["daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1"])
+        // Run git-daemon itself: `git daemon` forks it as a child, which
+        // killing `git` would leave behind.
+        let exec_path = run(Command::new("git").arg("--exec-path"));
+        let child = Command::new(Path::new(exec_path.trim()).join("git-daemon"))
+            .args(["--reuseaddr", "--export-all", "--listen=127.0.0.1"])
             .arg(format!("--port={port}"))
             .arg(format!("--base-path={}", base.display()))
             .arg(base)

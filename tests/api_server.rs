@@ -1,0 +1,319 @@
+//! The HTTP API, the git mirror over HTTP, and habctl, against a real habd on
+//! 127.0.0.1 and an upstream served by `git daemon`.
+
+mod common;
+
+use std::{
+    io::{Read, Write},
+    net::{TcpListener, TcpStream},
+    path::Path,
+    process::Command,
+    sync::Arc,
+    time::Duration,
+};
+
+use common::*;
+use hab::{
+    config::{Config, Overrides},
+    server::{serve_on, AppState},
+    store::Store,
+};
+use serde_json::Value;
+
+const TOKEN: &str = "test-token-0123456789";
+
+struct Habd {
+    url: String,
+    store: Store,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Habd {
+    async fn start(world: &World) -> Self {
+        let config = Config::load(
+            None,
+            &Overrides {
+                listen: None,
+                state_dir: Some(world.path("state")),
+                pipelines_dir: Some(world.path("pipelines")),
+            },
+        )
+        .unwrap();
+        std::fs::create_dir_all(&config.state_dir).unwrap();
+        let store = Store::open(&config.state_dir.join("hab.sqlite3")).unwrap();
+        let state = AppState::new(Arc::new(config), store.clone(), vec![TOKEN.into()]);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve_on(state, listener, async {
+            let _ = rx.await;
+        }));
+        Habd { url, store, stop: Some(tx), task: Some(task) }
+    }
+
+    async fn stop(mut self) {
+        self.stop.take().unwrap().send(()).unwrap();
+        self.task.take().unwrap().await.unwrap().unwrap();
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+async fn call(req: reqwest::RequestBuilder) -> (u16, Value) {
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.text().await.unwrap();
+    (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+}
+
+/// A world with a pinned key, one signed tag on master, the `node` pipeline.
+fn world_with_release() -> (World, String, String) {
+    let world = World::new();
+    let fpr = world.gpg.gen_key("release", T2020_01_01);
+    world.pin(&[&fpr]);
+    let commit = world.upstream.commit("release 1");
+    world.upstream.signed_tag(&world.gpg, &fpr, "v1.0.0", &commit, T2020_02_01);
+    world.write_pipeline(&world.daemon.url("node.git"));
+    (world, fpr, commit)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_is_required_on_the_api_only() {
+    let (world, _, _) = world_with_release();
+    let habd = Habd::start(&world).await;
+    let c = client();
+    let (s, body) = call(c.get(format!("{}/api/v1/pipelines", habd.url))).await;
+    assert_eq!(s, 401);
+    assert!(body["error"].as_str().unwrap().contains("missing bearer token"), "{body}");
+    let (s, body) = call(c.get(format!("{}/api/v1/pipelines", habd.url)).bearer_auth("nope")).await;
+    assert_eq!(s, 401);
+    assert_eq!(body["error"], "wrong bearer token");
+    let (s, _) = call(c.post(format!("{}/api/v1/pipelines/node/sync", habd.url)).bearer_auth("nope")).await;
+    assert_eq!(s, 401);
+    assert!(habd.store.syncs("node", 10).unwrap().is_empty(), "a refused request syncs nothing");
+    let (s, body) = call(c.get(format!("{}/api/v1/pipelines", habd.url)).bearer_auth(TOKEN)).await;
+    assert_eq!(s, 200);
+    assert_eq!(body[0]["name"], "node");
+    let (s, body) = call(c.get(format!("{}/healthz", habd.url))).await;
+    assert_eq!((s, &body["status"]), (200, &Value::from("ok")));
+    let metrics = c.get(format!("{}/metrics", habd.url)).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.unwrap();
+    assert!(text.contains("hab_http_unauthorized_total 3"), "{text}");
+    habd.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_pipeline_is_404_with_a_reason() {
+    let (world, _, _) = world_with_release();
+    let habd = Habd::start(&world).await;
+    for (method, path) in [("GET", "/pipelines/nope"), ("GET", "/pipelines/nope/refs"), ("POST", "/pipelines/nope/sync")] {
+        let req = client()
+            .request(method.parse().unwrap(), format!("{}/api/v1{path}", habd.url))
+            .bearer_auth(TOKEN);
+        let (s, body) = call(req).await;
+        assert_eq!(s, 404, "{path}");
+        assert_eq!(body["error"], "no pipeline named \"nope\"; known: node", "{path}");
+    }
+    let (s, body) = call(client().get(format!("{}/api/v1/nothing", habd.url)).bearer_auth(TOKEN)).await;
+    assert_eq!(s, 404);
+    assert!(body["error"].is_string());
+    habd.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_then_refs_shows_verdicts_and_signers() {
+    let (world, fpr, commit) = world_with_release();
+    let habd = Habd::start(&world).await;
+    let (s, body) = call(client().post(format!("{}/api/v1/pipelines/node/sync", habd.url)).bearer_auth(TOKEN)).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["sync"]["status"], "ok");
+    let (s, refs) = call(client().get(format!("{}/api/v1/pipelines/node/refs", habd.url)).bearer_auth(TOKEN)).await;
+    assert_eq!(s, 200);
+    let tag = refs.as_array().unwrap().iter().find(|r| r["name"] == "refs/tags/v1.0.0").unwrap();
+    assert_eq!(tag["commit"], commit.as_str());
+    assert_eq!(tag["verdict"]["verdict"], "verified");
+    assert_eq!(tag["verdict"]["fingerprint"], fpr.as_str());
+    assert_eq!(tag["buildable"], true);
+    habd.stop().await;
+}
+
+/// A TCP relay to `target` that holds each connection for `delay` before
+/// relaying: makes a fetch slow enough that two syncs overlap for sure.
+fn slow_relay(target: u16, delay: Duration) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(client) = conn else { break };
+            std::thread::spawn(move || {
+                std::thread::sleep(delay);
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else { return };
+                let pipe = |mut from: TcpStream, mut to: TcpStream| {
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16384];
+                        while let Ok(n) = from.read(&mut buf) {
+                            if n == 0 || to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    })
+                };
+                pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
+                pipe(server, client);
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_syncs_of_one_pipeline_share_one_fetch() {
+    let (world, _, _) = world_with_release();
+    let port = slow_relay(world.daemon.port, Duration::from_millis(1500));
+    world.write_pipeline(&format!("git://127.0.0.1:{port}/node.git"));
+    let habd = Habd::start(&world).await;
+    let sync = || call(client().post(format!("{}/api/v1/pipelines/node/sync", habd.url)).bearer_auth(TOKEN));
+    let (a, b) = tokio::join!(sync(), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        sync().await
+    });
+    assert_eq!((a.0, b.0), (200, 200), "{a:?} {b:?}");
+    assert_eq!(a.1["sync"]["id"], b.1["sync"]["id"], "both report the same sync");
+    assert_eq!(a.1["joined"], false);
+    assert_eq!(b.1["joined"], true, "the second waited for the first");
+    assert_eq!(habd.store.syncs("node", 10).unwrap().len(), 1, "one fetch, one sync recorded");
+    habd.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_sync_answers_502_with_the_reason() {
+    let (world, _, _) = world_with_release();
+    world.write_pipeline(&format!("git://127.0.0.1:{}/node.git", free_port()));
+    let habd = Habd::start(&world).await;
+    let (s, body) = call(client().post(format!("{}/api/v1/pipelines/node/sync", habd.url)).bearer_auth(TOKEN)).await;
+    assert_eq!(s, 502);
+    assert!(body["error"].as_str().unwrap().contains("fetch from git://127.0.0.1"), "{body}");
+    assert!(body["detail"]["sync_id"].as_i64().unwrap() > 0);
+    habd.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirror_is_clonable_over_http() {
+    let (world, _, commit) = world_with_release();
+    let habd = Habd::start(&world).await;
+    let (s, _) = call(client().post(format!("{}/api/v1/pipelines/node/sync", habd.url)).bearer_auth(TOKEN)).await;
+    assert_eq!(s, 200);
+    let dest = world.path("clone");
+    run(Command::new("git")
+        .args(["clone", "-q", &format!("{}/git/node", habd.url)])
+        .arg(&dest));
+    let tagged = run(Command::new("git").current_dir(&dest).args(["rev-parse", "v1.0.0^{commit}"]));
+    assert_eq!(tagged.trim(), commit);
+    let log = run(Command::new("git").current_dir(&dest).args(["log", "--oneline"]));
+    assert_eq!(log.lines().count(), 2, "{log}");
+    // Writes are not served.
+    let (s, _) = call(client().post(format!("{}/git/node/git-receive-pack", habd.url))).await;
+    assert!(s == 404 || s == 405, "{s}");
+    let (s, _) = call(client().get(format!("{}/git/node/objects/../../hab.sqlite3", habd.url))).await;
+    assert_eq!(s, 404);
+    habd.stop().await;
+}
+
+fn habctl(url: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_habctl"))
+        .args(args)
+        .env("HAB_SERVER", url)
+        .env("HAB_TOKEN", TOKEN)
+        .env_remove("HAB_TOKEN_FILE")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn habctl_talks_to_the_api() {
+    let (world, fpr, commit) = world_with_release();
+    let habd = Habd::start(&world).await;
+    let url = habd.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        let sync = habctl(&url, &["sync", "node"]);
+        let refs = habctl(&url, &["refs", "node"]);
+        let json = habctl(&url, &["refs", "node", "-o", "json"]);
+        let pipelines = habctl(&url, &["pipelines"]);
+        let status = habctl(&url, &["status"]);
+        let missing = habctl(&url, &["refs", "nope"]);
+        let bad = Command::new(env!("CARGO_BIN_EXE_habctl"))
+            .args(["--token", "wrong", "pipelines"])
+            .env("HAB_SERVER", &url)
+            .output()
+            .unwrap();
+        (sync, refs, json, pipelines, status, missing, bad)
+    })
+    .await
+    .unwrap();
+    let (sync, refs, json, pipelines, status, missing, bad) = out;
+    let text = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(sync.status.success(), "{}", String::from_utf8_lossy(&sync.stderr));
+    assert!(text(&sync).contains("2 added"), "{}", text(&sync));
+    let table = text(&refs);
+    let line = table.lines().find(|l| l.starts_with("v1.0.0")).unwrap_or_else(|| panic!("{table}"));
+    assert!(line.contains(&commit[..12]) && line.contains("verified") && line.contains(&fpr), "{line}");
+    let parsed: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert!(parsed.as_array().unwrap().iter().any(|r| r["verdict"]["fingerprint"] == fpr.as_str()));
+    assert!(text(&pipelines).contains("node") && text(&pipelines).contains("1 verified"), "{}", text(&pipelines));
+    assert!(text(&status).contains("habd "), "{}", text(&status));
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no pipeline named \"nope\""));
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("wrong bearer token"));
+    habd.stop().await;
+}
+
+#[test]
+fn habd_binary_serves_json_logs_and_stops_on_sigterm() {
+    let (world, _, _) = world_with_release();
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_habd"))
+        .args(["--log-format", "json", "serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--state-dir")
+        .arg(world.path("state"))
+        .arg("--pipelines-dir")
+        .arg(world.path("pipelines"))
+        .env_remove("HAB_CONFIG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_port(port);
+    // With no token configured, habd generated one into the state folder.
+    let token_file = world.path("state/api-token");
+    assert!(Path::new(&token_file).exists());
+    let out = Command::new(env!("CARGO_BIN_EXE_habctl"))
+        .args(["--server", &format!("http://127.0.0.1:{port}"), "--token-file"])
+        .arg(&token_file)
+        .arg("pipelines")
+        .env_remove("HAB_TOKEN")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    run(Command::new("kill").args(["-TERM", &child.id().to_string()]));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "habd did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    let mut logs = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
+    for line in logs.lines() {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string(), "{line}");
+    }
+    assert!(logs.contains("habd stopped"), "{logs}");
+}
