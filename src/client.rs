@@ -6,7 +6,9 @@ use serde::{de::DeserializeOwned, Serialize};
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// habd did not answer.
-    #[error("cannot reach habd at {server}: {reason} (is habd running? set --server or HAB_SERVER)")]
+    #[error(
+        "cannot reach habd at {server}: {reason} (is habd running? set --server or HAB_SERVER)"
+    )]
     Unreachable {
         /// The server URL.
         server: String,
@@ -43,7 +45,10 @@ impl Client {
         }
     }
 
-    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, ClientError> {
+    async fn send<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
         let req = match &self.token {
             Some(t) => req.bearer_auth(t),
             None => req,
@@ -53,13 +58,19 @@ impl Client {
             reason: e.to_string(),
         })?;
         let status = resp.status();
-        let body = resp.bytes().await.map_err(|e| ClientError::Decode(e.to_string()))?;
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
         if !status.is_success() {
             let reason = serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
                 .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from))
                 .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-            return Err(ClientError::Api { status: status.as_u16(), reason });
+            return Err(ClientError::Api {
+                status: status.as_u16(),
+                reason,
+            });
         }
         serde_json::from_slice(&body).map_err(|e| ClientError::Decode(e.to_string()))
     }
@@ -69,14 +80,24 @@ impl Client {
     /// # Errors
     /// See [`ClientError`].
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        self.send(self.http.get(format!("{}/api/v1{path}", self.server))).await
+        self.send(self.http.get(format!("{}/api/v1{path}", self.server)))
+            .await
     }
 
     /// POST JSON to an API path (under `/api/v1`).
     ///
     /// # Errors
     /// See [`ClientError`].
-    pub async fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T, ClientError> {
-        self.send(self.http.post(format!("{}/api/v1{path}", self.server)).json(body)).await
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T, ClientError> {
+        self.send(
+            self.http
+                .post(format!("{}/api/v1{path}", self.server))
+                .json(body),
+        )
+        .await
     }
 }

@@ -539,8 +539,9 @@ impl Config {
 }
 
 fn parse_http_url(s: &str) -> Result<Url, String> {
-    let url = Url::parse(s)
-        .map_err(|e| format!("{s:?} is not a URL ({e}); write it like \"http://127.0.0.1:5000\""))?;
+    let url = Url::parse(s).map_err(|e| {
+        format!("{s:?} is not a URL ({e}); write it like \"http://127.0.0.1:5000\"")
+    })?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
             "{s:?}: a registry URL starts with http:// or https://"
@@ -931,9 +932,8 @@ pub fn parse_pipeline(
     };
 
     let url = raw.upstream.url.get_ref();
-    let url_ok = Url::parse(url).is_ok_and(|u| {
-        matches!(u.scheme(), "https" | "http" | "git" | "ssh" | "file")
-    });
+    let url_ok = Url::parse(url)
+        .is_ok_and(|u| matches!(u.scheme(), "https" | "http" | "git" | "ssh" | "file"));
     if !url_ok {
         src.error(
             raw.upstream.url.span(),
@@ -1052,7 +1052,10 @@ pub fn parse_pipeline(
                 src.error(
                     tz.span(),
                     "schedule.timezone",
-                    format!("{:?} is not an IANA time zone (like \"UTC\" or \"Europe/Zurich\")", tz.get_ref()),
+                    format!(
+                        "{:?} is not an IANA time zone (like \"UTC\" or \"Europe/Zurich\")",
+                        tz.get_ref()
+                    ),
                 );
                 chrono_tz::UTC
             }

@@ -10,8 +10,8 @@
 
 pub mod client;
 pub mod config;
-pub mod refplan;
 pub mod mirror;
+pub mod refplan;
 pub mod server;
 pub mod store;
 pub mod sync;

@@ -297,11 +297,7 @@ impl Mirror {
             .into_iter()
             .find(|b| refs.contains_key(*b))
             .map(String::from)
-            .or_else(|| {
-                refs.keys()
-                    .find(|k| k.starts_with("refs/heads/"))
-                    .cloned()
-            })
+            .or_else(|| refs.keys().find(|k| k.starts_with("refs/heads/")).cloned())
             .unwrap_or_else(|| "refs/heads/master".into());
         Ok(format!("ref: {branch}\n"))
     }

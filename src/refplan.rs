@@ -211,8 +211,7 @@ pub fn may_build(
     match state {
         RefState::Moved => {
             return Err(
-                "the tag moved upstream; an operator must acknowledge it (habctl ack) first"
-                    .into(),
+                "the tag moved upstream; an operator must acknowledge it (habctl ack) first".into(),
             )
         }
         RefState::Deleted => return Err("the ref was deleted upstream".into()),
@@ -309,7 +308,12 @@ mod tests {
         assert!(may_build(RefState::Active, &v, SignaturePolicy::Signed).is_ok());
         assert!(may_build(RefState::Moved, &v, SignaturePolicy::Signed).is_err());
         assert!(may_build(RefState::Deleted, &v, SignaturePolicy::None).is_err());
-        assert!(may_build(RefState::Active, &Verdict::Unsigned, SignaturePolicy::Signed).is_err());
+        assert!(may_build(
+            RefState::Active,
+            &Verdict::Unsigned,
+            SignaturePolicy::Signed
+        )
+        .is_err());
         assert!(may_build(RefState::Active, &Verdict::Unsigned, SignaturePolicy::None).is_ok());
     }
 }

@@ -24,7 +24,6 @@ use axum::{
     routing::{get, post},
     Json, Router,
 };
-use chrono::Utc;
 use prometheus_client::{
     encoding::text::encode,
     metrics::{counter::Counter, family::Family, gauge::Gauge},
@@ -150,12 +149,21 @@ impl AppState {
 
     fn pipeline(&self, name: &str) -> Result<Arc<Pipeline>, ApiError> {
         self.config.pipeline(name).cloned().ok_or_else(|| {
-            let known: Vec<&str> = self.config.pipelines.iter().map(|p| p.name.as_str()).collect();
+            let known: Vec<&str> = self
+                .config
+                .pipelines
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect();
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 format!(
                     "no pipeline named {name:?}; known: {}",
-                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
                 ),
             )
         })
@@ -172,7 +180,12 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("task failed: {e}")))?
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("task failed: {e}"),
+            )
+        })?
         .map_err(ApiError::from)
 }
 
@@ -231,14 +244,22 @@ async fn healthz(State(state): State<AppState>) -> Response {
     let store = state.store();
     match blocking(move || store.schema_version()).await {
         Ok(v) => Json(json!({ "status": "ok", "schema_version": v })).into_response(),
-        Err(e) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {}", e.reason))
-            .into_response(),
+        Err(e) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store unavailable: {}", e.reason),
+        )
+        .into_response(),
     }
 }
 
 async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let store = state.store();
-    let names: Vec<String> = state.config.pipelines.iter().map(|p| p.name.clone()).collect();
+    let names: Vec<String> = state
+        .config
+        .pipelines
+        .iter()
+        .map(|p| p.name.clone())
+        .collect();
     let snapshot = blocking(move || {
         let mut out = Vec::new();
         for name in names {
@@ -266,7 +287,10 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
             state
                 .metrics
                 .last_sync
-                .get_or_create(&vec![("pipeline".into(), name.clone()), ("status".into(), s.status.clone())])
+                .get_or_create(&vec![
+                    ("pipeline".into(), name.clone()),
+                    ("status".into(), s.status.clone()),
+                ])
                 .set(s.finished_at.map_or(0, |t| t.timestamp()));
         }
     }
@@ -274,7 +298,10 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     encode(&mut text, &state.registry)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok((
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         text,
     )
         .into_response())
@@ -297,10 +324,9 @@ pub struct PipelineView {
     pub policy: String,
     /// Pinned primary fingerprints.
     pub keys: Vec<String>,
-    /// Sync schedule, as written.
+    /// Sync schedule, as written (declared now; habd runs schedules once the
+    /// trigger queue lands, until then syncs run at start and on request).
     pub sync_schedule: Option<String>,
-    /// Next scheduled sync.
-    pub next_sync: Option<chrono::DateTime<Utc>>,
     /// Channels.
     pub channels: Vec<String>,
     /// Refs by verdict.
@@ -311,17 +337,15 @@ pub struct PipelineView {
     pub mirror: String,
 }
 
-fn pipeline_view(p: &Pipeline, refs: &[StoredRef], last: Option<crate::store::SyncRecord>) -> PipelineView {
+fn pipeline_view(
+    p: &Pipeline,
+    refs: &[StoredRef],
+    last: Option<crate::store::SyncRecord>,
+) -> PipelineView {
     let mut counts = std::collections::BTreeMap::new();
     for r in refs {
         *counts.entry(r.verdict.kind().to_string()).or_insert(0) += 1;
     }
-    let next_sync = p.sync_schedule.as_ref().and_then(|s| {
-        s.cron
-            .find_next_occurrence(&Utc::now().with_timezone(&p.timezone), false)
-            .ok()
-            .map(|t| t.with_timezone(&Utc))
-    });
     PipelineView {
         name: p.name.clone(),
         implementation: serde_json::to_value(p.implementation)
@@ -335,9 +359,12 @@ fn pipeline_view(p: &Pipeline, refs: &[StoredRef], last: Option<crate::store::Sy
             SignaturePolicy::Signed => "signed".into(),
             SignaturePolicy::None => "none".into(),
         },
-        keys: p.keyring.as_ref().map(|k| k.fingerprints()).unwrap_or_default(),
+        keys: p
+            .keyring
+            .as_ref()
+            .map(|k| k.fingerprints())
+            .unwrap_or_default(),
         sync_schedule: p.sync_schedule.as_ref().map(|s| s.expression.clone()),
-        next_sync,
         channels: p.channels.iter().map(|c| c.name.clone()).collect(),
         refs: counts,
         last_sync: last,
@@ -345,7 +372,10 @@ fn pipeline_view(p: &Pipeline, refs: &[StoredRef], last: Option<crate::store::Sy
     }
 }
 
-async fn pipeline_views(state: &AppState, pipelines: Vec<Arc<Pipeline>>) -> Result<Vec<PipelineView>, ApiError> {
+async fn pipeline_views(
+    state: &AppState,
+    pipelines: Vec<Arc<Pipeline>>,
+) -> Result<Vec<PipelineView>, ApiError> {
     let store = state.store();
     blocking(move || {
         pipelines
@@ -365,7 +395,10 @@ async fn list_pipelines(State(state): State<AppState>) -> ApiResult<Vec<Pipeline
     Ok(Json(pipeline_views(&state, all).await?))
 }
 
-async fn get_pipeline(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<PipelineView> {
+async fn get_pipeline(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<PipelineView> {
     let p = state.pipeline(&name)?;
     let mut views = pipeline_views(&state, vec![p]).await?;
     Ok(Json(views.remove(0)))
@@ -394,12 +427,17 @@ async fn sync_pipeline(State(state): State<AppState>, Path(name): Path<String>) 
         state
             .metrics
             .syncs
-            .get_or_create(&vec![("pipeline".into(), name.clone()), ("status".into(), status.into())])
+            .get_or_create(&vec![
+                ("pipeline".into(), name.clone()),
+                ("status".into(), status.into()),
+            ])
             .inc();
     }
     match outcome {
         Ok(report) => Json(report).into_response(),
-        Err(SyncFailure { sync_id, reason, .. }) => {
+        Err(SyncFailure {
+            sync_id, reason, ..
+        }) => {
             let mut e = ApiError::new(StatusCode::BAD_GATEWAY, reason);
             e.extra = Some(json!({ "sync_id": sync_id }));
             e.into_response()
@@ -407,7 +445,10 @@ async fn sync_pipeline(State(state): State<AppState>, Path(name): Path<String>) 
     }
 }
 
-async fn list_syncs(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Vec<crate::store::SyncRecord>> {
+async fn list_syncs(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Vec<crate::store::SyncRecord>> {
     let p = state.pipeline(&name)?;
     let store = state.store();
     Ok(Json(blocking(move || store.syncs(&p.name, 50)).await?))
@@ -425,7 +466,10 @@ pub struct RefView {
     pub refusal: Option<String>,
 }
 
-async fn list_refs(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Vec<RefView>> {
+async fn list_refs(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Vec<RefView>> {
     let p = state.pipeline(&name)?;
     let store = state.store();
     let pn = p.name.clone();
@@ -457,11 +501,22 @@ async fn acknowledge(
     body: Result<Json<AckRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<StoredRef> {
     let p = state.pipeline(&name)?;
-    let Json(req) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("bad request body: {}", e.body_text())))?;
+    let Json(req) = body.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("bad request body: {}", e.body_text()),
+        )
+    })?;
     let store = state.store();
     let actor = req.by.unwrap_or_else(|| "api".into());
-    let refname = if req.r#ref.starts_with("refs/") { req.r#ref } else { format!("refs/tags/{}", req.r#ref) };
-    Ok(Json(blocking(move || store.acknowledge(&p.name, &refname, &actor)).await?))
+    let refname = if req.r#ref.starts_with("refs/") {
+        req.r#ref
+    } else {
+        format!("refs/tags/{}", req.r#ref)
+    };
+    Ok(Json(
+        blocking(move || store.acknowledge(&p.name, &refname, &actor)).await?,
+    ))
 }
 
 // -- git dumb HTTP ------------------------------------------------------------
@@ -475,14 +530,25 @@ fn mirror_of(state: &AppState, name: &str) -> Result<Mirror, ApiError> {
             format!("pipeline {name} has not been mirrored yet: run habctl sync {name}"),
         ));
     }
-    Mirror::open_or_init(&path).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    Mirror::open_or_init(&path)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
 fn text(body: String) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+    (
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
-async fn git_info_refs(State(state): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+async fn git_info_refs(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
     let m = mirror_of(&state, &name)?;
     let refs = tokio::task::spawn_blocking(move || m.info_refs())
         .await
@@ -491,17 +557,30 @@ async fn git_info_refs(State(state): State<AppState>, Path(name): Path<String>) 
     Ok(text(refs))
 }
 
-async fn git_head(State(state): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+async fn git_head(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
     let m = mirror_of(&state, &name)?;
-    Ok(text(m.head().map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?))
+    Ok(text(m.head().map_err(|e| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    })?))
 }
 
-async fn git_info_packs(State(state): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+async fn git_info_packs(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
     let m = mirror_of(&state, &name)?;
-    Ok(text(m.info_packs().map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?))
+    Ok(text(m.info_packs().map_err(|e| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    })?))
 }
 
-async fn git_object(State(state): State<AppState>, Path((name, path)): Path<(String, String)>) -> Result<Response, ApiError> {
+async fn git_object(
+    State(state): State<AppState>,
+    Path((name, path)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
     let m = mirror_of(&state, &name)?;
     let file = m
         .object_file(&path)
@@ -513,10 +592,16 @@ async fn git_object(State(state): State<AppState>, Path((name, path)): Path<(Str
     let stream = tokio_util::io::ReaderStream::new(f);
     Ok((
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
             (header::CONTENT_LENGTH, HeaderValue::from(len)),
             // Objects and packs are immutable by name.
-            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable")),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=31536000, immutable"),
+            ),
         ],
         Body::from_stream(stream),
     )
@@ -555,9 +640,9 @@ pub async fn serve(
     listen: SocketAddr,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
-        std::io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}"))
-    })?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
     serve_on(state, listener, shutdown).await
 }
 

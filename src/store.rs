@@ -228,7 +228,11 @@ impl Store {
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(open_err)?;
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(version).unwrap_or(0)) {
+        for (i, sql) in MIGRATIONS
+            .iter()
+            .enumerate()
+            .skip(usize::try_from(version).unwrap_or(0))
+        {
             let tx = conn.transaction().map_err(open_err)?;
             tx.execute_batch(sql).map_err(open_err)?;
             tx.pragma_update(None, "user_version", i as i64 + 1)

@@ -229,7 +229,8 @@ impl Syncer {
                     let trigger = trigger.to_string();
                     let p = pipeline.clone();
                     tokio::spawn(async move {
-                        let (store, dir, name) = (this.store.clone(), this.state_dir.clone(), p.name.clone());
+                        let (store, dir, name) =
+                            (this.store.clone(), this.state_dir.clone(), p.name.clone());
                         let outcome = tokio::task::spawn_blocking(move || {
                             sync_blocking(&store, &dir, &p, &trigger)
                         })

@@ -272,8 +272,7 @@ fn issued_by(sig: &Signature, fingerprint: &[u8], key_id: &[u8]) -> bool {
     if by_fpr.is_empty() && by_id.is_empty() {
         return true; // nothing to filter on: let the cryptographic check decide
     }
-    by_fpr.iter().any(|f| f.as_bytes() == fingerprint)
-        || by_id.iter().any(|k| k.as_ref() == key_id)
+    by_fpr.iter().any(|f| f.as_bytes() == fingerprint) || by_id.iter().any(|k| k.as_ref() == key_id)
 }
 
 impl PinnedKey {
@@ -286,10 +285,7 @@ impl PinnedKey {
         let mut bindings = Vec::new();
         for user in &key.details.users {
             for sig in user.signatures.iter().filter(own) {
-                if sig
-                    .verify_certification(pk, Tag::UserId, &user.id)
-                    .is_ok()
-                {
+                if sig.verify_certification(pk, Tag::UserId, &user.id).is_ok() {
                     bindings.push(binding_of(sig, true));
                 }
             }

@@ -49,7 +49,12 @@ impl Habd {
         let task = tokio::spawn(serve_on(state, listener, async {
             let _ = rx.await;
         }));
-        Habd { url, store, stop: Some(tx), task: Some(task) }
+        Habd {
+            url,
+            store,
+            stop: Some(tx),
+            task: Some(task),
+        }
     }
 
     async fn stop(mut self) {
@@ -66,7 +71,10 @@ async fn call(req: reqwest::RequestBuilder) -> (u16, Value) {
     let resp = req.send().await.unwrap();
     let status = resp.status().as_u16();
     let body = resp.text().await.unwrap();
-    (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    )
 }
 
 /// A world with a pinned key, one signed tag on master, the `node` pipeline.
@@ -75,7 +83,9 @@ fn world_with_release() -> (World, String, String) {
     let fpr = world.gpg.gen_key("release", T2020_01_01);
     world.pin(&[&fpr]);
     let commit = world.upstream.commit("release 1");
-    world.upstream.signed_tag(&world.gpg, &fpr, "v1.0.0", &commit, T2020_02_01);
+    world
+        .upstream
+        .signed_tag(&world.gpg, &fpr, "v1.0.0", &commit, T2020_02_01);
     world.write_pipeline(&world.daemon.url("node.git"));
     (world, fpr, commit)
 }
@@ -87,14 +97,35 @@ async fn token_is_required_on_the_api_only() {
     let c = client();
     let (s, body) = call(c.get(format!("{}/api/v1/pipelines", habd.url))).await;
     assert_eq!(s, 401);
-    assert!(body["error"].as_str().unwrap().contains("missing bearer token"), "{body}");
-    let (s, body) = call(c.get(format!("{}/api/v1/pipelines", habd.url)).bearer_auth("nope")).await;
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("missing bearer token"),
+        "{body}"
+    );
+    let (s, body) = call(
+        c.get(format!("{}/api/v1/pipelines", habd.url))
+            .bearer_auth("nope"),
+    )
+    .await;
     assert_eq!(s, 401);
     assert_eq!(body["error"], "wrong bearer token");
-    let (s, _) = call(c.post(format!("{}/api/v1/pipelines/node/sync", habd.url)).bearer_auth("nope")).await;
+    let (s, _) = call(
+        c.post(format!("{}/api/v1/pipelines/node/sync", habd.url))
+            .bearer_auth("nope"),
+    )
+    .await;
     assert_eq!(s, 401);
-    assert!(habd.store.syncs("node", 10).unwrap().is_empty(), "a refused request syncs nothing");
-    let (s, body) = call(c.get(format!("{}/api/v1/pipelines", habd.url)).bearer_auth(TOKEN)).await;
+    assert!(
+        habd.store.syncs("node", 10).unwrap().is_empty(),
+        "a refused request syncs nothing"
+    );
+    let (s, body) = call(
+        c.get(format!("{}/api/v1/pipelines", habd.url))
+            .bearer_auth(TOKEN),
+    )
+    .await;
     assert_eq!(s, 200);
     assert_eq!(body[0]["name"], "node");
     let (s, body) = call(c.get(format!("{}/healthz", habd.url))).await;
@@ -110,15 +141,30 @@ async fn token_is_required_on_the_api_only() {
 async fn unknown_pipeline_is_404_with_a_reason() {
     let (world, _, _) = world_with_release();
     let habd = Habd::start(&world).await;
-    for (method, path) in [("GET", "/pipelines/nope"), ("GET", "/pipelines/nope/refs"), ("POST", "/pipelines/nope/sync")] {
+    for (method, path) in [
+        ("GET", "/pipelines/nope"),
+        ("GET", "/pipelines/nope/refs"),
+        ("POST", "/pipelines/nope/sync"),
+    ] {
         let req = client()
-            .request(method.parse().unwrap(), format!("{}/api/v1{path}", habd.url))
+            .request(
+                method.parse().unwrap(),
+                format!("{}/api/v1{path}", habd.url),
+            )
             .bearer_auth(TOKEN);
         let (s, body) = call(req).await;
         assert_eq!(s, 404, "{path}");
-        assert_eq!(body["error"], "no pipeline named \"nope\"; known: node", "{path}");
+        assert_eq!(
+            body["error"], "no pipeline named \"nope\"; known: node",
+            "{path}"
+        );
     }
-    let (s, body) = call(client().get(format!("{}/api/v1/nothing", habd.url)).bearer_auth(TOKEN)).await;
+    let (s, body) = call(
+        client()
+            .get(format!("{}/api/v1/nothing", habd.url))
+            .bearer_auth(TOKEN),
+    )
+    .await;
     assert_eq!(s, 404);
     assert!(body["error"].is_string());
     habd.stop().await;
@@ -128,12 +174,27 @@ async fn unknown_pipeline_is_404_with_a_reason() {
 async fn sync_then_refs_shows_verdicts_and_signers() {
     let (world, fpr, commit) = world_with_release();
     let habd = Habd::start(&world).await;
-    let (s, body) = call(client().post(format!("{}/api/v1/pipelines/node/sync", habd.url)).bearer_auth(TOKEN)).await;
+    let (s, body) = call(
+        client()
+            .post(format!("{}/api/v1/pipelines/node/sync", habd.url))
+            .bearer_auth(TOKEN),
+    )
+    .await;
     assert_eq!(s, 200, "{body}");
     assert_eq!(body["sync"]["status"], "ok");
-    let (s, refs) = call(client().get(format!("{}/api/v1/pipelines/node/refs", habd.url)).bearer_auth(TOKEN)).await;
+    let (s, refs) = call(
+        client()
+            .get(format!("{}/api/v1/pipelines/node/refs", habd.url))
+            .bearer_auth(TOKEN),
+    )
+    .await;
     assert_eq!(s, 200);
-    let tag = refs.as_array().unwrap().iter().find(|r| r["name"] == "refs/tags/v1.0.0").unwrap();
+    let tag = refs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "refs/tags/v1.0.0")
+        .unwrap();
     assert_eq!(tag["commit"], commit.as_str());
     assert_eq!(tag["verdict"]["verdict"], "verified");
     assert_eq!(tag["verdict"]["fingerprint"], fpr.as_str());
@@ -151,7 +212,9 @@ fn slow_relay(target: u16, delay: Duration) -> u16 {
             let Ok(client) = conn else { break };
             std::thread::spawn(move || {
                 std::thread::sleep(delay);
-                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else { return };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                    return;
+                };
                 let pipe = |mut from: TcpStream, mut to: TcpStream| {
                     std::thread::spawn(move || {
                         let mut buf = [0u8; 16384];
@@ -177,16 +240,29 @@ async fn concurrent_syncs_of_one_pipeline_share_one_fetch() {
     let port = slow_relay(world.daemon.port, Duration::from_millis(1500));
     world.write_pipeline(&format!("git://127.0.0.1:{port}/node.git"));
     let habd = Habd::start(&world).await;
-    let sync = || call(client().post(format!("{}/api/v1/pipelines/node/sync", habd.url)).bearer_auth(TOKEN));
+    let sync = || {
+        call(
+            client()
+                .post(format!("{}/api/v1/pipelines/node/sync", habd.url))
+                .bearer_auth(TOKEN),
+        )
+    };
     let (a, b) = tokio::join!(sync(), async {
         tokio::time::sleep(Duration::from_millis(200)).await;
         sync().await
     });
     assert_eq!((a.0, b.0), (200, 200), "{a:?} {b:?}");
-    assert_eq!(a.1["sync"]["id"], b.1["sync"]["id"], "both report the same sync");
+    assert_eq!(
+        a.1["sync"]["id"], b.1["sync"]["id"],
+        "both report the same sync"
+    );
     assert_eq!(a.1["joined"], false);
     assert_eq!(b.1["joined"], true, "the second waited for the first");
-    assert_eq!(habd.store.syncs("node", 10).unwrap().len(), 1, "one fetch, one sync recorded");
+    assert_eq!(
+        habd.store.syncs("node", 10).unwrap().len(),
+        1,
+        "one fetch, one sync recorded"
+    );
     habd.stop().await;
 }
 
@@ -195,9 +271,20 @@ async fn failed_sync_answers_502_with_the_reason() {
     let (world, _, _) = world_with_release();
     world.write_pipeline(&format!("git://127.0.0.1:{}/node.git", free_port()));
     let habd = Habd::start(&world).await;
-    let (s, body) = call(client().post(format!("{}/api/v1/pipelines/node/sync", habd.url)).bearer_auth(TOKEN)).await;
+    let (s, body) = call(
+        client()
+            .post(format!("{}/api/v1/pipelines/node/sync", habd.url))
+            .bearer_auth(TOKEN),
+    )
+    .await;
     assert_eq!(s, 502);
-    assert!(body["error"].as_str().unwrap().contains("fetch from git://127.0.0.1"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("fetch from git://127.0.0.1"),
+        "{body}"
+    );
     assert!(body["detail"]["sync_id"].as_i64().unwrap() > 0);
     habd.stop().await;
 }
@@ -206,20 +293,30 @@ async fn failed_sync_answers_502_with_the_reason() {
 async fn mirror_is_clonable_over_http() {
     let (world, _, commit) = world_with_release();
     let habd = Habd::start(&world).await;
-    let (s, _) = call(client().post(format!("{}/api/v1/pipelines/node/sync", habd.url)).bearer_auth(TOKEN)).await;
+    let (s, _) = call(
+        client()
+            .post(format!("{}/api/v1/pipelines/node/sync", habd.url))
+            .bearer_auth(TOKEN),
+    )
+    .await;
     assert_eq!(s, 200);
     let dest = world.path("clone");
     run(Command::new("git")
         .args(["clone", "-q", &format!("{}/git/node", habd.url)])
         .arg(&dest));
-    let tagged = run(Command::new("git").current_dir(&dest).args(["rev-parse", "v1.0.0^{commit}"]));
+    let tagged = run(Command::new("git")
+        .current_dir(&dest)
+        .args(["rev-parse", "v1.0.0^{commit}"]));
     assert_eq!(tagged.trim(), commit);
-    let log = run(Command::new("git").current_dir(&dest).args(["log", "--oneline"]));
+    let log = run(Command::new("git")
+        .current_dir(&dest)
+        .args(["log", "--oneline"]));
     assert_eq!(log.lines().count(), 2, "{log}");
     // Writes are not served.
     let (s, _) = call(client().post(format!("{}/git/node/git-receive-pack", habd.url))).await;
     assert!(s == 404 || s == 405, "{s}");
-    let (s, _) = call(client().get(format!("{}/git/node/objects/../../hab.sqlite3", habd.url))).await;
+    let (s, _) =
+        call(client().get(format!("{}/git/node/objects/../../hab.sqlite3", habd.url))).await;
     assert_eq!(s, 404);
     habd.stop().await;
 }
@@ -257,14 +354,32 @@ async fn habctl_talks_to_the_api() {
     .unwrap();
     let (sync, refs, json, pipelines, status, missing, bad) = out;
     let text = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(sync.status.success(), "{}", String::from_utf8_lossy(&sync.stderr));
+    assert!(
+        sync.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sync.stderr)
+    );
     assert!(text(&sync).contains("2 added"), "{}", text(&sync));
     let table = text(&refs);
-    let line = table.lines().find(|l| l.starts_with("v1.0.0")).unwrap_or_else(|| panic!("{table}"));
-    assert!(line.contains(&commit[..12]) && line.contains("verified") && line.contains(&fpr), "{line}");
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("v1.0.0"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        line.contains(&commit[..12]) && line.contains("verified") && line.contains(&fpr),
+        "{line}"
+    );
     let parsed: Value = serde_json::from_slice(&json.stdout).unwrap();
-    assert!(parsed.as_array().unwrap().iter().any(|r| r["verdict"]["fingerprint"] == fpr.as_str()));
-    assert!(text(&pipelines).contains("node") && text(&pipelines).contains("1 verified"), "{}", text(&pipelines));
+    assert!(parsed
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["verdict"]["fingerprint"] == fpr.as_str()));
+    assert!(
+        text(&pipelines).contains("node") && text(&pipelines).contains("1 verified"),
+        "{}",
+        text(&pipelines)
+    );
     assert!(text(&status).contains("habd "), "{}", text(&status));
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no pipeline named \"nope\""));
@@ -278,7 +393,13 @@ fn habd_binary_serves_json_logs_and_stops_on_sigterm() {
     let (world, _, _) = world_with_release();
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_habd"))
-        .args(["--log-format", "json", "serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--log-format",
+            "json",
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
         .arg("--state-dir")
         .arg(world.path("state"))
         .arg("--pipelines-dir")
@@ -292,27 +413,44 @@ fn habd_binary_serves_json_logs_and_stops_on_sigterm() {
     let token_file = world.path("state/api-token");
     assert!(Path::new(&token_file).exists());
     let out = Command::new(env!("CARGO_BIN_EXE_habctl"))
-        .args(["--server", &format!("http://127.0.0.1:{port}"), "--token-file"])
+        .args([
+            "--server",
+            &format!("http://127.0.0.1:{port}"),
+            "--token-file",
+        ])
         .arg(&token_file)
         .arg("pipelines")
         .env_remove("HAB_TOKEN")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     run(Command::new("kill").args(["-TERM", &child.id().to_string()]));
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(std::time::Instant::now() < deadline, "habd did not stop on SIGTERM");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "habd did not stop on SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status:?}");
     let mut logs = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
     for line in logs.lines() {
-        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         assert!(v["level"].is_string(), "{line}");
     }
     assert!(logs.contains("habd stopped"), "{logs}");

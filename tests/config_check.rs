@@ -37,7 +37,11 @@ fn check(hab_toml: &str, pipelines: &[(&str, &str)]) -> (i32, String, tempfile::
         std::fs::write(dir.path().join("pipelines").join(file), text).unwrap();
     }
     let config = dir.path().join("hab.toml");
-    std::fs::write(&config, format!("pipelines_dir = \"pipelines\"\n{hab_toml}")).unwrap();
+    std::fs::write(
+        &config,
+        format!("pipelines_dir = \"pipelines\"\n{hab_toml}"),
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_habd"))
         .args(["check", "--config"])
         .arg(&config)
@@ -53,11 +57,12 @@ fn check(hab_toml: &str, pipelines: &[(&str, &str)]) -> (i32, String, tempfile::
 fn assert_diag(stderr: &str, dir: &Path, file: &str, line: usize, field: &str, needle: &str) {
     let prefix = format!("{}:{line}:", dir.join(file).display());
     let found = stderr.lines().any(|l| {
-        l.starts_with(&prefix)
-            && l.split(": ").nth(1) == Some(field)
-            && l.contains(needle)
+        l.starts_with(&prefix) && l.split(": ").nth(1) == Some(field) && l.contains(needle)
     });
-    assert!(found, "no diagnostic {prefix}…: {field}: …{needle}… in:\n{stderr}");
+    assert!(
+        found,
+        "no diagnostic {prefix}…: {field}: …{needle}… in:\n{stderr}"
+    );
 }
 
 #[test]
@@ -75,9 +80,16 @@ fn shipped_example_and_pipelines_pass() {
         .env_remove("HAB_STATE_DIR")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("3 pipelines: bcoin, bitcoind, btcd"), "{stdout}");
+    assert!(
+        stdout.contains("3 pipelines: bcoin, bitcoind, btcd"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -85,22 +97,47 @@ fn unknown_field_in_pipeline() {
     let text = good_pipeline("btcd").replace("[refs]\n", "[refs]\ntrak = [\"x\"]\n");
     let (code, stderr, d) = check("", &[("btcd.toml", &text)]);
     assert_eq!(code, 2);
-    assert_diag(&stderr, d.path(), "pipelines/btcd.toml", 8, "refs.trak", "unknown field `trak`");
+    assert_diag(
+        &stderr,
+        d.path(),
+        "pipelines/btcd.toml",
+        8,
+        "refs.trak",
+        "unknown field `trak`",
+    );
 }
 
 #[test]
 fn unknown_field_in_daemon_file() {
-    let (code, stderr, d) = check("[registry]\nurl = \"http://127.0.0.1:5000\"\nusr = \"x\"\n", &[]);
+    let (code, stderr, d) = check(
+        "[registry]\nurl = \"http://127.0.0.1:5000\"\nusr = \"x\"\n",
+        &[],
+    );
     assert_eq!(code, 2);
-    assert_diag(&stderr, d.path(), "hab.toml", 4, "registry.usr", "unknown field `usr`");
+    assert_diag(
+        &stderr,
+        d.path(),
+        "hab.toml",
+        4,
+        "registry.usr",
+        "unknown field `usr`",
+    );
 }
 
 #[test]
 fn bad_glob() {
-    let text = good_pipeline("btcd").replace("track = [\"refs/tags/v*\"]", "track = [\"refs/tags/[v*\"]");
+    let text =
+        good_pipeline("btcd").replace("track = [\"refs/tags/v*\"]", "track = [\"refs/tags/[v*\"]");
     let (code, stderr, d) = check("", &[("btcd.toml", &text)]);
     assert_eq!(code, 2);
-    assert_diag(&stderr, d.path(), "pipelines/btcd.toml", 8, "refs.track", "bad glob");
+    assert_diag(
+        &stderr,
+        d.path(),
+        "pipelines/btcd.toml",
+        8,
+        "refs.track",
+        "bad glob",
+    );
 }
 
 #[test]
@@ -108,10 +145,24 @@ fn bad_cron_expression() {
     let text = good_pipeline("btcd").replace("*/30 * * * *", "*/30 * * *");
     let (code, stderr, d) = check("", &[("btcd.toml", &text)]);
     assert_eq!(code, 2);
-    assert_diag(&stderr, d.path(), "pipelines/btcd.toml", 19, "schedule.sync", "5-field cron");
+    assert_diag(
+        &stderr,
+        d.path(),
+        "pipelines/btcd.toml",
+        19,
+        "schedule.sync",
+        "5-field cron",
+    );
     let text = good_pipeline("btcd").replace("*/30 * * * *", "75 * * * *");
     let (_, stderr, d) = check("", &[("btcd.toml", &text)]);
-    assert_diag(&stderr, d.path(), "pipelines/btcd.toml", 19, "schedule.sync", "bad cron expression");
+    assert_diag(
+        &stderr,
+        d.path(),
+        "pipelines/btcd.toml",
+        19,
+        "schedule.sync",
+        "bad cron expression",
+    );
 }
 
 #[test]
@@ -119,13 +170,27 @@ fn unknown_platform() {
     let text = good_pipeline("btcd").replace("\"linux/arm64\"]", "\"linux/riscv64\"]");
     let (code, stderr, d) = check("", &[("btcd.toml", &text)]);
     assert_eq!(code, 2);
-    assert_diag(&stderr, d.path(), "pipelines/btcd.toml", 16, "build.platforms", "unknown platform \"linux/riscv64\"");
+    assert_diag(
+        &stderr,
+        d.path(),
+        "pipelines/btcd.toml",
+        16,
+        "build.platforms",
+        "unknown platform \"linux/riscv64\"",
+    );
     let (code, stderr, d) = check(
         "[[builder]]\nname = \"b\"\nendpoint = \"unix:///var/run/docker.sock\"\nplatforms = [\"linux/s390x\"]\n",
         &[],
     );
     assert_eq!(code, 2);
-    assert_diag(&stderr, d.path(), "hab.toml", 5, "builder[0].platforms", "unknown platform");
+    assert_diag(
+        &stderr,
+        d.path(),
+        "hab.toml",
+        5,
+        "builder[0].platforms",
+        "unknown platform",
+    );
 }
 
 #[test]
@@ -135,7 +200,14 @@ fn platform_without_builder() {
         &[("btcd.toml", &good_pipeline("btcd"))],
     );
     assert_eq!(code, 2);
-    assert_diag(&stderr, d.path(), "pipelines/btcd.toml", 16, "build.platforms", "no [[builder]] in hab.toml builds linux/arm64");
+    assert_diag(
+        &stderr,
+        d.path(),
+        "pipelines/btcd.toml",
+        16,
+        "build.platforms",
+        "no [[builder]] in hab.toml builds linux/arm64",
+    );
 }
 
 #[test]
@@ -143,27 +215,58 @@ fn missing_keyring_file() {
     let text = good_pipeline("btcd").replace(KEYS, "keys/nowhere.asc");
     let (code, stderr, d) = check("", &[("btcd.toml", &text)]);
     assert_eq!(code, 2);
-    assert_diag(&stderr, d.path(), "pipelines/btcd.toml", 12, "signature.keyring", "does not exist");
+    assert_diag(
+        &stderr,
+        d.path(),
+        "pipelines/btcd.toml",
+        12,
+        "signature.keyring",
+        "does not exist",
+    );
 }
 
 #[test]
 fn duplicate_pipeline_name() {
     let (code, stderr, d) = check(
         "",
-        &[("a.toml", &good_pipeline("btcd")), ("b.toml", &good_pipeline("btcd"))],
+        &[
+            ("a.toml", &good_pipeline("btcd")),
+            ("b.toml", &good_pipeline("btcd")),
+        ],
     );
     assert_eq!(code, 2);
-    assert_diag(&stderr, d.path(), "pipelines/b.toml", 1, "name", "duplicate pipeline name \"btcd\"");
+    assert_diag(
+        &stderr,
+        d.path(),
+        "pipelines/b.toml",
+        1,
+        "name",
+        "duplicate pipeline name \"btcd\"",
+    );
 }
 
 #[test]
 fn invalid_registry_url() {
     let (code, stderr, d) = check("[registry]\nurl = \"127.0.0.1:5000\"\n", &[]);
     assert_eq!(code, 2);
-    assert_diag(&stderr, d.path(), "hab.toml", 3, "registry.url", "is not a URL");
+    assert_diag(
+        &stderr,
+        d.path(),
+        "hab.toml",
+        3,
+        "registry.url",
+        "is not a URL",
+    );
     let (code, stderr, d) = check("[registry]\nurl = \"ftp://registry.local\"\n", &[]);
     assert_eq!(code, 2);
-    assert_diag(&stderr, d.path(), "hab.toml", 3, "registry.url", "registry URL starts with http");
+    assert_diag(
+        &stderr,
+        d.path(),
+        "hab.toml",
+        3,
+        "registry.url",
+        "registry URL starts with http",
+    );
 }
 
 #[test]

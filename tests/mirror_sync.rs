@@ -26,12 +26,21 @@ fn setup() -> Setup {
     world.pin(&[&trusted]);
     world.write_pipeline(&world.daemon.url("node.git"));
     let store = Store::open(&world.path("hab.sqlite3")).unwrap();
-    Setup { world, store, trusted }
+    Setup {
+        world,
+        store,
+        trusted,
+    }
 }
 
 impl Setup {
     fn sync(&self) -> Result<hab::sync::SyncReport, hab::sync::SyncFailure> {
-        sync_blocking(&self.store, &self.world.path("state"), &self.world.pipeline(), "test")
+        sync_blocking(
+            &self.store,
+            &self.world.path("state"),
+            &self.world.pipeline(),
+            "test",
+        )
     }
 
     fn verdict(&self, tag: &str) -> Verdict {
@@ -55,7 +64,11 @@ fn signed_tag_is_verified_with_the_signing_fingerprint() {
     let report = s.sync().unwrap();
     assert_eq!(report.sync.added, 2, "the tag and master: {report:#?}");
     match s.verdict("v1.0.0") {
-        Verdict::Verified { fingerprint, primary_fingerprint, signed_at } => {
+        Verdict::Verified {
+            fingerprint,
+            primary_fingerprint,
+            signed_at,
+        } => {
             assert_eq!(fingerprint, s.trusted);
             assert_eq!(primary_fingerprint, s.trusted);
             assert_eq!(signed_at.to_rfc3339(), "2020-02-01T00:00:00+00:00");
@@ -79,7 +92,12 @@ fn unsigned_unknown_key_and_tampered_tags_are_refused_with_their_reason() {
     up.git(&["tag", "v1.3.0", &c]); // lightweight
     s.sync().unwrap();
     assert_eq!(s.verdict("v1.0.0"), Verdict::Unsigned);
-    assert_eq!(s.verdict("v1.1.0"), Verdict::UnknownKey { issuer: stranger.clone() });
+    assert_eq!(
+        s.verdict("v1.1.0"),
+        Verdict::UnknownKey {
+            issuer: stranger.clone()
+        }
+    );
     assert!(
         matches!(s.verdict("v1.2.0"), Verdict::BadSignature { ref reason } if reason.contains(&s.trusted)),
         "{:?}",
@@ -105,9 +123,17 @@ fn expiry_is_judged_at_signing_time() {
     s.world.pin(&[&s.trusted]);
     s.sync().unwrap();
     // Signed 2020-03-01, before the 2020-06-01 expiry: verified today, years after.
-    assert!(s.verdict("v1.0.0").is_verified(), "{:?}", s.verdict("v1.0.0"));
+    assert!(
+        s.verdict("v1.0.0").is_verified(),
+        "{:?}",
+        s.verdict("v1.0.0")
+    );
     match s.verdict("v2.0.0") {
-        Verdict::KeyExpired { fingerprint, expired_at, signed_at } => {
+        Verdict::KeyExpired {
+            fingerprint,
+            expired_at,
+            signed_at,
+        } => {
             assert_eq!(fingerprint, s.trusted);
             assert!(expired_at < signed_at);
             assert_eq!(expired_at.date_naive().to_string(), "2020-06-01");
@@ -142,28 +168,54 @@ fn moved_tag_is_flagged_and_its_old_object_kept() {
     let c2 = up.commit("sneaky");
     let new = up.signed_tag(&s.world.gpg, &s.trusted, "v1.0.0", &c2, T2020_03_01);
     let report = s.sync().unwrap();
-    assert_eq!(report.sync.moved, 2, "tag moved, master updated: {report:#?}");
+    assert_eq!(
+        report.sync.moved, 2,
+        "tag moved, master updated: {report:#?}"
+    );
     let r = s.stored("v1.0.0");
     assert_eq!(r.state, RefState::Moved);
     assert_eq!(r.oid, new);
     assert_eq!(r.previous_oid.as_deref(), Some(old.as_str()));
     // Not buildable until acknowledged, even though the new tag verifies.
     assert!(r.verdict.is_verified());
-    assert!(hab::refplan::may_build(r.state, &r.verdict, hab::config::SignaturePolicy::Signed).is_err());
+    assert!(
+        hab::refplan::may_build(r.state, &r.verdict, hab::config::SignaturePolicy::Signed).is_err()
+    );
     // The old object is still in the mirror, reachable from a kept ref.
     let mirror = Mirror::open_or_init(&mirror_path(&s.world.path("state"), "node")).unwrap();
     let raw = String::from_utf8(mirror.read_raw(&old).unwrap()).unwrap();
     assert!(raw.contains(&c1));
-    let kept = report.changes.iter().find(|c| c.name == "refs/tags/v1.0.0").unwrap();
-    assert_eq!(kept.kept_as.as_deref(), Some(format!("refs/hab/kept/tags/v1.0.0/{old}").as_str()));
+    let kept = report
+        .changes
+        .iter()
+        .find(|c| c.name == "refs/tags/v1.0.0")
+        .unwrap();
+    assert_eq!(
+        kept.kept_as.as_deref(),
+        Some(format!("refs/hab/kept/tags/v1.0.0/{old}").as_str())
+    );
     let repo = git2::Repository::open_bare(mirror.path()).unwrap();
-    assert_eq!(repo.refname_to_id(kept.kept_as.as_ref().unwrap()).unwrap().to_string(), old);
+    assert_eq!(
+        repo.refname_to_id(kept.kept_as.as_ref().unwrap())
+            .unwrap()
+            .to_string(),
+        old
+    );
     // A second identical sync does not flag it again; acknowledging clears it.
     assert_eq!(s.sync().unwrap().sync.moved, 0);
-    let acked = s.store.acknowledge("node", "refs/tags/v1.0.0", "tester").unwrap();
+    let acked = s
+        .store
+        .acknowledge("node", "refs/tags/v1.0.0", "tester")
+        .unwrap();
     assert_eq!(acked.state, RefState::Active);
     assert_eq!(acked.acknowledged_by.as_deref(), Some("tester"));
-    let events: Vec<String> = s.store.ref_events("node", "refs/tags/v1.0.0").unwrap().into_iter().map(|e| e.event).collect();
+    let events: Vec<String> = s
+        .store
+        .ref_events("node", "refs/tags/v1.0.0")
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
     assert_eq!(events, ["added", "moved", "acknowledged"]);
 }
 
@@ -181,7 +233,10 @@ fn deleted_ref_is_recorded_not_dropped() {
     assert_eq!(r.state, RefState::Deleted);
     assert!(r.verdict.is_verified(), "the verdict stays recorded");
     let mirror = Mirror::open_or_init(&mirror_path(&s.world.path("state"), "node")).unwrap();
-    assert!(!mirror.refs().unwrap().contains_key("refs/tags/v1.0.0"), "the mirror follows upstream");
+    assert!(
+        !mirror.refs().unwrap().contains_key("refs/tags/v1.0.0"),
+        "the mirror follows upstream"
+    );
     assert!(mirror.read_raw(&oid).is_ok(), "the object is kept");
     assert_eq!(s.sync().unwrap().sync.deleted, 0, "recorded once");
 }
@@ -201,7 +256,10 @@ fn sync_without_upstream_change_transfers_no_objects() {
     // Only the new objects come across on the next change.
     up.commit("next");
     let third = s.sync().unwrap();
-    assert!(third.sync.objects_received > 0 && third.sync.objects_received < first.sync.objects_received + 3);
+    assert!(
+        third.sync.objects_received > 0
+            && third.sync.objects_received < first.sync.objects_received + 3
+    );
 }
 
 #[test]
@@ -216,10 +274,19 @@ fn unreachable_upstream_fails_clearly_and_keeps_everything() {
     let mirrored = mirror.refs().unwrap();
 
     // Point the pipeline at a port nothing listens on.
-    s.world.write_pipeline(&format!("git://127.0.0.1:{}/node.git", free_port()));
+    s.world
+        .write_pipeline(&format!("git://127.0.0.1:{}/node.git", free_port()));
     let err = s.sync().unwrap_err();
-    assert!(err.reason.contains("fetch from git://127.0.0.1"), "{}", err.reason);
-    assert!(err.reason.to_lowercase().contains("connect"), "{}", err.reason);
+    assert!(
+        err.reason.contains("fetch from git://127.0.0.1"),
+        "{}",
+        err.reason
+    );
+    assert!(
+        err.reason.to_lowercase().contains("connect"),
+        "{}",
+        err.reason
+    );
     let recorded = s.store.sync(err.sync_id).unwrap();
     assert_eq!(recorded.status, "failed");
     assert_eq!(recorded.error.as_deref(), Some(err.reason.as_str()));

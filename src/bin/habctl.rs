@@ -23,7 +23,12 @@ use serde_json::{json, Value};
 #[command(name = "habctl", version, verbatim_doc_comment)]
 struct Cli {
     /// habd's address.
-    #[arg(long, global = true, env = "HAB_SERVER", default_value = "http://127.0.0.1:8470")]
+    #[arg(
+        long,
+        global = true,
+        env = "HAB_SERVER",
+        default_value = "http://127.0.0.1:8470"
+    )]
     server: String,
     /// API token.
     #[arg(long, global = true, env = "HAB_TOKEN", hide_env_values = true)]
@@ -108,16 +113,44 @@ fn print_pipelines(views: &[PipelineView]) {
             let refs = if p.refs.is_empty() {
                 "-".into()
             } else {
-                p.refs.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", ")
+                p.refs
+                    .iter()
+                    .map(|(k, v)| format!("{v} {k}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             };
             let last = p.last_sync.as_ref().map_or("never".into(), |s| {
-                format!("{} {}", s.status, s.finished_at.unwrap_or(s.started_at).format("%Y-%m-%d %H:%M:%SZ"))
+                format!(
+                    "{} {}",
+                    s.status,
+                    s.finished_at
+                        .unwrap_or(s.started_at)
+                        .format("%Y-%m-%d %H:%M:%SZ")
+                )
             });
-            let next = p.next_sync.map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M:%SZ").to_string());
-            vec![p.name.clone(), p.upstream.clone(), p.policy.clone(), refs, last, next]
+            vec![
+                p.name.clone(),
+                p.upstream.clone(),
+                p.policy.clone(),
+                refs,
+                last,
+            ]
         })
         .collect();
-    println!("{}", table(&["PIPELINE", "UPSTREAM", "POLICY", "REFS", "LAST SYNC", "NEXT SYNC"], rows));
+    println!(
+        "{}",
+        table(
+            &[
+                "PIPELINE",
+                "UPSTREAM",
+                "POLICY",
+                "REFS",
+                "LAST SYNC",
+                "NEXT SYNC"
+            ],
+            rows
+        )
+    );
 }
 
 fn print_refs(refs: &[RefView]) {
@@ -129,18 +162,32 @@ fn print_refs(refs: &[RefView]) {
         .iter()
         .map(|r| {
             let s = &r.stored;
-            let name = s.name.strip_prefix("refs/tags/").unwrap_or(&s.name).to_string();
+            let name = s
+                .name
+                .strip_prefix("refs/tags/")
+                .unwrap_or(&s.name)
+                .to_string();
             vec![
                 name,
                 short(&s.commit).to_string(),
                 s.state.as_str().to_string(),
                 s.verdict.kind().to_string(),
                 s.verdict.signer().unwrap_or("-").to_string(),
-                if r.buildable { "yes".into() } else { "no".into() },
+                if r.buildable {
+                    "yes".into()
+                } else {
+                    "no".into()
+                },
             ]
         })
         .collect();
-    println!("{}", table(&["REF", "COMMIT", "STATE", "VERDICT", "SIGNER", "BUILDABLE"], rows));
+    println!(
+        "{}",
+        table(
+            &["REF", "COMMIT", "STATE", "VERDICT", "SIGNER", "BUILDABLE"],
+            rows
+        )
+    );
     for r in refs.iter().filter(|r| !r.buildable) {
         if let Some(why) = &r.refusal {
             println!("  {}: {why}", r.stored.name);
@@ -155,7 +202,11 @@ fn print_sync(r: &SyncReport) {
         s.id,
         s.pipeline,
         s.status,
-        if r.joined { " (joined a sync already running)" } else { "" },
+        if r.joined {
+            " (joined a sync already running)"
+        } else {
+            ""
+        },
         s.added,
         s.moved,
         s.deleted,
@@ -168,7 +219,10 @@ fn print_sync(r: &SyncReport) {
             format!("{:?}", c.change).to_lowercase(),
             c.name,
             c.verdict.as_deref().unwrap_or("-"),
-            c.signer.as_ref().map(|s| format!(" by {s}")).unwrap_or_default()
+            c.signer
+                .as_ref()
+                .map(|s| format!(" by {s}"))
+                .unwrap_or_default()
         );
     }
 }
@@ -178,7 +232,9 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
         (Some(t), _) => Some(t.clone()),
         (None, Some(f)) => Some(
             std::fs::read_to_string(f)
-                .map_err(|e| ClientError::Decode(format!("cannot read token file {}: {e}", f.display())))?
+                .map_err(|e| {
+                    ClientError::Decode(format!("cannot read token file {}: {e}", f.display()))
+                })?
                 .trim()
                 .to_string(),
         ),
@@ -186,7 +242,8 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
     };
     let client = Client::new(&cli.server, token);
     let json_out = cli.output == Output::Json;
-    let print_json = |v: &Value| println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    let print_json =
+        |v: &Value| println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
     match cli.command {
         Command::Pipelines => {
             let v: Vec<PipelineView> = client.get("/pipelines").await?;
@@ -198,7 +255,9 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
         }
         Command::Sync { pipeline } => {
             eprintln!("syncing {pipeline} (fetching upstream; a first fetch of a large repository takes minutes)...");
-            let r: SyncReport = client.post(&format!("/pipelines/{pipeline}/sync"), &json!({})).await?;
+            let r: SyncReport = client
+                .post(&format!("/pipelines/{pipeline}/sync"), &json!({}))
+                .await?;
             if json_out {
                 print_json(&json!(r));
             } else {
@@ -213,9 +272,16 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 print_refs(&v);
             }
         }
-        Command::Ack { pipeline, r#ref, by } => {
+        Command::Ack {
+            pipeline,
+            r#ref,
+            by,
+        } => {
             let v: Value = client
-                .post(&format!("/pipelines/{pipeline}/acknowledge"), &json!({ "ref": r#ref, "by": by }))
+                .post(
+                    &format!("/pipelines/{pipeline}/acknowledge"),
+                    &json!({ "ref": r#ref, "by": by }),
+                )
                 .await?;
             if json_out {
                 print_json(&v);
@@ -250,7 +316,10 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("habctl: {e}");

@@ -71,7 +71,9 @@ enum Command {
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HAB_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,pgp=error"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -125,7 +127,8 @@ fn api_tokens(config: &Config) -> anyhow::Result<Vec<String>> {
         bytes.iter().map(|b| format!("{b:02x}")).collect()
     };
     let tmp = file.with_extension("tmp");
-    std::fs::write(&tmp, format!("{token}\n")).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::write(&tmp, format!("{token}\n"))
+        .with_context(|| format!("writing {}", tmp.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -159,8 +162,12 @@ async fn serve(config: Config, sync_on_start: bool) -> anyhow::Result<()> {
             let syncer = state.syncer().clone();
             tokio::spawn(async move {
                 match syncer.sync(p.clone(), "start").await {
-                    Ok(r) => tracing::info!(pipeline = %p.name, added = r.sync.added, moved = r.sync.moved, deleted = r.sync.deleted, "initial sync done"),
-                    Err(e) => tracing::warn!(pipeline = %p.name, reason = %e.reason, "initial sync failed"),
+                    Ok(r) => {
+                        tracing::info!(pipeline = %p.name, added = r.sync.added, moved = r.sync.moved, deleted = r.sync.deleted, "initial sync done")
+                    }
+                    Err(e) => {
+                        tracing::warn!(pipeline = %p.name, reason = %e.reason, "initial sync failed")
+                    }
                 }
             });
         }
@@ -178,16 +185,26 @@ fn main() -> ExitCode {
             Ok(c) => {
                 println!(
                     "{}: ok ({} pipeline{}: {})",
-                    c.source.as_ref().map_or("embedded defaults".into(), |p| p.display().to_string()),
+                    c.source
+                        .as_ref()
+                        .map_or("embedded defaults".into(), |p| p.display().to_string()),
                     c.pipelines.len(),
                     if c.pipelines.len() == 1 { "" } else { "s" },
-                    c.pipelines.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+                    c.pipelines
+                        .iter()
+                        .map(|p| p.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
                 ExitCode::SUCCESS
             }
             Err(e) => report(&e),
         },
-        Command::Serve { config, listen, sync_on_start } => {
+        Command::Serve {
+            config,
+            listen,
+            sync_on_start,
+        } => {
             let config = match load(&config, listen) {
                 Ok(c) => c,
                 Err(e) => return report(&e),

@@ -44,7 +44,10 @@ pub fn free_port() -> u16 {
 pub fn wait_for_port(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on 127.0.0.1:{port}");
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on 127.0.0.1:{port}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -112,8 +115,15 @@ impl Gpg {
 
     fn cmd(&self, at: Option<&str>) -> Command {
         let mut c = Command::new("gpg");
-        c.env("GNUPGHOME", &self.home)
-            .args(["--batch", "--yes", "--no-tty", "--pinentry-mode", "loopback", "--passphrase", ""]);
+        c.env("GNUPGHOME", &self.home).args([
+            "--batch",
+            "--yes",
+            "--no-tty",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+        ]);
         if let Some(t) = at {
             c.arg("--faked-system-time").arg(format!("{t}!"));
         }
@@ -122,10 +132,18 @@ impl Gpg {
 
     /// Makes an ed25519 signing key at time `at`; returns its fingerprint.
     pub fn gen_key(&self, name: &str, at: &str) -> String {
-        run(self
-            .cmd(Some(at))
-            .args(["--quick-gen-key", &format!("{name} <{name}@example.org>"), "ed25519", "sign", "never"]));
-        let out = run(self.cmd(None).args(["--list-keys", "--with-colons", &format!("{name}@example.org")]));
+        run(self.cmd(Some(at)).args([
+            "--quick-gen-key",
+            &format!("{name} <{name}@example.org>"),
+            "ed25519",
+            "sign",
+            "never",
+        ]));
+        let out = run(self.cmd(None).args([
+            "--list-keys",
+            "--with-colons",
+            &format!("{name}@example.org"),
+        ]));
         out.lines()
             .find(|l| l.starts_with("fpr:"))
             .and_then(|l| l.split(':').nth(9))
@@ -135,16 +153,24 @@ impl Gpg {
 
     /// Makes the key expire at `expires` (YYYY-MM-DD), by a self-signature dated `at`.
     pub fn set_expiry(&self, fpr: &str, at: &str, expires: &str) {
-        run(self.cmd(Some(at)).args(["--quick-set-expire", fpr, expires]));
+        run(self
+            .cmd(Some(at))
+            .args(["--quick-set-expire", fpr, expires]));
     }
 
     /// Imports the revocation certificate GnuPG made with the key (no reason
     /// given: a hard revocation).
     pub fn revoke(&self, fpr: &str) {
-        let cert = self.home.join("openpgp-revocs.d").join(format!("{fpr}.rev"));
+        let cert = self
+            .home
+            .join("openpgp-revocs.d")
+            .join(format!("{fpr}.rev"));
         let text = std::fs::read_to_string(&cert).unwrap();
         // GnuPG guards the stored certificate with a leading ':' on the armor line.
-        let text = text.replace(":-----BEGIN PGP PUBLIC KEY BLOCK-----", "-----BEGIN PGP PUBLIC KEY BLOCK-----");
+        let text = text.replace(
+            ":-----BEGIN PGP PUBLIC KEY BLOCK-----",
+            "-----BEGIN PGP PUBLIC KEY BLOCK-----",
+        );
         let file = self.home.join("revoke.asc");
         std::fs::write(&file, text).unwrap();
         run(self.cmd(None).arg("--import").arg(&file));
@@ -167,7 +193,11 @@ impl Gpg {
             .expect("gpg (GnuPG) must be installed: bash scripts/setup.sh");
         child.stdin.take().unwrap().write_all(data).unwrap();
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "gpg sign failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "gpg sign failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 }
@@ -240,7 +270,12 @@ impl Upstream {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(raw.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(raw.as_bytes())
+            .unwrap();
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success());
         let oid = String::from_utf8(out.stdout).unwrap().trim().to_string();
@@ -257,14 +292,20 @@ impl Upstream {
 
     /// An annotated tag without a signature.
     pub fn unsigned_tag(&self, name: &str, commit: &str) -> String {
-        self.write_tag(name, &self.tag_payload(name, commit, &format!("Release {name}")))
+        self.write_tag(
+            name,
+            &self.tag_payload(name, commit, &format!("Release {name}")),
+        )
     }
 
     /// An annotated tag whose text was changed after it was signed.
     pub fn tampered_tag(&self, gpg: &Gpg, fpr: &str, name: &str, commit: &str, at: &str) -> String {
         let payload = self.tag_payload(name, commit, &format!("Release {name}"));
         let sig = gpg.sign(fpr, payload.as_bytes(), at);
-        let forged = payload.replace(&format!("Release {name}"), &format!("Release {name} (now with extras)"));
+        let forged = payload.replace(
+            &format!("Release {name}"),
+            &format!("Release {name} (now with extras)"),
+        );
         self.write_tag(name, &format!("{forged}{sig}"))
     }
 
@@ -289,7 +330,12 @@ impl World {
         let upstream = Upstream::new(&base.join("node.git"));
         let daemon = GitDaemon::start(&base);
         let gpg = Gpg::new(tmp.path());
-        World { tmp, daemon, gpg, upstream }
+        World {
+            tmp,
+            daemon,
+            gpg,
+            upstream,
+        }
     }
 
     pub fn path(&self, p: &str) -> PathBuf {

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The quickstart's fixture upstream: a small git repository whose release tags
+# are signed with `git tag -s` by a GnuPG key made here, served read-only by
+# `git daemon` on 127.0.0.1 (GitHub is not reachable from these machines).
+#
+#   scripts/fixture.sh init        make it (idempotent) and serve it
+#   scripts/fixture.sh tag NAME    commit and push a new signed tag NAME upstream
+#   scripts/fixture.sh unsigned NAME   the same, unsigned (hab refuses it)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+FIX="$ROOT/.hab/fixture"
+REPO="$FIX/upstream/fixture.git"
+PORT=${HAB_FIXTURE_PORT:-9418}
+export GNUPGHOME="$FIX/gnupg"
+UID_NAME="hab fixture release key <release@fixture.invalid>"
+git_() {
+  git -C "$REPO" -c user.name="Fixture Maintainer" -c user.email=release@fixture.invalid \
+    -c user.signingkey="$(cat "$FIX/fingerprint")" -c gpg.program=gpg "$@"
+}
+
+init() {
+  mkdir -p "$FIX/upstream" "$FIX/keys"
+  if [ ! -s "$FIX/fingerprint" ]; then
+    mkdir -p "$GNUPGHOME" && chmod 700 "$GNUPGHOME"
+    gpg --batch --pinentry-mode loopback --passphrase '' \
+      --quick-gen-key "$UID_NAME" ed25519 sign 2y 2>/dev/null
+    gpg --batch --with-colons --list-keys "$UID_NAME" | awk -F: '/^fpr:/ {print $10; exit}' >"$FIX/fingerprint"
+    gpg --batch --armor --export "$(cat "$FIX/fingerprint")" >"$FIX/keys/fixture.asc"
+  fi
+  if [ ! -d "$REPO/.git" ]; then
+    git init -q -b master "$REPO"
+    echo "fixture node 1.0.0" >"$REPO/VERSION"
+    git_ add VERSION && git_ commit -q -m "Release 1.0.0"
+    git_ tag -s v1.0.0 -m "fixture v1.0.0" 2>/dev/null
+    echo "fixture node 1.1.0" >"$REPO/VERSION"
+    git_ commit -q -am "Release 1.1.0"
+    git_ tag -s v1.1.0 -m "fixture v1.1.0"
+    echo "fixture node 1.2.0-unsigned" >"$REPO/VERSION"
+    git_ commit -q -am "Unsigned candidate"
+    git_ tag -a v1.2.0-unsigned -m "not signed: hab refuses it"
+  fi
+  serve
+}
+
+serve() {
+  if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+    return 0
+  fi
+  nohup "$(git --exec-path)/git-daemon" --reuseaddr --export-all --listen=127.0.0.1 --port="$PORT" \
+    --base-path="$FIX/upstream" "$FIX/upstream" >"$FIX/git-daemon.log" 2>&1 &
+  echo $! >"$FIX/git-daemon.pid"
+  for _ in $(seq 1 50); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "git daemon did not start on 127.0.0.1:$PORT; see $FIX/git-daemon.log" >&2
+  exit 1
+}
+
+new_tag() {
+  local name=$1 signed=$2
+  [ -d "$REPO/.git" ] || init
+  echo "fixture node ${name#v}" >"$REPO/VERSION"
+  git_ commit -q -am "Release ${name#v}"
+  if [ "$signed" = yes ]; then git_ tag -s "$name" -m "fixture $name"; else git_ tag -a "$name" -m "fixture $name (unsigned)"; fi
+  echo "upstream now has $name at $(git_ rev-parse --short HEAD); run: habctl sync fixture && habctl refs fixture"
+}
+
+case "${1:-init}" in
+  init) init ;;
+  tag) new_tag "${2:?tag name, like v1.3.0}" yes ;;
+  unsigned) new_tag "${2:?tag name}" no ;;
+  *) echo "usage: $0 init | tag NAME | unsigned NAME" >&2; exit 2 ;;
+esac

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Installs and starts what hab's tests and quickstart need on a Debian 12
+# machine, as root. Idempotent: what is installed or running is left alone.
+#
+#   - Debian packages: docker.io, docker-registry, qemu-user-static,
+#     binfmt-support, busybox-static, skopeo, git (git daemon), gnupg, and
+#     the C toolchain bits the Rust crates build with.
+#   - dockerd (with its API on /var/run/docker.sock)
+#   - binfmt_misc with qemu-aarch64, for linux/arm64 builds by emulation
+#   - the registry on 127.0.0.1:5000 with registry/config.yml (no auth)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+need_root() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup.sh installs packages and starts dockerd: run it as root" >&2
+    exit 1
+  fi
+}
+
+PACKAGES=(docker.io docker-registry qemu-user-static binfmt-support busybox-static
+  skopeo git gnupg pkg-config libssl-dev gcc iproute2 procps curl)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  need_root
+  log "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# dockerd: Debian's package does not start it here (no init system).
+if ! /usr/bin/docker version >/dev/null 2>&1; then
+  need_root
+  log "starting dockerd (log: /var/log/hab-dockerd.log)"
+  nohup dockerd >/var/log/hab-dockerd.log 2>&1 &
+  for _ in $(seq 1 60); do
+    /usr/bin/docker version >/dev/null 2>&1 && break
+    sleep 1
+  done
+  /usr/bin/docker version >/dev/null 2>&1 || { echo "dockerd did not start; see /var/log/hab-dockerd.log" >&2; tail -20 /var/log/hab-dockerd.log >&2; exit 1; }
+fi
+log "dockerd: $(/usr/bin/docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})')"
+
+# binfmt_misc + qemu-aarch64 for linux/arm64 by emulation.
+if [ ! -e /proc/sys/fs/binfmt_misc/status ]; then
+  mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || true
+fi
+if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+  update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
+fi
+if [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+  log "binfmt: qemu-aarch64 enabled"
+else
+  echo "binfmt: could not enable qemu-aarch64 (arm64 builds by emulation will fail)" >&2
+  exit 1
+fi
+
+# The registry on 127.0.0.1:5000, with our config (Debian's enables htpasswd).
+if ! curl -fsS -o /dev/null http://127.0.0.1:5000/v2/ 2>/dev/null; then
+  mkdir -p /var/lib/hab-registry
+  log "starting the registry on 127.0.0.1:5000 (log: /var/log/hab-registry.log)"
+  nohup docker-registry serve "$ROOT/registry/config.yml" >/var/log/hab-registry.log 2>&1 &
+  for _ in $(seq 1 30); do
+    curl -fsS -o /dev/null http://127.0.0.1:5000/v2/ 2>/dev/null && break
+    sleep 0.5
+  done
+  curl -fsS -o /dev/null http://127.0.0.1:5000/v2/ || { echo "registry did not start; see /var/log/hab-registry.log" >&2; exit 1; }
+fi
+log "registry: http://127.0.0.1:5000 answers"
+
+command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
+log "ready"
