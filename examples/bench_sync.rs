@@ -20,12 +20,19 @@ use std::{
 use hab::{config::load_pipelines, store::Store, sync::sync_blocking};
 
 fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn run(cmd: &mut Command) {
     let out = cmd.output().expect("spawn");
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn generate(repo: &Path, commits: usize, tags: usize) {
@@ -77,11 +84,27 @@ fn main() {
     eprintln!("generating {commits} commits and {tags} tags...");
     generate(&base.join("bench.git"), commits, tags);
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let exec = String::from_utf8(Command::new("git").arg("--exec-path").output().unwrap().stdout).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let exec = String::from_utf8(
+        Command::new("git")
+            .arg("--exec-path")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
     let mut daemon = Command::new(Path::new(exec.trim()).join("git-daemon"))
         .stderr(Stdio::null())
-        .args(["--reuseaddr", "--export-all", "--listen=127.0.0.1", &format!("--port={port}")])
+        .args([
+            "--reuseaddr",
+            "--export-all",
+            "--listen=127.0.0.1",
+            &format!("--port={port}"),
+        ])
         .arg(format!("--base-path={}", base.display()))
         .arg(&base)
         .spawn()
@@ -105,23 +128,40 @@ fn main() {
     let first = sync_blocking(&store, &state, &pipeline, "bench").unwrap();
     assert_eq!(first.sync.added as usize, tags + 1);
     let git_mirror = tmp.path().join("git-mirror.git");
-    run(Command::new("git").args(["clone", "-q", "--mirror", &url]).arg(&git_mirror));
+    run(Command::new("git")
+        .args(["clone", "-q", "--mirror", &url])
+        .arg(&git_mirror));
 
     let (mut hab_times, mut git_times) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         let t = Instant::now();
         let r = sync_blocking(&store, &state, &pipeline, "bench").unwrap();
         hab_times.push(t.elapsed());
-        assert_eq!(r.sync.objects_received, 0, "a no-op sync must transfer nothing");
+        assert_eq!(
+            r.sync.objects_received, 0,
+            "a no-op sync must transfer nothing"
+        );
         let t = Instant::now();
-        run(Command::new("git").arg("-C").arg(&git_mirror).args(["fetch", "-q", "--prune", "origin"]));
+        run(Command::new("git")
+            .arg("-C")
+            .arg(&git_mirror)
+            .args(["fetch", "-q", "--prune", "origin"]));
         git_times.push(t.elapsed());
     }
     let _ = daemon.kill();
     let _ = daemon.wait();
     let (h, g) = (median(hab_times), median(git_times));
     println!("no-op sync, {commits} commits, {tags} tags, median of {rounds} rounds");
-    println!("  hab sync (fetch + diff + store): {:>8.2} ms", h.as_secs_f64() * 1e3);
-    println!("  git fetch --prune (mirror):      {:>8.2} ms", g.as_secs_f64() * 1e3);
-    println!("  ratio hab/git: {:.2} (target <= 1.0)", h.as_secs_f64() / g.as_secs_f64());
+    println!(
+        "  hab sync (fetch + diff + store): {:>8.2} ms",
+        h.as_secs_f64() * 1e3
+    );
+    println!(
+        "  git fetch --prune (mirror):      {:>8.2} ms",
+        g.as_secs_f64() * 1e3
+    );
+    println!(
+        "  ratio hab/git: {:.2} (target <= 1.0)",
+        h.as_secs_f64() / g.as_secs_f64()
+    );
 }
