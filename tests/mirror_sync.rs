@@ -293,3 +293,48 @@ fn unreachable_upstream_fails_clearly_and_keeps_everything() {
     assert_eq!(s.store.refs("node").unwrap(), before, "verdicts intact");
     assert_eq!(mirror.refs().unwrap(), mirrored, "mirror intact");
 }
+
+#[test]
+fn a_crash_between_fetch_and_commit_loses_nothing() {
+    let s = setup();
+    let up = &s.world.upstream;
+    let c = up.commit("release");
+    up.signed_tag(&s.world.gpg, &s.trusted, "v1.0.0", &c, T2020_02_01);
+    s.sync().unwrap();
+    // A sync that died after its fetch: the mirror has v1.1.0, the store does not.
+    up.signed_tag(&s.world.gpg, &s.trusted, "v1.1.0", &c, T2020_03_01);
+    let crashed = s.store.begin_sync("node", "test").unwrap();
+    let mirror = Mirror::open_or_init(&mirror_path(&s.world.path("state"), "node")).unwrap();
+    mirror.fetch(&s.world.daemon.url("node.git")).unwrap();
+    assert!(mirror.refs().unwrap().contains_key("refs/tags/v1.1.0"));
+
+    // habd restarts: the store reopens at the same schema, the dead sync is marked.
+    let reopened = Store::open(&s.world.path("hab.sqlite3")).unwrap();
+    assert_eq!(reopened.schema_version().unwrap(), 1);
+    assert_eq!(reopened.mark_interrupted().unwrap(), 1);
+    assert_eq!(reopened.sync(crashed).unwrap().status, "interrupted");
+    assert!(
+        reopened
+            .get_ref("node", "refs/tags/v1.1.0")
+            .unwrap()
+            .is_none(),
+        "nothing half-written"
+    );
+
+    // The next sync sees the change again (the store, not the mirror, is the baseline).
+    let next = sync_blocking(
+        &reopened,
+        &s.world.path("state"),
+        &s.world.pipeline(),
+        "test",
+    )
+    .unwrap();
+    assert_eq!(next.sync.objects_received, 0, "already fetched");
+    assert_eq!(next.sync.added, 1);
+    assert!(reopened
+        .get_ref("node", "refs/tags/v1.1.0")
+        .unwrap()
+        .unwrap()
+        .verdict
+        .is_verified());
+}
