@@ -57,6 +57,18 @@ impl Habd {
         }
     }
 
+    /// An authorized API request (`path` under /api/v1).
+    fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        client()
+            .request(method, format!("{}/api/v1{path}", self.url))
+            .bearer_auth(TOKEN)
+    }
+
+    /// `POST /api/v1/pipelines/node/sync`.
+    async fn sync_node(&self) -> (u16, Value) {
+        call(self.api(reqwest::Method::POST, "/pipelines/node/sync")).await
+    }
+
     async fn stop(mut self) {
         self.stop.take().unwrap().send(()).unwrap();
         self.task.take().unwrap().await.unwrap().unwrap();
@@ -121,11 +133,7 @@ async fn token_is_required_on_the_api_only() {
         habd.store.syncs("node", 10).unwrap().is_empty(),
         "a refused request syncs nothing"
     );
-    let (s, body) = call(
-        c.get(format!("{}/api/v1/pipelines", habd.url))
-            .bearer_auth(TOKEN),
-    )
-    .await;
+    let (s, body) = call(habd.api(reqwest::Method::GET, "/pipelines")).await;
     assert_eq!(s, 200);
     assert_eq!(body[0]["name"], "node");
     let (s, body) = call(c.get(format!("{}/healthz", habd.url))).await;
@@ -146,25 +154,14 @@ async fn unknown_pipeline_is_404_with_a_reason() {
         ("GET", "/pipelines/nope/refs"),
         ("POST", "/pipelines/nope/sync"),
     ] {
-        let req = client()
-            .request(
-                method.parse().unwrap(),
-                format!("{}/api/v1{path}", habd.url),
-            )
-            .bearer_auth(TOKEN);
-        let (s, body) = call(req).await;
+        let (s, body) = call(habd.api(method.parse().unwrap(), path)).await;
         assert_eq!(s, 404, "{path}");
         assert_eq!(
             body["error"], "no pipeline named \"nope\"; known: node",
             "{path}"
         );
     }
-    let (s, body) = call(
-        client()
-            .get(format!("{}/api/v1/nothing", habd.url))
-            .bearer_auth(TOKEN),
-    )
-    .await;
+    let (s, body) = call(habd.api(reqwest::Method::GET, "/nothing")).await;
     assert_eq!(s, 404);
     assert!(body["error"].is_string());
     habd.stop().await;
@@ -174,20 +171,10 @@ async fn unknown_pipeline_is_404_with_a_reason() {
 async fn sync_then_refs_shows_verdicts_and_signers() {
     let (world, fpr, commit) = world_with_release();
     let habd = Habd::start(&world).await;
-    let (s, body) = call(
-        client()
-            .post(format!("{}/api/v1/pipelines/node/sync", habd.url))
-            .bearer_auth(TOKEN),
-    )
-    .await;
+    let (s, body) = habd.sync_node().await;
     assert_eq!(s, 200, "{body}");
     assert_eq!(body["sync"]["status"], "ok");
-    let (s, refs) = call(
-        client()
-            .get(format!("{}/api/v1/pipelines/node/refs", habd.url))
-            .bearer_auth(TOKEN),
-    )
-    .await;
+    let (s, refs) = call(habd.api(reqwest::Method::GET, "/pipelines/node/refs")).await;
     assert_eq!(s, 200);
     let tag = refs
         .as_array()
@@ -240,13 +227,7 @@ async fn concurrent_syncs_of_one_pipeline_share_one_fetch() {
     let port = slow_relay(world.daemon.port, Duration::from_millis(1500));
     world.write_pipeline(&format!("git://127.0.0.1:{port}/node.git"));
     let habd = Habd::start(&world).await;
-    let sync = || {
-        call(
-            client()
-                .post(format!("{}/api/v1/pipelines/node/sync", habd.url))
-                .bearer_auth(TOKEN),
-        )
-    };
+    let sync = || habd.sync_node();
     let (a, b) = tokio::join!(sync(), async {
         tokio::time::sleep(Duration::from_millis(200)).await;
         sync().await
@@ -271,12 +252,7 @@ async fn failed_sync_answers_502_with_the_reason() {
     let (world, _, _) = world_with_release();
     world.write_pipeline(&format!("git://127.0.0.1:{}/node.git", free_port()));
     let habd = Habd::start(&world).await;
-    let (s, body) = call(
-        client()
-            .post(format!("{}/api/v1/pipelines/node/sync", habd.url))
-            .bearer_auth(TOKEN),
-    )
-    .await;
+    let (s, body) = habd.sync_node().await;
     assert_eq!(s, 502);
     assert!(
         body["error"]
@@ -293,12 +269,7 @@ async fn failed_sync_answers_502_with_the_reason() {
 async fn mirror_is_clonable_over_http() {
     let (world, _, commit) = world_with_release();
     let habd = Habd::start(&world).await;
-    let (s, _) = call(
-        client()
-            .post(format!("{}/api/v1/pipelines/node/sync", habd.url))
-            .bearer_auth(TOKEN),
-    )
-    .await;
+    let (s, _) = habd.sync_node().await;
     assert_eq!(s, 200);
     let dest = world.path("clone");
     run(Command::new("git")
