@@ -65,6 +65,27 @@ fn assert_diag(stderr: &str, dir: &Path, file: &str, line: usize, field: &str, n
     );
 }
 
+/// Checks the good `btcd` pipeline with `from` replaced by `to`, and asserts
+/// exit 2 and the one diagnostic at `line` on `field` mentioning `needle`.
+fn expect_pipeline_problem(from: &str, to: &str, line: usize, field: &str, needle: &str) {
+    let text = good_pipeline("btcd").replace(from, to);
+    assert_ne!(
+        text,
+        good_pipeline("btcd"),
+        "{from:?} not in the good pipeline"
+    );
+    let (code, stderr, d) = check("", &[("btcd.toml", &text)]);
+    assert_eq!(code, 2, "{stderr}");
+    assert_diag(
+        &stderr,
+        d.path(),
+        "pipelines/btcd.toml",
+        line,
+        field,
+        needle,
+    );
+}
+
 #[test]
 fn good_config_passes() {
     let (code, stderr, _d) = check("", &[("btcd.toml", &good_pipeline("btcd"))]);
@@ -94,13 +115,9 @@ fn shipped_example_and_pipelines_pass() {
 
 #[test]
 fn unknown_field_in_pipeline() {
-    let text = good_pipeline("btcd").replace("[refs]\n", "[refs]\ntrak = [\"x\"]\n");
-    let (code, stderr, d) = check("", &[("btcd.toml", &text)]);
-    assert_eq!(code, 2);
-    assert_diag(
-        &stderr,
-        d.path(),
-        "pipelines/btcd.toml",
+    expect_pipeline_problem(
+        "[refs]\n",
+        "[refs]\ntrak = [\"x\"]\n",
         8,
         "refs.trak",
         "unknown field `trak`",
@@ -126,14 +143,9 @@ fn unknown_field_in_daemon_file() {
 
 #[test]
 fn bad_glob() {
-    let text =
-        good_pipeline("btcd").replace("track = [\"refs/tags/v*\"]", "track = [\"refs/tags/[v*\"]");
-    let (code, stderr, d) = check("", &[("btcd.toml", &text)]);
-    assert_eq!(code, 2);
-    assert_diag(
-        &stderr,
-        d.path(),
-        "pipelines/btcd.toml",
+    expect_pipeline_problem(
+        "\"refs/tags/v*\"]",
+        "\"refs/tags/[v*\"]",
         8,
         "refs.track",
         "bad glob",
@@ -142,23 +154,16 @@ fn bad_glob() {
 
 #[test]
 fn bad_cron_expression() {
-    let text = good_pipeline("btcd").replace("*/30 * * * *", "*/30 * * *");
-    let (code, stderr, d) = check("", &[("btcd.toml", &text)]);
-    assert_eq!(code, 2);
-    assert_diag(
-        &stderr,
-        d.path(),
-        "pipelines/btcd.toml",
+    expect_pipeline_problem(
+        "*/30 * * * *",
+        "*/30 * * *",
         19,
         "schedule.sync",
         "5-field cron",
     );
-    let text = good_pipeline("btcd").replace("*/30 * * * *", "75 * * * *");
-    let (_, stderr, d) = check("", &[("btcd.toml", &text)]);
-    assert_diag(
-        &stderr,
-        d.path(),
-        "pipelines/btcd.toml",
+    expect_pipeline_problem(
+        "*/30 * * * *",
+        "75 * * * *",
         19,
         "schedule.sync",
         "bad cron expression",
@@ -167,13 +172,9 @@ fn bad_cron_expression() {
 
 #[test]
 fn unknown_platform() {
-    let text = good_pipeline("btcd").replace("\"linux/arm64\"]", "\"linux/riscv64\"]");
-    let (code, stderr, d) = check("", &[("btcd.toml", &text)]);
-    assert_eq!(code, 2);
-    assert_diag(
-        &stderr,
-        d.path(),
-        "pipelines/btcd.toml",
+    expect_pipeline_problem(
+        "\"linux/arm64\"]",
+        "\"linux/riscv64\"]",
         16,
         "build.platforms",
         "unknown platform \"linux/riscv64\"",
@@ -212,13 +213,9 @@ fn platform_without_builder() {
 
 #[test]
 fn missing_keyring_file() {
-    let text = good_pipeline("btcd").replace(KEYS, "keys/nowhere.asc");
-    let (code, stderr, d) = check("", &[("btcd.toml", &text)]);
-    assert_eq!(code, 2);
-    assert_diag(
-        &stderr,
-        d.path(),
-        "pipelines/btcd.toml",
+    expect_pipeline_problem(
+        KEYS,
+        "keys/nowhere.asc",
         12,
         "signature.keyring",
         "does not exist",
