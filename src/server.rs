@@ -343,7 +343,9 @@ fn pipeline_view(
     last: Option<crate::store::SyncRecord>,
 ) -> PipelineView {
     let mut counts = std::collections::BTreeMap::new();
-    for r in refs {
+    // Refs recorded under an older track/ignore setting stay in the store
+    // (nothing is dropped) but are no longer shown as the pipeline's.
+    for r in refs.iter().filter(|r| p.refs.tracks(&r.name)) {
         *counts.entry(r.verdict.kind().to_string()).or_insert(0) += 1;
     }
     PipelineView {
@@ -476,6 +478,7 @@ async fn list_refs(
     let refs = blocking(move || store.refs(&pn)).await?;
     Ok(Json(
         refs.into_iter()
+            .filter(|r| p.refs.tracks(&r.name))
             .map(|r| {
                 let decision = may_build(r.state, &r.verdict, p.policy);
                 RefView {

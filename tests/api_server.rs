@@ -426,3 +426,32 @@ fn habd_binary_serves_json_logs_and_stops_on_sigterm() {
     }
     assert!(logs.contains("habd stopped"), "{logs}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refs_no_longer_tracked_are_kept_but_not_listed() {
+    let (world, _, _) = world_with_release();
+    let habd = Habd::start(&world).await;
+    assert_eq!(habd.sync_node().await.0, 200);
+    habd.stop().await;
+    // Stop tracking master: the recorded ref stays in the store, the API lists tags only.
+    let pipeline = world.path("pipelines/node.toml");
+    let text = std::fs::read_to_string(&pipeline)
+        .unwrap()
+        .replace(", \"refs/heads/master\"", "");
+    std::fs::write(&pipeline, text).unwrap();
+    let habd = Habd::start(&world).await;
+    let (_, refs) = call(habd.api(reqwest::Method::GET, "/pipelines/node/refs")).await;
+    let names: Vec<&str> = refs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["refs/tags/v1.0.0"]);
+    assert!(habd
+        .store
+        .get_ref("node", "refs/heads/master")
+        .unwrap()
+        .is_some());
+    habd.stop().await;
+}
