@@ -86,6 +86,14 @@ fn expect_pipeline_problem(from: &str, to: &str, line: usize, field: &str, needl
     );
 }
 
+/// Checks `hab_toml` (with no pipelines) and asserts exit 2 and the
+/// diagnostic in hab.toml at `line` on `field` mentioning `needle`.
+fn expect_daemon_problem(hab_toml: &str, line: usize, field: &str, needle: &str) {
+    let (code, stderr, d) = check(hab_toml, &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert_diag(&stderr, d.path(), "hab.toml", line, field, needle);
+}
+
 #[test]
 fn good_config_passes() {
     let (code, stderr, _d) = check("", &[("btcd.toml", &good_pipeline("btcd"))]);
@@ -126,15 +134,8 @@ fn unknown_field_in_pipeline() {
 
 #[test]
 fn unknown_field_in_daemon_file() {
-    let (code, stderr, d) = check(
+    expect_daemon_problem(
         "[registry]\nurl = \"http://127.0.0.1:5000\"\nusr = \"x\"\n",
-        &[],
-    );
-    assert_eq!(code, 2);
-    assert_diag(
-        &stderr,
-        d.path(),
-        "hab.toml",
         4,
         "registry.usr",
         "unknown field `usr`",
@@ -179,15 +180,8 @@ fn unknown_platform() {
         "build.platforms",
         "unknown platform \"linux/riscv64\"",
     );
-    let (code, stderr, d) = check(
+    expect_daemon_problem(
         "[[builder]]\nname = \"b\"\nendpoint = \"unix:///var/run/docker.sock\"\nplatforms = [\"linux/s390x\"]\n",
-        &[],
-    );
-    assert_eq!(code, 2);
-    assert_diag(
-        &stderr,
-        d.path(),
-        "hab.toml",
         5,
         "builder[0].platforms",
         "unknown platform",
@@ -244,22 +238,14 @@ fn duplicate_pipeline_name() {
 
 #[test]
 fn invalid_registry_url() {
-    let (code, stderr, d) = check("[registry]\nurl = \"127.0.0.1:5000\"\n", &[]);
-    assert_eq!(code, 2);
-    assert_diag(
-        &stderr,
-        d.path(),
-        "hab.toml",
+    expect_daemon_problem(
+        "[registry]\nurl = \"127.0.0.1:5000\"\n",
         3,
         "registry.url",
         "is not a URL",
     );
-    let (code, stderr, d) = check("[registry]\nurl = \"ftp://registry.local\"\n", &[]);
-    assert_eq!(code, 2);
-    assert_diag(
-        &stderr,
-        d.path(),
-        "hab.toml",
+    expect_daemon_problem(
+        "[registry]\nurl = \"ftp://registry.local\"\n",
         3,
         "registry.url",
         "registry URL starts with http",
