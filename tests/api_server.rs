@@ -346,6 +346,19 @@ async fn habctl_talks_to_the_api() {
         .unwrap()
         .iter()
         .any(|r| r["verdict"]["fingerprint"] == fpr.as_str()));
+    let header: Vec<String> = text(&pipelines)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        header,
+        ["PIPELINE", "UPSTREAM", "POLICY", "REFS", "LAST SYNC"]
+    );
     assert!(
         text(&pipelines).contains("node") && text(&pipelines).contains("1 verified"),
         "{}",

@@ -140,14 +140,7 @@ fn print_pipelines(views: &[PipelineView]) {
     println!(
         "{}",
         table(
-            &[
-                "PIPELINE",
-                "UPSTREAM",
-                "POLICY",
-                "REFS",
-                "LAST SYNC",
-                "NEXT SYNC"
-            ],
+            &["PIPELINE", "UPSTREAM", "POLICY", "REFS", "LAST SYNC",],
             rows
         )
     );
