@@ -56,13 +56,18 @@ impl ApiError {
             extra: None,
         }
     }
+
+    /// A 500 carrying the error's own words.
+    fn internal(e: impl std::fmt::Display) -> Self {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NoSuchRef { .. } => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
-            e => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            e => ApiError::internal(e),
         }
     }
 }
@@ -295,8 +300,7 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
         }
     }
     let mut text = String::new();
-    encode(&mut text, &state.registry)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    encode(&mut text, &state.registry).map_err(ApiError::internal)?;
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -533,8 +537,7 @@ fn mirror_of(state: &AppState, name: &str) -> Result<Mirror, ApiError> {
             format!("pipeline {name} has not been mirrored yet: run habctl sync {name}"),
         ));
     }
-    Mirror::open_or_init(&path)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    Mirror::open_or_init(&path).map_err(ApiError::internal)
 }
 
 fn text(body: String) -> Response {
@@ -555,8 +558,8 @@ async fn git_info_refs(
     let m = mirror_of(&state, &name)?;
     let refs = tokio::task::spawn_blocking(move || m.info_refs())
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
     Ok(text(refs))
 }
 
@@ -565,9 +568,7 @@ async fn git_head(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let m = mirror_of(&state, &name)?;
-    Ok(text(m.head().map_err(|e| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-    })?))
+    Ok(text(m.head().map_err(ApiError::internal)?))
 }
 
 async fn git_info_packs(
@@ -575,9 +576,7 @@ async fn git_info_packs(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let m = mirror_of(&state, &name)?;
-    Ok(text(m.info_packs().map_err(|e| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-    })?))
+    Ok(text(m.info_packs().map_err(ApiError::internal)?))
 }
 
 async fn git_object(
