@@ -34,6 +34,28 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The fixture recipe's base: Debian's static busybox for each architecture,
+# from Debian's packages (apt checks their signatures), never from a registry.
+BASE="$ROOT/dockerfiles/fixture/base"
+for arch in amd64 arm64; do
+  [ -s "$BASE/busybox-$arch" ] && continue
+  need_root
+  if ! dpkg --print-foreign-architectures | grep -qx "$arch" && [ "$(dpkg --print-architecture)" != "$arch" ]; then
+    log "adding the $arch package architecture (for busybox-static:$arch)"
+    dpkg --add-architecture "$arch"
+    apt-get update -qq
+  fi
+  tmp=$(mktemp -d)
+  log "fetching busybox-static:$arch for the fixture base"
+  (cd "$tmp" && apt-get download -qq "busybox-static:$arch" 2>/dev/null) ||
+    { apt-get update -qq && (cd "$tmp" && apt-get download -qq "busybox-static:$arch"); }
+  dpkg-deb -x "$tmp"/busybox-static_*.deb "$tmp/x"
+  mkdir -p "$BASE"
+  install -m 0755 "$tmp/x/bin/busybox" "$BASE/busybox-$arch"
+  rm -rf "$tmp"
+done
+log "fixture base: $(cd "$BASE" && ls busybox-* | tr '\n' ' ')"
+
 # dockerd: Debian's package does not start it here (no init system).
 if ! /usr/bin/docker version >/dev/null 2>&1; then
   need_root

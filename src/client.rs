@@ -26,6 +26,9 @@ pub enum ClientError {
     /// habd answered something that is not the expected JSON.
     #[error("unexpected answer from habd: {0}")]
     Decode(String),
+    /// What was asked for ran and failed (a build, a verification).
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// An API client.

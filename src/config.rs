@@ -34,6 +34,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8470";
 pub const DEFAULT_STATE_DIR: &str = ".hab/state";
 /// The pipelines folder when nothing else is said (relative to the working folder).
 pub const DEFAULT_PIPELINES_DIR: &str = "pipelines";
+/// Where build recipes live by default (one folder per recipe).
+pub const DEFAULT_RECIPES_DIR: &str = "dockerfiles";
 /// The platforms hab builds for.
 pub const PLATFORMS: &[&str] = &["linux/amd64", "linux/arm64"];
 
@@ -185,6 +187,7 @@ struct RawDaemon {
     listen: Option<Spanned<String>>,
     state_dir: Option<PathBuf>,
     pipelines_dir: Option<PathBuf>,
+    recipes_dir: Option<PathBuf>,
     api: Option<RawApi>,
     registry: Option<RawRegistry>,
     #[serde(default)]
@@ -261,6 +264,39 @@ pub struct RegistryConfig {
     pub password_file: Option<PathBuf>,
 }
 
+impl RegistryConfig {
+    /// The registry's `host:port`, as image references name it.
+    pub fn host(&self) -> String {
+        match self.url.port() {
+            Some(port) => format!("{}:{port}", self.url.host_str().unwrap_or("localhost")),
+            None => self.url.host_str().unwrap_or("localhost").to_string(),
+        }
+    }
+
+    /// User and password for basic auth, when a user is configured.
+    ///
+    /// # Errors
+    /// The password file cannot be read.
+    pub fn credentials(&self) -> std::io::Result<Option<(String, String)>> {
+        let Some(user) = &self.username else {
+            return Ok(None);
+        };
+        let password = match &self.password_file {
+            Some(f) => std::fs::read_to_string(f)
+                .map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("registry password file {}: {e}", f.display()),
+                    )
+                })?
+                .trim_end_matches(['\r', '\n'])
+                .to_string(),
+            None => String::new(),
+        };
+        Ok(Some((user.clone(), password)))
+    }
+}
+
 /// A Docker Engine endpoint that builds images.
 #[derive(Debug, Clone, Serialize)]
 pub struct BuilderConfig {
@@ -304,6 +340,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Where the pipeline files are.
     pub pipelines_dir: PathBuf,
+    /// Where build recipes are (`<recipes_dir>/<recipe>/Dockerfile`).
+    pub recipes_dir: PathBuf,
     /// API tokens.
     pub api: ApiConfig,
     /// The registry images are pushed to.
@@ -325,6 +363,8 @@ pub struct Overrides {
     pub state_dir: Option<PathBuf>,
     /// `--pipelines-dir`.
     pub pipelines_dir: Option<PathBuf>,
+    /// `--recipes-dir`.
+    pub recipes_dir: Option<PathBuf>,
 }
 
 /// A build platform (`linux/amd64`, `linux/arm64`).
@@ -360,6 +400,32 @@ impl fmt::Display for Platform {
 }
 
 impl Config {
+    /// The folder of a pipeline's recipe: `recipe` names a folder under
+    /// `recipes_dir`, or, when it holds a `/`, a path relative to the
+    /// pipeline file.
+    pub fn recipe_dir(&self, pipeline: &Pipeline) -> Option<PathBuf> {
+        let recipe = &pipeline.build.as_ref()?.recipe;
+        Some(if recipe.contains('/') {
+            resolve(
+                pipeline.source.parent().unwrap_or(Path::new(".")),
+                Path::new(recipe),
+            )
+        } else {
+            self.recipes_dir.join(recipe)
+        })
+    }
+
+    /// The builder for a platform: one that builds it natively when there is
+    /// one, else one that emulates it.
+    pub fn builder_for(&self, platform: &Platform) -> Option<&BuilderConfig> {
+        let builds = |b: &&BuilderConfig| b.platforms.contains(platform);
+        self.builders
+            .iter()
+            .filter(builds)
+            .find(|b| !b.emulated.contains(platform))
+            .or_else(|| self.builders.iter().find(builds))
+    }
+
     /// The embedded defaults: listen on 127.0.0.1:8470, state under `.hab/state`,
     /// pipelines from `pipelines/`, a local registry on 127.0.0.1:5000 and the
     /// local Docker engine as builder (arm64 by emulation) and as rollout target.
@@ -370,6 +436,7 @@ impl Config {
             listen: DEFAULT_LISTEN.parse().expect("valid default"),
             state_dir: DEFAULT_STATE_DIR.into(),
             pipelines_dir: DEFAULT_PIPELINES_DIR.into(),
+            recipes_dir: DEFAULT_RECIPES_DIR.into(),
             api: ApiConfig::default(),
             registry: RegistryConfig {
                 url: Url::parse("http://127.0.0.1:5000").expect("valid default"),
@@ -414,6 +481,9 @@ impl Config {
         if let Some(p) = &overrides.pipelines_dir {
             config.pipelines_dir = p.clone();
         }
+        if let Some(r) = &overrides.recipes_dir {
+            config.recipes_dir = r.clone();
+        }
         config.pipelines = load_pipelines(&config.pipelines_dir, &config.builders)?;
         Ok(config)
     }
@@ -450,6 +520,9 @@ impl Config {
         }
         if let Some(dir) = &raw.pipelines_dir {
             config.pipelines_dir = resolve(base, dir);
+        }
+        if let Some(dir) = &raw.recipes_dir {
+            config.recipes_dir = resolve(base, dir);
         }
         if let Some(api) = raw.api {
             if let Some(file) = &api.token_file {
@@ -658,6 +731,7 @@ struct RawBuild {
     args: BTreeMap<String, String>,
     #[serde(default)]
     smoke: Vec<String>,
+    base_image: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -777,6 +851,10 @@ pub struct BuildRecipe {
     pub args: BTreeMap<String, String>,
     /// Smoke command run once per platform.
     pub smoke: Vec<String>,
+    /// A base image in a registry (`host/repo:tag` or `@sha256:…`), resolved
+    /// per platform to a digest that enters the build key and is passed as
+    /// the `BASE_IMAGE` build argument. None: the recipe makes its own base.
+    pub base_image: Option<String>,
 }
 
 /// A release channel of a pipeline.
@@ -1010,6 +1088,7 @@ pub fn parse_pipeline(
             platforms,
             args: b.args,
             smoke: b.smoke,
+            base_image: b.base_image,
         }
     });
 

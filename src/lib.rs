@@ -4,14 +4,18 @@
 //! The modules follow the flow of a release (see the README):
 //! [`config`] → [`mirror`] (git) → [`verify`] (OpenPGP) → [`refplan`] (what
 //! changed, pure) → [`store`] (SQLite) → [`sync`] (one sync, end to end) →
-//! [`server`] (HTTP API, git over HTTP) ← [`client`] (habctl).
+//! [`build`] (BuildKit via the Docker API, plans in `build::plan`) →
+//! [`registry`] (OCI distribution: publish, read back) → [`server`] (HTTP
+//! API, git over HTTP) ← [`client`] (habctl).
 
 #![forbid(unsafe_code)]
 
+pub mod build;
 pub mod client;
 pub mod config;
 pub mod mirror;
 pub mod refplan;
+pub mod registry;
 pub mod server;
 pub mod store;
 pub mod sync;

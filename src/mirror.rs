@@ -67,6 +67,28 @@ pub struct FetchStats {
     pub bytes_received: usize,
 }
 
+/// The files of a commit's tree.
+#[derive(Debug, Clone)]
+pub struct TreeFiles {
+    /// The commit's time, seconds since the epoch.
+    pub commit_time: i64,
+    /// Files, in tree order.
+    pub files: Vec<TreeFile>,
+    /// Submodule paths, not exported.
+    pub skipped: Vec<String>,
+}
+
+/// One file of a tree.
+#[derive(Debug, Clone)]
+pub struct TreeFile {
+    /// Path, `/`-separated.
+    pub path: String,
+    /// git's mode: 0o100644, 0o100755 or 0o120000 (symlink; content = target).
+    pub mode: u32,
+    /// Contents.
+    pub content: Vec<u8>,
+}
+
 /// A bare mirror on disk. Opens the repository per operation: git2's
 /// `Repository` is not `Sync`, and opening is cheap.
 #[derive(Debug, Clone)]
@@ -243,6 +265,51 @@ impl Mirror {
         let odb = repo.odb().map_err(|e| self.git_err(e))?;
         let obj = odb.read(id).map_err(|e| self.git_err(e))?;
         Ok(obj.data().to_vec())
+    }
+
+    /// A commit's time (seconds since the epoch) and the files of its tree,
+    /// read from the object database: what a build's context is made of, with
+    /// no working checkout. Submodules are listed in `skipped` (their commits
+    /// are not in this repository).
+    ///
+    /// # Errors
+    /// The commit or one of its objects is missing.
+    pub fn tree_files(&self, commit: &str) -> Result<TreeFiles, MirrorError> {
+        let repo = self.repo()?;
+        let id = Oid::from_str(commit).map_err(|e| self.git_err(e))?;
+        let commit = repo.find_commit(id).map_err(|e| self.git_err(e))?;
+        let tree = commit.tree().map_err(|e| self.git_err(e))?;
+        let mut out = TreeFiles {
+            commit_time: commit.time().seconds(),
+            files: Vec::new(),
+            skipped: Vec::new(),
+        };
+        let mut failed = None;
+        tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+            let path = format!("{dir}{}", entry.name().unwrap_or("?"));
+            let mode = entry.filemode() as u32;
+            match entry.kind() {
+                Some(git2::ObjectType::Blob) => match repo.find_blob(entry.id()) {
+                    Ok(blob) => out.files.push(TreeFile {
+                        path,
+                        mode,
+                        content: blob.content().to_vec(),
+                    }),
+                    Err(e) => {
+                        failed = Some(e);
+                        return git2::TreeWalkResult::Abort;
+                    }
+                },
+                Some(git2::ObjectType::Commit) => out.skipped.push(path),
+                _ => {}
+            }
+            git2::TreeWalkResult::Ok
+        })
+        .map_err(|e| self.git_err(e))?;
+        match failed {
+            Some(e) => Err(self.git_err(e)),
+            None => Ok(out),
+        }
     }
 
     // -- git's "dumb" HTTP protocol, read-only -------------------------------

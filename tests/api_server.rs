@@ -8,86 +8,11 @@ use std::{
     net::{TcpListener, TcpStream},
     path::Path,
     process::Command,
-    sync::Arc,
     time::Duration,
 };
 
 use common::*;
-use hab::{
-    config::{Config, Overrides},
-    server::{serve_on, AppState},
-    store::Store,
-};
 use serde_json::Value;
-
-const TOKEN: &str = "test-token-0123456789";
-
-struct Habd {
-    url: String,
-    store: Store,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-}
-
-impl Habd {
-    async fn start(world: &World) -> Self {
-        let config = Config::load(
-            None,
-            &Overrides {
-                listen: None,
-                state_dir: Some(world.path("state")),
-                pipelines_dir: Some(world.path("pipelines")),
-            },
-        )
-        .unwrap();
-        std::fs::create_dir_all(&config.state_dir).unwrap();
-        let store = Store::open(&config.state_dir.join("hab.sqlite3")).unwrap();
-        let state = AppState::new(Arc::new(config), store.clone(), vec![TOKEN.into()]);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(serve_on(state, listener, async {
-            let _ = rx.await;
-        }));
-        Habd {
-            url,
-            store,
-            stop: Some(tx),
-            task: Some(task),
-        }
-    }
-
-    /// An authorized API request (`path` under /api/v1).
-    fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        client()
-            .request(method, format!("{}/api/v1{path}", self.url))
-            .bearer_auth(TOKEN)
-    }
-
-    /// `POST /api/v1/pipelines/node/sync`.
-    async fn sync_node(&self) -> (u16, Value) {
-        call(self.api(reqwest::Method::POST, "/pipelines/node/sync")).await
-    }
-
-    async fn stop(mut self) {
-        self.stop.take().unwrap().send(()).unwrap();
-        self.task.take().unwrap().await.unwrap().unwrap();
-    }
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::new()
-}
-
-async fn call(req: reqwest::RequestBuilder) -> (u16, Value) {
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let body = resp.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&body).unwrap_or(Value::String(body)),
-    )
-}
 
 /// A world with a pinned key, one signed tag on master, the `node` pipeline.
 fn world_with_release() -> (World, String, String) {

@@ -5,7 +5,7 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand, ValueEnum};
 use hab::{
     client::{Client, ClientError},
-    server::{PipelineView, RefView},
+    server::{BuildView, LogPage, PipelineView, RefView},
     sync::SyncReport,
 };
 use serde_json::{json, Value};
@@ -18,6 +18,12 @@ use serde_json::{json, Value};
 ///   habctl sync bitcoind               fetch upstream now and verify new tags
 ///   habctl refs bitcoind               every tracked ref: commit, verdict, signer
 ///   habctl ack bitcoind v27.0          accept a tag that upstream moved
+///   habctl build bitcoind --ref v28.1 --wait
+///                                      build both platforms, publish, verify
+///   habctl builds --pipeline bitcoind  builds, newest first
+///   habctl show 12                     one build: keys, digests, verification
+///   habctl logs 12 --follow            a build's output as it runs
+///   habctl verify 12                   read back and smoke-run a build again
 ///   habctl status -o json              everything, for scripts
 #[derive(Parser)]
 #[command(name = "habctl", version, verbatim_doc_comment)]
@@ -76,8 +82,243 @@ enum Command {
         #[arg(long, env = "USER", default_value = "habctl")]
         by: String,
     },
+    /// Build a verified ref for every platform of its pipeline, publish one
+    /// image index, and verify it. A ref whose images were built and
+    /// verified before is not built again: the existing build is returned.
+    Build {
+        /// Pipeline name.
+        pipeline: String,
+        /// Tag or branch (v28.1) or full ref (refs/tags/v28.1).
+        #[arg(long = "ref")]
+        r#ref: String,
+        /// Wait for the build, showing each platform's progress; exit non-zero
+        /// unless it ends VERIFIED.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// List builds, newest first.
+    Builds {
+        /// Only this pipeline's.
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Show one build: ref, commit, signer, build keys, digests, verification.
+    Show {
+        /// Build id.
+        id: i64,
+    },
+    /// Print a build's output (BuildKit steps, hab's own steps).
+    Logs {
+        /// Build id.
+        id: i64,
+        /// Keep printing until the build ends.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Verify again: read back the index, every manifest and blob, recompute
+    /// their sha256, check the platforms, smoke-run each image. Exits
+    /// non-zero when a check fails.
+    Verify {
+        /// A build id, or repository@sha256:… (with or without the registry host).
+        target: String,
+    },
+    /// Cancel a running build.
+    Cancel {
+        /// Build id.
+        id: i64,
+    },
     /// habd's state at a glance.
     Status,
+}
+
+fn human_bytes(n: i64) -> String {
+    const UNITS: [&str; 4] = ["B", "KB", "MB", "GB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn print_builds(builds: &[BuildView]) {
+    if builds.is_empty() {
+        println!("no builds yet (habctl build <pipeline> --ref <tag>)");
+        return;
+    }
+    let rows = builds
+        .iter()
+        .map(|v| {
+            let b = &v.build;
+            vec![
+                b.id.to_string(),
+                b.pipeline.clone(),
+                b.version.clone(),
+                short(&b.commit).to_string(),
+                b.state.as_str().to_uppercase(),
+                b.platforms
+                    .iter()
+                    .map(|p| p.platform.trim_start_matches("linux/").to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                b.index_digest
+                    .as_deref()
+                    .map_or("-".into(), |d| short(d.trim_start_matches("sha256:")).to_string()),
+                b.created_at.format("%Y-%m-%d %H:%M:%SZ").to_string(),
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        table(
+            &["ID", "PIPELINE", "VERSION", "COMMIT", "STATE", "PLATFORMS", "INDEX", "CREATED"],
+            rows
+        )
+    );
+}
+
+fn print_build(v: &BuildView) {
+    let b = &v.build;
+    println!("build {} of {}: {}", b.id, b.pipeline, b.state.as_str().to_uppercase());
+    println!("  ref       {} ({})", b.ref_name, b.version);
+    println!("  commit    {}", b.commit);
+    println!("  signer    {}", b.signer.as_deref().unwrap_or("- (unsigned)"));
+    println!("  trigger   {}", b.trigger);
+    println!("  index     {}", v.reference.as_deref().unwrap_or("-"));
+    if let Some(r) = &b.reason {
+        println!("  reason    {r}");
+    }
+    println!(
+        "  times     created {}{}",
+        b.created_at.format("%Y-%m-%d %H:%M:%SZ"),
+        b.finished_at
+            .map(|t| format!(", finished {}", t.format("%Y-%m-%d %H:%M:%SZ")))
+            .unwrap_or_default()
+    );
+    let rows = b
+        .platforms
+        .iter()
+        .map(|p| {
+            vec![
+                p.platform.clone(),
+                p.builder.clone(),
+                p.stage.clone(),
+                p.manifest_digest.clone().unwrap_or_else(|| "-".into()),
+                if p.reused {
+                    "reused".into()
+                } else {
+                    format!("{} / {}", human_bytes(p.bytes_pushed), human_bytes(p.bytes_total))
+                },
+                p.build_key.clone(),
+            ]
+        })
+        .collect();
+    println!();
+    println!(
+        "{}",
+        table(
+            &["PLATFORM", "BUILDER", "STAGE", "MANIFEST", "UPLOADED", "BUILD KEY"],
+            rows
+        )
+    );
+    if !v.verifications.is_empty() {
+        println!();
+        for r in &v.verifications {
+            println!(
+                "  verification {} at {}: {}{}",
+                r.id,
+                r.at.format("%Y-%m-%d %H:%M:%SZ"),
+                if r.ok { "ok" } else { "FAILED" },
+                r.reason.as_ref().map(|x| format!(": {x}")).unwrap_or_default()
+            );
+        }
+    }
+}
+
+fn print_verification(v: &Value) -> bool {
+    let ok = v["ok"].as_bool().unwrap_or(false);
+    let rb = &v["read_back"];
+    println!(
+        "{} {}: read back {} blobs ({} bytes), sha256 recomputed",
+        if ok { "VERIFIED" } else { "FAILED" },
+        rb["reference"].as_str().unwrap_or("?"),
+        rb["blobs_checked"],
+        rb["bytes_read"]
+    );
+    if let Some(platforms) = rb["platforms"].as_object() {
+        for (p, d) in platforms {
+            let smoke = &v["smoke"][p];
+            println!(
+                "  {p:<12} {}  smoke: {}",
+                d.as_str().unwrap_or("?"),
+                if smoke.is_null() {
+                    "not run".to_string()
+                } else {
+                    format!(
+                        "`{}` exited {}",
+                        smoke["command"]
+                            .as_array()
+                            .map(|c| c.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(" "))
+                            .unwrap_or_default(),
+                        smoke["exit_code"]
+                    )
+                }
+            );
+        }
+    }
+    if let Some(problems) = rb["problems"].as_array() {
+        for p in problems {
+            println!("  problem: {}", p.as_str().unwrap_or("?"));
+        }
+    }
+    if let Some(reason) = v["reason"].as_str() {
+        if !ok {
+            println!("  reason: {reason}");
+        }
+    }
+    ok
+}
+
+/// Polls a build until it ends, printing each platform's stage and upload
+/// progress as it changes.
+async fn wait_for(client: &Client, id: i64) -> Result<BuildView, ClientError> {
+    let mut seen: std::collections::BTreeMap<String, String> = Default::default();
+    let mut last_state = String::new();
+    loop {
+        let v: BuildView = client.get(&format!("/builds/{id}")).await?;
+        let state = v.build.state.as_str().to_string();
+        if state != last_state {
+            eprintln!("build {id}: {}", state.to_uppercase());
+            last_state = state;
+        }
+        for p in &v.build.platforms {
+            let line = match p.stage.as_str() {
+                "pushing" | "pushed" => format!(
+                    "{} {} / {}",
+                    p.stage,
+                    human_bytes(p.bytes_pushed),
+                    human_bytes(p.bytes_total)
+                ),
+                s => s.to_string(),
+            };
+            if seen.get(&p.platform) != Some(&line) {
+                eprintln!("  {:<12} {line}", p.platform);
+                seen.insert(p.platform.clone(), line);
+            }
+        }
+        if v.build.state.is_final() {
+            return Ok(v);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 }
 
 fn short(oid: &str) -> &str {
@@ -286,6 +527,118 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                     v["verdict"]["verdict"].as_str().unwrap_or("")
                 );
             }
+        }
+        Command::Build {
+            pipeline,
+            r#ref,
+            wait,
+        } => {
+            let v: BuildView = client
+                .post(
+                    &format!("/pipelines/{pipeline}/builds"),
+                    &json!({ "ref": r#ref, "trigger": "habctl" }),
+                )
+                .await?;
+            let id = v.build.id;
+            if v.reused {
+                eprintln!(
+                    "{} of {pipeline} was built and verified before (build {id}): nothing to build",
+                    v.build.version
+                );
+            } else {
+                eprintln!(
+                    "build {id} of {pipeline} {} started (habctl logs {id} --follow to watch its output)",
+                    v.build.version
+                );
+            }
+            let v = if wait && !v.build.state.is_final() {
+                wait_for(&client, id).await?
+            } else {
+                v
+            };
+            if json_out {
+                print_json(&json!(v));
+            } else {
+                print_build(&v);
+            }
+            if wait && !v.verified {
+                return Err(ClientError::Failed(format!(
+                    "build {id} ended {}: {}",
+                    v.build.state.as_str().to_uppercase(),
+                    v.build.reason.as_deref().unwrap_or("no reason recorded")
+                )));
+            }
+        }
+        Command::Builds { pipeline, limit } => {
+            let path = match &pipeline {
+                Some(p) => format!("/builds?pipeline={p}&limit={limit}"),
+                None => format!("/builds?limit={limit}"),
+            };
+            let v: Vec<BuildView> = client.get(&path).await?;
+            if json_out {
+                print_json(&json!(v));
+            } else {
+                print_builds(&v);
+            }
+        }
+        Command::Show { id } => {
+            let v: BuildView = client.get(&format!("/builds/{id}")).await?;
+            if json_out {
+                print_json(&json!(v));
+            } else {
+                print_build(&v);
+            }
+        }
+        Command::Logs { id, follow } => {
+            let mut after = 0;
+            loop {
+                let page: LogPage = client
+                    .get(&format!("/builds/{id}/logs?after={after}"))
+                    .await?;
+                for l in &page.lines {
+                    if json_out {
+                        println!("{}", serde_json::to_string(l).unwrap_or_default());
+                    } else {
+                        match &l.platform {
+                            Some(p) => println!("[{p}] {}", l.line),
+                            None => println!("{}", l.line),
+                        }
+                    }
+                    after = l.seq;
+                }
+                if !follow || (page.done && page.lines.is_empty()) {
+                    break;
+                }
+                if page.lines.is_empty() {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+            }
+        }
+        Command::Verify { target } => {
+            let body = match target.parse::<i64>() {
+                Ok(id) => json!({ "build": id }),
+                Err(_) => json!({ "reference": target }),
+            };
+            eprintln!("verifying {target}: reading back every blob and running each image once...");
+            let v: Value = client.post("/verify", &body).await?;
+            let ok = if json_out {
+                print_json(&v);
+                v["ok"].as_bool().unwrap_or(false)
+            } else {
+                print_verification(&v)
+            };
+            if !ok {
+                return Err(ClientError::Failed(format!(
+                    "verification of {target} failed: {}",
+                    v["reason"].as_str().unwrap_or("unknown")
+                )));
+            }
+        }
+        Command::Cancel { id } => {
+            let _: Value = client
+                .post(&format!("/builds/{id}/cancel"), &json!({}))
+                .await?;
+            println!("build {id}: cancelling");
         }
         Command::Status => {
             let v: Value = client.get("/status").await?;

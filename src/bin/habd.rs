@@ -45,6 +45,10 @@ struct ConfigArgs {
     /// Folder of pipeline files, one *.toml per pipeline (overrides the file).
     #[arg(long, env = "HAB_PIPELINES_DIR")]
     pipelines_dir: Option<PathBuf>,
+    /// Folder of build recipes, one sub-folder with a Dockerfile per recipe
+    /// (overrides the file; default: dockerfiles).
+    #[arg(long, env = "HAB_RECIPES_DIR")]
+    recipes_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -87,6 +91,7 @@ fn load(args: &ConfigArgs, listen: Option<SocketAddr>) -> Result<Config, ConfigE
             listen,
             state_dir: args.state_dir.clone(),
             pipelines_dir: args.pipelines_dir.clone(),
+            recipes_dir: args.recipes_dir.clone(),
         },
     )
 }
@@ -156,7 +161,11 @@ async fn serve(config: Config, sync_on_start: bool) -> anyhow::Result<()> {
     );
     let listen = config.listen;
     let config = Arc::new(config);
-    let state = AppState::new(config.clone(), store, tokens);
+    let builds_interrupted = store.mark_builds_interrupted()?;
+    if builds_interrupted > 0 {
+        tracing::warn!(count = builds_interrupted, "builds interrupted by the last stop were recorded as such; nothing of them was tagged or verified");
+    }
+    let state = AppState::new(config.clone(), store, tokens)?;
     if sync_on_start {
         for p in config.pipelines.iter().cloned() {
             let syncer = state.syncer().clone();

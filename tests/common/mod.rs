@@ -17,6 +17,10 @@ use std::{
 
 use tempfile::TempDir;
 
+mod habd;
+#[allow(unused_imports)]
+pub use habd::*;
+
 /// Runs a command, panicking with its output on failure.
 pub fn run(cmd: &mut Command) -> String {
     let out = cmd

@@ -32,7 +32,12 @@ use prometheus_client::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+mod builds;
+
+pub use builds::{BuildView, LogPage};
+
 use crate::{
+    build::{BuildError, Builds},
     config::{Config, Pipeline, SignaturePolicy},
     mirror::Mirror,
     refplan::may_build,
@@ -106,13 +111,17 @@ pub struct AppState {
     tokens: Arc<Vec<String>>,
     metrics: Arc<Metrics>,
     registry: Arc<Registry>,
+    builds: Arc<Builds>,
     started: Instant,
     requests: Arc<AtomicU64>,
 }
 
 impl AppState {
     /// State over a loaded config, an open store and the API tokens.
-    pub fn new(config: Arc<Config>, store: Store, tokens: Vec<String>) -> Self {
+    ///
+    /// # Errors
+    /// The registry's password file cannot be read.
+    pub fn new(config: Arc<Config>, store: Store, tokens: Vec<String>) -> Result<Self, BuildError> {
         let metrics = Arc::new(Metrics::default());
         let mut registry = Registry::with_prefix("hab");
         registry.register(
@@ -135,16 +144,23 @@ impl AppState {
             "API requests refused for a missing or wrong token",
             metrics.http_unauthorized.clone(),
         );
+        let builds = Builds::new(config.clone(), store.clone())?;
         let syncer = Syncer::new(store, config.state_dir.clone());
-        AppState {
+        Ok(AppState {
             config,
             syncer,
             tokens: Arc::new(tokens),
             metrics,
             registry: Arc::new(registry),
+            builds,
             started: Instant::now(),
             requests: Arc::default(),
-        }
+        })
+    }
+
+    /// The build service.
+    pub fn builds(&self) -> &Arc<Builds> {
+        &self.builds
     }
 
     /// The syncer (for syncs at start).
@@ -204,6 +220,15 @@ pub fn router(state: AppState) -> Router {
         .route("/pipelines/{name}/syncs", get(list_syncs))
         .route("/pipelines/{name}/refs", get(list_refs))
         .route("/pipelines/{name}/acknowledge", post(acknowledge))
+        .route(
+            "/pipelines/{name}/builds",
+            post(builds::start_build).get(builds::list_builds),
+        )
+        .route("/builds", get(builds::list_builds))
+        .route("/builds/{id}", get(builds::get_build))
+        .route("/builds/{id}/logs", get(builds::build_logs))
+        .route("/builds/{id}/cancel", post(builds::cancel_build))
+        .route("/verify", post(builds::verify))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API route") })
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()

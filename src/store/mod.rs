@@ -15,6 +15,13 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
 
+mod builds;
+
+pub use builds::{
+    BuildRecord, BuildState, KeyRecord, LogLine, NewBuild, NewPlatform, PlatformRecord,
+    PlatformUpdate, VerificationRecord,
+};
+
 use crate::{
     refplan::{ChangeKind, Observed, RefKind, RefState},
     verify::Verdict,
@@ -102,6 +109,68 @@ const MIGRATIONS: &[&str] = &[
         at TEXT NOT NULL
      );
      CREATE INDEX ref_events_ref ON ref_events (pipeline, name, id);",
+    // 2: builds, their platforms and logs, verified build keys, verifications.
+    "CREATE TABLE builds (
+        id INTEGER PRIMARY KEY,
+        pipeline TEXT NOT NULL,
+        ref_name TEXT NOT NULL,
+        commit_oid TEXT NOT NULL,
+        version TEXT NOT NULL,
+        signer TEXT,
+        trigger TEXT NOT NULL,
+        repository TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('queued', 'building', 'publishing', 'verifying',
+            'verified', 'failed', 'cancelled', 'interrupted')),
+        reason TEXT,
+        index_digest TEXT,
+        created_at TEXT NOT NULL,
+        finished_at TEXT,
+        verified_at TEXT
+     );
+     CREATE INDEX builds_pipeline ON builds (pipeline, id);
+     CREATE TABLE build_platforms (
+        build_id INTEGER NOT NULL REFERENCES builds (id),
+        platform TEXT NOT NULL,
+        builder TEXT NOT NULL,
+        build_key TEXT NOT NULL,
+        stage TEXT NOT NULL,
+        reused INTEGER NOT NULL DEFAULT 0,
+        image_id TEXT,
+        manifest_digest TEXT,
+        manifest_size INTEGER,
+        manifest_media_type TEXT,
+        bytes_total INTEGER NOT NULL DEFAULT 0,
+        bytes_pushed INTEGER NOT NULL DEFAULT 0,
+        blobs_skipped INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (build_id, platform)
+     );
+     CREATE TABLE build_logs (
+        build_id INTEGER NOT NULL REFERENCES builds (id),
+        seq INTEGER NOT NULL,
+        platform TEXT,
+        at TEXT NOT NULL,
+        line TEXT NOT NULL,
+        PRIMARY KEY (build_id, seq)
+     );
+     CREATE TABLE build_keys (
+        build_key TEXT PRIMARY KEY,
+        platform TEXT NOT NULL,
+        repository TEXT NOT NULL,
+        manifest_digest TEXT NOT NULL,
+        manifest_size INTEGER NOT NULL,
+        manifest_media_type TEXT NOT NULL,
+        build_id INTEGER NOT NULL REFERENCES builds (id),
+        verified_at TEXT NOT NULL
+     );
+     CREATE TABLE verifications (
+        id INTEGER PRIMARY KEY,
+        build_id INTEGER REFERENCES builds (id),
+        reference TEXT NOT NULL,
+        at TEXT NOT NULL,
+        ok INTEGER NOT NULL,
+        reason TEXT,
+        report TEXT NOT NULL
+     );",
 ];
 
 /// A ref as the store knows it.

@@ -1,0 +1,955 @@
+//! Build and publish: a verified ref becomes one image index in the registry.
+//!
+//! ```text
+//! ref (verified) ─▶ keys per platform ─▶ all verified before? reuse the build
+//!                        │ per platform: key verified before? reuse its image
+//!                        ▼
+//!   builder per platform (different builders run at once) ─▶ docker save
+//!                        ▼
+//!   registry: blobs it lacks, manifest ─▶ index (tag build-<id>)
+//!                        ▼
+//!   verify: read back + sha256 of everything, platforms, smoke run each
+//!                        ▼
+//!   VERIFIED: tag <version>, keys recorded as built
+//! ```
+//!
+//! The decisions are in [`plan`]; the talking in [`engine`] (Docker) and
+//! [`crate::registry`]. Every step is recorded in the store as it happens, so
+//! `habctl show` and `habctl logs --follow` see a build live.
+
+pub mod context;
+pub mod engine;
+pub mod plan;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::PathBuf,
+    sync::{Arc, Mutex},
+};
+
+use bollard::auth::DockerCredentials;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::{Config, Pipeline},
+    mirror::{Mirror, MirrorError},
+    refplan::may_build,
+    registry::{IndexEntry, ReadBack, Registry, RegistryError},
+    store::{
+        BuildRecord, BuildState, NewBuild, NewPlatform, PlatformUpdate, Store, StoreError,
+        StoredRef,
+    },
+    sync::mirror_path,
+    verify::Verdict,
+};
+use context::ContextError;
+use engine::{BuildRequest, Engine, EngineError};
+
+/// Annotation carrying the fingerprint of the key that signed the release.
+pub const SIGNER_ANNOTATION: &str = "io.hab.signer.fingerprint";
+
+/// Why a build could not start, or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// No pipeline of that name.
+    #[error("no pipeline named {0:?}")]
+    NoSuchPipeline(String),
+    /// The pipeline has no `[build]` or `[image]`.
+    #[error("pipeline {pipeline} does not build images: {reason}")]
+    NotBuildable {
+        /// Pipeline.
+        pipeline: String,
+        /// What is missing.
+        reason: String,
+    },
+    /// The ref is not known (not synced, or not tracked).
+    #[error("pipeline {pipeline} has no tracked ref {name:?}; sync first (habctl sync {pipeline}) or check refs.track")]
+    NoSuchRef {
+        /// Pipeline.
+        pipeline: String,
+        /// The ref asked for.
+        name: String,
+    },
+    /// The ref may not be built (DESIGN.md invariant 1).
+    #[error("{name} may not be built: {reason}")]
+    Refused {
+        /// Full ref name.
+        name: String,
+        /// Why.
+        reason: String,
+        /// Its verdict.
+        verdict: Verdict,
+    },
+    /// No build of that id.
+    #[error("no build {0}")]
+    NoSuchBuild(i64),
+    /// No builder builds the platform.
+    #[error("no builder builds {0}")]
+    NoBuilder(String),
+    /// The recipe cannot be read.
+    #[error(transparent)]
+    Recipe(#[from] ContextError),
+    /// The mirror cannot be read.
+    #[error(transparent)]
+    Mirror(#[from] MirrorError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The registry failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// A builder failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// Verification found problems.
+    #[error("verification failed: {0}")]
+    Verification(String),
+    /// An operator cancelled it.
+    #[error("cancelled")]
+    Cancelled,
+    /// A blocking task died.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// What `start` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Started {
+    /// The build (new, or the verified one reused).
+    pub build: BuildRecord,
+    /// True when nothing needed building: an equal build had verified.
+    pub reused: bool,
+}
+
+/// What a verification run found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verification {
+    /// Passed every check.
+    pub ok: bool,
+    /// The first problem, in words.
+    pub reason: Option<String>,
+    /// The read-back of the index.
+    pub read_back: ReadBack,
+    /// Smoke runs per platform: exit code and output.
+    pub smoke: BTreeMap<String, SmokeReport>,
+}
+
+/// One smoke run.
+#[derive(Debug, Clone, Serialize)]
+pub struct SmokeReport {
+    /// The command.
+    pub command: Vec<String>,
+    /// Exit code (None when it could not run).
+    pub exit_code: Option<i64>,
+    /// Output, or why it could not run.
+    pub output: String,
+}
+
+/// The build service: starts builds, runs them in the background, verifies.
+pub struct Builds {
+    config: Arc<Config>,
+    store: Store,
+    registry: Registry,
+    /// One build at a time per builder: a build uses every core it gets.
+    slots: HashMap<String, Arc<Semaphore>>,
+    running: Mutex<HashMap<i64, CancellationToken>>,
+}
+
+impl std::fmt::Debug for Builds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builds").finish_non_exhaustive()
+    }
+}
+
+/// Runs blocking work (SQLite, git) off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, BuildError> + Send + 'static,
+) -> Result<T, BuildError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| BuildError::Internal(e.to_string()))?
+}
+
+/// Inputs of a build that are ready to run.
+struct Prepared {
+    pipeline: Arc<Pipeline>,
+    stored: StoredRef,
+    version: String,
+    context: Vec<u8>,
+    args: BTreeMap<String, String>,
+    keys: Vec<(String, String, String)>, // platform, builder, key
+}
+
+impl Builds {
+    /// The service for `config`, recording into `store`.
+    ///
+    /// # Errors
+    /// The registry password file cannot be read.
+    pub fn new(config: Arc<Config>, store: Store) -> Result<Arc<Self>, BuildError> {
+        let registry = Registry::new(&config.registry)?;
+        let slots = config
+            .builders
+            .iter()
+            .map(|b| (b.name.clone(), Arc::new(Semaphore::new(1))))
+            .collect();
+        Ok(Arc::new(Builds {
+            config,
+            store,
+            registry,
+            slots,
+            running: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// The registry client.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    fn pipeline(&self, name: &str) -> Result<Arc<Pipeline>, BuildError> {
+        self.config
+            .pipelines
+            .iter()
+            .find(|p| p.name == name)
+            .cloned()
+            .ok_or_else(|| BuildError::NoSuchPipeline(name.into()))
+    }
+
+    /// Starts a build of `ref_name` (`v1.0.0` or `refs/tags/v1.0.0`), or
+    /// returns the verified build that already made exactly these images.
+    ///
+    /// # Errors
+    /// Unknown pipeline or ref, a ref the signature policy refuses
+    /// ([`BuildError::Refused`]), an unreadable recipe, or a store failure.
+    /// Nothing is recorded when it fails.
+    pub async fn start(
+        self: &Arc<Self>,
+        pipeline: &str,
+        ref_name: &str,
+        trigger: &str,
+    ) -> Result<Started, BuildError> {
+        let pipeline = self.pipeline(pipeline)?;
+        let prepared = self.prepare(pipeline.clone(), ref_name).await?;
+        let repository = pipeline.image_repository.clone().unwrap_or_default();
+
+        let store = self.store.clone();
+        let wanted: Vec<String> = prepared.keys.iter().map(|(_, _, k)| k.clone()).collect();
+        let (name, stored_name) = (pipeline.name.clone(), prepared.stored.name.clone());
+        if let Some(build) = blocking(move || {
+            Ok(store.verified_build_with_keys(&name, &stored_name, &wanted)?)
+        })
+        .await?
+        {
+            return Ok(Started {
+                build,
+                reused: true,
+            });
+        }
+
+        let mut platforms = Vec::new();
+        for (platform, builder, key) in &prepared.keys {
+            let store = self.store.clone();
+            let (k, r) = (key.clone(), repository.clone());
+            let reuse = blocking(move || Ok(store.verified_key(&k, &r)?)).await?;
+            platforms.push(NewPlatform {
+                platform: platform.clone(),
+                builder: builder.clone(),
+                build_key: key.clone(),
+                reuse,
+            });
+        }
+        let new = NewBuild {
+            pipeline: pipeline.name.clone(),
+            ref_name: prepared.stored.name.clone(),
+            commit: prepared.stored.commit.clone(),
+            version: prepared.version.clone(),
+            signer: prepared.stored.verdict.signer().map(str::to_string),
+            trigger: trigger.into(),
+            repository,
+            platforms,
+        };
+        let store = self.store.clone();
+        let build = blocking(move || Ok(store.create_build(&new)?)).await?;
+
+        let cancel = CancellationToken::new();
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(build.id, cancel.clone());
+        let this = self.clone();
+        let id = build.id;
+        let prepared = Arc::new(prepared);
+        tokio::spawn(async move {
+            let outcome = tokio::select! {
+                r = this.execute(id, prepared) => r,
+                () = cancel.cancelled() => Err(BuildError::Cancelled),
+            };
+            this.finish(id, outcome).await;
+        });
+        Ok(Started {
+            build,
+            reused: false,
+        })
+    }
+
+    /// Cancels a running build. Returns false when it was not running.
+    pub fn cancel(&self, id: i64) -> bool {
+        match self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+        {
+            Some(t) => {
+                t.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ids of the builds running now.
+    pub fn running(&self) -> Vec<i64> {
+        let mut ids: Vec<i64> = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    fn log(&self, id: i64, platform: Option<&str>, line: String) {
+        tracing::info!(build = id, platform, "{line}");
+        if let Err(e) = self.store.append_log(id, platform, &[line]) {
+            tracing::warn!(build = id, error = %e, "cannot store a build log line");
+        }
+    }
+
+    async fn finish(&self, id: i64, outcome: Result<(), BuildError>) {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        let (state, reason) = match outcome {
+            Ok(()) => return,
+            Err(BuildError::Cancelled) => (BuildState::Cancelled, "cancelled by an operator".into()),
+            Err(e) => (BuildState::Failed, e.to_string()),
+        };
+        self.log(id, None, format!("hab: build {}: {reason}", state.as_str()));
+        let store = self.store.clone();
+        let r = blocking(move || Ok(store.end_build(id, state, &reason)?)).await;
+        if let Err(e) = r {
+            tracing::error!(build = id, error = %e, "cannot record the end of a build");
+        }
+    }
+
+    /// Resolves the ref, checks the policy, reads the recipe and the tree,
+    /// and computes every platform's key.
+    async fn prepare(
+        &self,
+        pipeline: Arc<Pipeline>,
+        ref_name: &str,
+    ) -> Result<Prepared, BuildError> {
+        let not_buildable = |reason: &str| BuildError::NotBuildable {
+            pipeline: pipeline.name.clone(),
+            reason: reason.into(),
+        };
+        let recipe = pipeline
+            .build
+            .clone()
+            .ok_or_else(|| not_buildable("it has no [build] section"))?;
+        if pipeline.image_repository.is_none() {
+            return Err(not_buildable("it has no [image] repository"));
+        }
+        let recipe_dir = self
+            .config
+            .recipe_dir(&pipeline)
+            .ok_or_else(|| not_buildable("it has no [build] section"))?;
+        let store = self.store.clone();
+        let mirror = mirror_path(&self.config.state_dir, &pipeline.name);
+        let p = pipeline.clone();
+        let asked = ref_name.to_string();
+        let (stored, recipe_files, tree) = blocking(move || {
+            let candidates = if asked.starts_with("refs/") {
+                vec![asked.clone()]
+            } else {
+                vec![format!("refs/tags/{asked}"), format!("refs/heads/{asked}")]
+            };
+            let mut found = None;
+            for c in candidates {
+                if !p.refs.tracks(&c) {
+                    continue;
+                }
+                if let Some(r) = store.get_ref(&p.name, &c)? {
+                    found = Some(r);
+                    break;
+                }
+            }
+            let stored = found.ok_or_else(|| BuildError::NoSuchRef {
+                pipeline: p.name.clone(),
+                name: asked.clone(),
+            })?;
+            if let Err(reason) = may_build(stored.state, &stored.verdict, p.policy) {
+                return Err(BuildError::Refused {
+                    name: stored.name.clone(),
+                    reason,
+                    verdict: stored.verdict.clone(),
+                });
+            }
+            let recipe_files = context::load_recipe(&recipe_dir)?;
+            let tree = Mirror::open_or_init(&mirror)?.tree_files(&stored.commit)?;
+            Ok((stored, recipe_files, tree))
+        })
+        .await?;
+
+        let version = plan::version_tag(&stored.name);
+        let mut keys = Vec::new();
+        let mut args = None;
+        for platform in &recipe.platforms {
+            let builder = self
+                .config
+                .builder_for(platform)
+                .ok_or_else(|| BuildError::NoBuilder(platform.to_string()))?;
+            let base = match &recipe.base_image {
+                Some(base) => Some(self.resolve_base(base, platform.as_str()).await?),
+                None => None,
+            };
+            let a = plan::build_args(
+                &recipe.args,
+                &version,
+                &stored.commit,
+                tree.commit_time,
+                base.as_ref().map(|(r, _)| r.as_str()),
+            );
+            let key = plan::build_key(&plan::KeyInputs {
+                commit: &stored.commit,
+                recipe: &recipe_files,
+                args: &a,
+                platform: platform.as_str(),
+                base_digest: base.as_ref().map(|(_, d)| d.as_str()),
+            });
+            keys.push((platform.to_string(), builder.name.clone(), key));
+            args = Some(a);
+        }
+        let context = context::context_tar(&recipe_files, &tree)?;
+        Ok(Prepared {
+            pipeline,
+            stored,
+            version,
+            context,
+            // BASE_IMAGE differs per platform; it is set again per platform.
+            args: args.unwrap_or_default(),
+            keys,
+        })
+    }
+
+    /// A base image's digest for one platform, and the pinned reference
+    /// passed as `BASE_IMAGE`.
+    async fn resolve_base(
+        &self,
+        base: &str,
+        platform: &str,
+    ) -> Result<(String, String), BuildError> {
+        let digest = self.registry.platform_digest(base, platform).await?;
+        let repo = base.split('@').next().unwrap_or(base);
+        let repo = match repo.rfind(':') {
+            Some(i) if !repo[i..].contains('/') => &repo[..i],
+            _ => repo,
+        };
+        Ok((format!("{repo}@{digest}"), digest))
+    }
+
+    async fn set_state(&self, id: i64, state: BuildState) -> Result<(), BuildError> {
+        let store = self.store.clone();
+        blocking(move || Ok(store.set_build_state(id, state)?)).await
+    }
+
+    fn update(&self, id: i64, platform: &str, u: PlatformUpdate) {
+        if let Err(e) = self.store.update_platform(id, platform, &u) {
+            tracing::warn!(build = id, error = %e, "cannot record build progress");
+        }
+    }
+
+    fn docker_credentials(&self) -> Option<DockerCredentials> {
+        self.registry
+            .credentials()
+            .map(|(u, p)| DockerCredentials {
+                username: Some(u.clone()),
+                password: Some(p.clone()),
+                serveraddress: Some(self.registry.host().to_string()),
+                ..Default::default()
+            })
+    }
+
+    async fn execute(self: &Arc<Self>, id: i64, prep: Arc<Prepared>) -> Result<(), BuildError> {
+        let store = self.store.clone();
+        let build = blocking(move || store.build(id)?.ok_or(BuildError::NoSuchBuild(id))).await?;
+        self.registry.check().await?;
+        self.set_state(id, BuildState::Building).await?;
+
+        // Platforms on different builders build at once; on one builder, in turn.
+        let mut by_builder: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for p in build.platforms.iter().filter(|p| !p.reused) {
+            by_builder
+                .entry(p.builder.clone())
+                .or_default()
+                .push(p.platform.clone());
+        }
+        for p in build.platforms.iter().filter(|p| p.reused) {
+            self.log(
+                id,
+                Some(&p.platform),
+                format!(
+                    "hab: {} reuses verified image {} (build key {})",
+                    p.platform,
+                    p.manifest_digest.as_deref().unwrap_or("?"),
+                    p.build_key
+                ),
+            );
+        }
+        let runs: Vec<_> = by_builder
+            .into_iter()
+            .map(|(builder, platforms)| {
+                let this = self.clone();
+                let build = build.clone();
+                let prep = prep.clone();
+                tokio::spawn(async move {
+                    for platform in platforms {
+                        this.build_platform(&build, &builder, &platform, &prep)
+                            .await?;
+                    }
+                    Ok::<(), BuildError>(())
+                })
+            })
+            .collect();
+        // Aborted with the build: a cancelled build stops every platform.
+        let guards: Vec<_> = runs.iter().map(|h| h.abort_handle()).collect();
+        let _abort = AbortOnDrop(guards);
+        for r in futures_util::future::join_all(runs).await {
+            r.map_err(|e| BuildError::Internal(e.to_string()))??;
+        }
+
+        // Publish the index.
+        self.set_state(id, BuildState::Publishing).await?;
+        let store = self.store.clone();
+        let build = blocking(move || store.build(id)?.ok_or(BuildError::NoSuchBuild(id))).await?;
+        let entries: Vec<IndexEntry> = build
+            .platforms
+            .iter()
+            .map(|p| IndexEntry {
+                platform: p.platform.clone(),
+                digest: p.manifest_digest.clone().unwrap_or_default(),
+                size: p.manifest_size.unwrap_or_default(),
+                media_type: p.manifest_media_type.clone().unwrap_or_default(),
+            })
+            .collect();
+        let annotations = self.annotations(&build, &prep);
+        let (index_digest, index_bytes) = self
+            .registry
+            .push_index(
+                &build.repository,
+                &entries,
+                &annotations,
+                &[format!("build-{id}")],
+            )
+            .await?;
+        let store = self.store.clone();
+        let d = index_digest.clone();
+        blocking(move || Ok(store.set_index_digest(id, &d)?)).await?;
+        self.log(
+            id,
+            None,
+            format!(
+                "hab: pushed index {} tagged build-{id}",
+                self.registry.pinned(&build.repository, &index_digest)
+            ),
+        );
+
+        // Verify, then tag the version.
+        self.set_state(id, BuildState::Verifying).await?;
+        let v = self
+            .verify_index(Some(&build), &build.repository, &index_digest)
+            .await?;
+        if !v.ok {
+            return Err(BuildError::Verification(
+                v.reason.unwrap_or_else(|| "unknown".into()),
+            ));
+        }
+        self.registry
+            .tag(&build.repository, &build.version, &index_bytes)
+            .await?;
+        let store = self.store.clone();
+        let d = index_digest.clone();
+        blocking(move || Ok(store.finish_verified(id, &d)?)).await?;
+        self.log(
+            id,
+            None,
+            format!(
+                "hab: VERIFIED {} and tagged {}",
+                self.registry.pinned(&build.repository, &index_digest),
+                build.version
+            ),
+        );
+        Ok(())
+    }
+
+    fn annotations(&self, build: &BuildRecord, prep: &Prepared) -> BTreeMap<String, String> {
+        let mut a = BTreeMap::from([
+            (
+                "org.opencontainers.image.source".to_string(),
+                prep.pipeline.upstream.clone(),
+            ),
+            (
+                "org.opencontainers.image.revision".to_string(),
+                build.commit.clone(),
+            ),
+            (
+                "org.opencontainers.image.version".to_string(),
+                build.version.clone(),
+            ),
+            (
+                "org.opencontainers.image.created".to_string(),
+                build.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            ),
+            ("io.hab.ref".to_string(), build.ref_name.clone()),
+            ("io.hab.build".to_string(), build.id.to_string()),
+        ]);
+        if let Some(signer) = &build.signer {
+            a.insert(SIGNER_ANNOTATION.to_string(), signer.clone());
+        }
+        a
+    }
+
+    async fn build_platform(
+        &self,
+        build: &BuildRecord,
+        builder: &str,
+        platform: &str,
+        prep: &Prepared,
+    ) -> Result<(), BuildError> {
+        let id = build.id;
+        let slot = self
+            .slots
+            .get(builder)
+            .cloned()
+            .ok_or_else(|| BuildError::NoBuilder(platform.into()))?;
+        self.update(id, platform, stage("waiting"));
+        let _permit = slot
+            .acquire_owned()
+            .await
+            .map_err(|e| BuildError::Internal(e.to_string()))?;
+        let builder_cfg = self
+            .config
+            .builders
+            .iter()
+            .find(|b| b.name == builder)
+            .ok_or_else(|| BuildError::NoBuilder(platform.into()))?;
+        let key = build
+            .platforms
+            .iter()
+            .find(|p| p.platform == platform)
+            .map(|p| p.build_key.clone())
+            .unwrap_or_default();
+        self.log(
+            id,
+            Some(platform),
+            format!("hab: building {platform} on builder {builder} (build key {key})"),
+        );
+        self.update(id, platform, stage("building"));
+        let engine = Engine::connect(builder_cfg).await?;
+        let mut args = prep.args.clone();
+        if let Some(base) = &prep.pipeline.build.as_ref().and_then(|b| b.base_image.clone()) {
+            let (pinned, _) = self.resolve_base(base, platform).await?;
+            args.insert("BASE_IMAGE".into(), pinned);
+        }
+        let arch = plan::architecture(platform);
+        let tag = format!("hab-build/{}:{id}-{arch}", prep.pipeline.name);
+        let store = self.store.clone();
+        let p = platform.to_string();
+        let mut log = move |lines: Vec<String>| {
+            if let Err(e) = store.append_log(id, Some(&p), &lines) {
+                tracing::warn!(build = id, error = %e, "cannot store build output");
+            }
+        };
+        let image_id = engine
+            .build(
+                BuildRequest {
+                    context: prep.context.clone(),
+                    platform,
+                    args: &args,
+                    tag: &tag,
+                    registry_auth: self
+                        .docker_credentials()
+                        .map(|c| (self.registry.host().to_string(), c)),
+                },
+                &mut log,
+            )
+            .await?;
+        self.update(
+            id,
+            platform,
+            PlatformUpdate {
+                stage: Some("exporting".into()),
+                image_id: Some(image_id.clone()),
+                ..Default::default()
+            },
+        );
+
+        let tmp = self.config.state_dir.join("tmp");
+        tokio::fs::create_dir_all(&tmp)
+            .await
+            .map_err(|e| BuildError::Internal(format!("{}: {e}", tmp.display())))?;
+        let saved: PathBuf = tmp.join(format!("build-{id}-{arch}.tar"));
+        let result = async {
+            engine.export(&tag, &saved).await?;
+            self.update(id, platform, stage("pushing"));
+            let store = self.store.clone();
+            let p = platform.to_string();
+            let progress = Arc::new(move |pushed: i64, total: i64| {
+                let u = PlatformUpdate {
+                    bytes_pushed: Some(pushed),
+                    bytes_total: Some(total),
+                    ..Default::default()
+                };
+                let _ = store.update_platform(id, &p, &u);
+            });
+            Ok::<_, BuildError>(
+                self.registry
+                    .publish_saved(&saved, &build.repository, progress)
+                    .await?,
+            )
+        }
+        .await;
+        let _ = tokio::fs::remove_file(&saved).await;
+        engine.remove_image(&tag).await;
+        let pushed = result?;
+        self.update(
+            id,
+            platform,
+            PlatformUpdate {
+                stage: Some("pushed".into()),
+                manifest: Some((
+                    pushed.digest.clone(),
+                    pushed.size,
+                    pushed.media_type.clone(),
+                )),
+                bytes_total: Some(pushed.bytes_total),
+                bytes_pushed: Some(pushed.bytes_pushed),
+                blobs_skipped: Some(pushed.blobs_skipped),
+                ..Default::default()
+            },
+        );
+        self.log(
+            id,
+            Some(platform),
+            format!(
+                "hab: pushed {platform} image {} ({} of {} bytes uploaded, {} blobs already there)",
+                pushed.digest, pushed.bytes_pushed, pushed.bytes_total, pushed.blobs_skipped
+            ),
+        );
+        Ok(())
+    }
+
+    /// Verifies an index: read back and hash everything, check platforms,
+    /// smoke-run each platform. With `build`, its pipeline's platforms and
+    /// smoke command are the standard, and the run is logged to it.
+    ///
+    /// # Errors
+    /// Only if the store fails; a failed check is an outcome.
+    pub async fn verify_index(
+        &self,
+        build: Option<&BuildRecord>,
+        repository: &str,
+        index_digest: &str,
+    ) -> Result<Verification, BuildError> {
+        let pipeline = build.and_then(|b| self.pipeline(&b.pipeline).ok());
+        let platforms: Vec<String> = build
+            .map(|b| b.platforms.iter().map(|p| p.platform.clone()).collect())
+            .unwrap_or_default();
+        let id = build.map(|b| b.id);
+        let note = |line: String| {
+            if let Some(id) = id {
+                self.log(id, None, line);
+            }
+        };
+        note(format!(
+            "hab: reading back {}",
+            self.registry.pinned(repository, index_digest)
+        ));
+        let read_back = self
+            .registry
+            .read_back(repository, index_digest, &platforms)
+            .await;
+        let mut problems = read_back.problems.clone();
+        note(format!(
+            "hab: read back {} blobs, {} bytes; {} problems",
+            read_back.blobs_checked,
+            read_back.bytes_read,
+            problems.len()
+        ));
+        let mut smoke = BTreeMap::new();
+        if problems.is_empty() {
+            let command = pipeline
+                .as_ref()
+                .and_then(|p| p.build.as_ref())
+                .map(|b| b.smoke.clone())
+                .unwrap_or_default();
+            let to_run: Vec<(String, String)> = if platforms.is_empty() {
+                read_back
+                    .platforms
+                    .iter()
+                    .map(|(p, d)| (p.clone(), d.clone()))
+                    .collect()
+            } else {
+                platforms
+                    .iter()
+                    .filter_map(|p| read_back.platforms.get(p).map(|d| (p.clone(), d.clone())))
+                    .collect()
+            };
+            if command.is_empty() {
+                note("hab: no smoke command configured; images not run".into());
+            } else {
+                for (platform, digest) in to_run {
+                    let report = self
+                        .smoke_one(repository, &platform, &digest, &command)
+                        .await;
+                    note(format!(
+                        "hab: smoke {platform}: `{}` exited {}: {}",
+                        command.join(" "),
+                        report
+                            .exit_code
+                            .map_or("(did not run)".to_string(), |c| c.to_string()),
+                        report.output.trim()
+                    ));
+                    if report.exit_code != Some(0) {
+                        problems.push(format!(
+                            "smoke command `{}` on {platform} {}: {}",
+                            command.join(" "),
+                            report
+                                .exit_code
+                                .map_or("could not run".to_string(), |c| format!("exited {c}")),
+                            report.output.trim()
+                        ));
+                    }
+                    smoke.insert(platform, report);
+                }
+            }
+        }
+        for p in &problems {
+            note(format!("hab: verify: {p}"));
+        }
+        let v = Verification {
+            ok: problems.is_empty(),
+            reason: problems.first().cloned(),
+            read_back,
+            smoke,
+        };
+        let store = self.store.clone();
+        let reference = self.registry.pinned(repository, index_digest);
+        let report = serde_json::to_value(&v).unwrap_or_default();
+        let (ok, reason) = (v.ok, v.reason.clone());
+        blocking(move || {
+            Ok(store.record_verification(id, &reference, ok, reason.as_deref(), &report)?)
+        })
+        .await?;
+        Ok(v)
+    }
+
+    async fn smoke_one(
+        &self,
+        repository: &str,
+        platform: &str,
+        digest: &str,
+        command: &[String],
+    ) -> SmokeReport {
+        let fail = |output: String| SmokeReport {
+            command: command.to_vec(),
+            exit_code: None,
+            output,
+        };
+        let Some(builder) = platform
+            .parse()
+            .ok()
+            .and_then(|p| self.config.builder_for(&p))
+        else {
+            return fail(format!("no builder runs {platform}"));
+        };
+        let engine = match Engine::connect(builder).await {
+            Ok(e) => e,
+            Err(e) => return fail(e.to_string()),
+        };
+        let reference = self.registry.pinned(repository, digest);
+        match engine
+            .smoke(&reference, platform, command, self.docker_credentials())
+            .await
+        {
+            Ok(o) => SmokeReport {
+                command: command.to_vec(),
+                exit_code: Some(o.exit_code),
+                output: o.output,
+            },
+            Err(e) => fail(e.to_string()),
+        }
+    }
+
+    /// Re-runs verification of a build on demand (`habctl verify <id>`).
+    ///
+    /// # Errors
+    /// No such build, or it never pushed an index.
+    pub async fn verify_build(&self, id: i64) -> Result<Verification, BuildError> {
+        let store = self.store.clone();
+        let build = blocking(move || store.build(id)?.ok_or(BuildError::NoSuchBuild(id))).await?;
+        let Some(index) = build.index_digest.clone() else {
+            return Err(BuildError::Verification(format!(
+                "build {id} pushed no index ({})",
+                build.state.as_str()
+            )));
+        };
+        self.verify_index(Some(&build), &build.repository, &index)
+            .await
+    }
+
+    /// Verifies `repository@digest` (`habctl verify hab/fixture@sha256:…`):
+    /// when a build pushed that index, as that build; otherwise every
+    /// platform the index lists is read back (no smoke command is known).
+    ///
+    /// # Errors
+    /// Malformed reference, or the store failed.
+    pub async fn verify_reference(&self, reference: &str) -> Result<Verification, BuildError> {
+        let reference = reference
+            .strip_prefix(&format!("{}/", self.registry.host()))
+            .unwrap_or(reference);
+        let Some((repository, digest)) = reference.split_once('@') else {
+            return Err(BuildError::Verification(format!(
+                "{reference:?} is not repository@sha256:digest"
+            )));
+        };
+        let store = self.store.clone();
+        let d = digest.to_string();
+        let build = blocking(move || Ok(store.build_by_index(&d)?)).await?;
+        self.verify_index(build.as_ref(), repository, digest).await
+    }
+}
+
+/// Aborts the platform tasks when the build's future is dropped (cancelled).
+struct AbortOnDrop(Vec<tokio::task::AbortHandle>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for h in &self.0 {
+            h.abort();
+        }
+    }
+}
+
+fn stage(s: &str) -> PlatformUpdate {
+    PlatformUpdate {
+        stage: Some(s.into()),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,899 @@
+//! The cluster's OCI registry, through oci-client: publishes an image that a
+//! builder exported (blobs the registry lacks, then its manifest), pushes the
+//! image index of a release, and reads everything back to check it.
+//!
+//! Layers come out of the engine uncompressed (`docker save`); they are
+//! gzip-compressed here at level 1, all layers at once, which is where
+//! publishing wins over `docker push` (it compresses at Go's default level,
+//! one stream at a time). Compression is deterministic (no timestamp in the
+//! gzip header), so the same layer always gets the same digest and a blob the
+//! registry has is never sent again.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    io::{Read, Write},
+    path::Path,
+    sync::{
+        atomic::{AtomicI64, Ordering},
+        Arc,
+    },
+};
+
+use futures_util::{stream, StreamExt, TryStreamExt};
+use oci_client::{
+    client::{ClientConfig, ClientProtocol},
+    secrets::RegistryAuth,
+    Client, Reference, RegistryOperation,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::{build::plan, config::RegistryConfig};
+
+/// OCI image manifest.
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// OCI image index.
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// Blobs uploaded at once: enough to keep both cores compressing while the
+/// other uploads, few enough not to hold every layer of a large image in
+/// flight.
+const PARALLEL_BLOBS: usize = 4;
+
+/// Registry errors.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The registry did not answer.
+    #[error("registry at {url} is not reachable: {reason} (is it running?)")]
+    Unreachable {
+        /// Base URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The registry refused the credentials, or wants some.
+    #[error("registry at {url} refused access: {reason}")]
+    Auth {
+        /// Base URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// Reading the password file failed.
+    #[error("{0}")]
+    Credentials(std::io::Error),
+    /// The exported image is not what `docker save` writes.
+    #[error("exported image {path}: {reason}")]
+    Export {
+        /// The archive.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A push failed.
+    #[error("push of {what} to {reference} failed: {source}")]
+    Push {
+        /// Blob or manifest.
+        what: String,
+        /// Where.
+        reference: String,
+        /// oci-client's error.
+        source: oci_client::errors::OciDistributionError,
+    },
+    /// A read failed.
+    #[error("read of {what} from {reference} failed: {reason}")]
+    Pull {
+        /// What.
+        what: String,
+        /// Where.
+        reference: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// An image manifest in the registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushedImage {
+    /// Manifest digest.
+    pub digest: String,
+    /// Manifest size.
+    pub size: i64,
+    /// Manifest media type.
+    pub media_type: String,
+    /// Bytes of all blobs (compressed layers and config).
+    pub bytes_total: i64,
+    /// Bytes uploaded now.
+    pub bytes_pushed: i64,
+    /// Blobs the registry already had.
+    pub blobs_skipped: i64,
+}
+
+/// A manifest to list in an index.
+#[derive(Debug, Clone)]
+pub struct IndexEntry {
+    /// `linux/amd64`.
+    pub platform: String,
+    /// Manifest digest.
+    pub digest: String,
+    /// Manifest size.
+    pub size: i64,
+    /// Manifest media type.
+    pub media_type: String,
+}
+
+/// What reading an index back found.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ReadBack {
+    /// `host/repo@digest`.
+    pub reference: String,
+    /// Index digest as recomputed.
+    pub index_digest: String,
+    /// Per platform: manifest digest.
+    pub platforms: BTreeMap<String, String>,
+    /// Blobs read and hashed.
+    pub blobs_checked: usize,
+    /// Bytes read.
+    pub bytes_read: u64,
+    /// Every problem found; empty when all is well.
+    pub problems: Vec<String>,
+    /// Annotations of the index.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A client for the configured registry.
+#[derive(Clone)]
+pub struct Registry {
+    client: Arc<Client>,
+    auth: RegistryAuth,
+    host: String,
+    url: String,
+    credentials: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").field("url", &self.url).finish()
+    }
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+impl Registry {
+    /// A client for `cfg` (credentials read from its password file).
+    ///
+    /// # Errors
+    /// The password file cannot be read.
+    pub fn new(cfg: &RegistryConfig) -> Result<Self, RegistryError> {
+        let credentials = cfg.credentials().map_err(RegistryError::Credentials)?;
+        let auth = match &credentials {
+            Some((u, p)) => RegistryAuth::Basic(u.clone(), p.clone()),
+            None => RegistryAuth::Anonymous,
+        };
+        let protocol = if cfg.url.scheme() == "http" {
+            ClientProtocol::Http
+        } else {
+            ClientProtocol::Https
+        };
+        let client = Client::new(ClientConfig {
+            protocol,
+            // One PUT per blob: the registry is near, and a monolithic upload
+            // is one round trip instead of three.
+            use_monolithic_push: true,
+            max_concurrent_upload: PARALLEL_BLOBS,
+            connect_timeout: Some(std::time::Duration::from_secs(10)),
+            ..Default::default()
+        });
+        Ok(Registry {
+            client: Arc::new(client),
+            auth,
+            host: cfg.host(),
+            url: cfg.url.as_str().trim_end_matches('/').to_string(),
+            credentials,
+        })
+    }
+
+    /// `host:port` of the registry.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// User and password, when configured (the builders' pulls need them).
+    pub fn credentials(&self) -> Option<&(String, String)> {
+        self.credentials.as_ref()
+    }
+
+    /// Checks that the registry answers and accepts our credentials.
+    ///
+    /// # Errors
+    /// [`RegistryError::Unreachable`] or [`RegistryError::Auth`], with how to
+    /// fix it.
+    pub async fn check(&self) -> Result<(), RegistryError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|e| RegistryError::Unreachable {
+                url: self.url.clone(),
+                reason: e.to_string(),
+            })?;
+        let mut req = http.get(format!("{}/v2/", self.url));
+        if let Some((u, p)) = &self.credentials {
+            req = req.basic_auth(u, Some(p));
+        }
+        let res = req.send().await.map_err(|e| RegistryError::Unreachable {
+            url: self.url.clone(),
+            reason: e.to_string(),
+        })?;
+        match res.status().as_u16() {
+            200 => Ok(()),
+            401 => Err(RegistryError::Auth {
+                url: self.url.clone(),
+                reason: match &self.credentials {
+                    Some((u, _)) => format!(
+                        "the password for user {u:?} was not accepted (401); check registry.password_file"
+                    ),
+                    None => "it wants credentials (401): set registry.username and registry.password_file in hab.toml".into(),
+                },
+            }),
+            s => Err(RegistryError::Unreachable {
+                url: self.url.clone(),
+                reason: format!("GET /v2/ answered HTTP {s}; is this an OCI registry?"),
+            }),
+        }
+    }
+
+    fn reference(&self, repository: &str, digest: &str) -> Reference {
+        Reference::with_digest(self.host.clone(), repository.into(), digest.into())
+    }
+
+    fn tagged(&self, repository: &str, tag: &str) -> Reference {
+        Reference::with_tag(self.host.clone(), repository.into(), tag.into())
+    }
+
+    /// `host/repository@digest`.
+    pub fn pinned(&self, repository: &str, digest: &str) -> String {
+        format!("{}/{repository}@{digest}", self.host)
+    }
+
+    async fn authorize(&self, r: &Reference, op: RegistryOperation) -> Result<(), RegistryError> {
+        self.client
+            .auth(r, &self.auth, op)
+            .await
+            .map(|_| ())
+            .map_err(|e| RegistryError::Auth {
+                url: self.url.clone(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Publishes an image exported by `docker save` into `repository`: its
+    /// layers (compressed), its config, then its manifest, by digest. Blobs
+    /// the registry already has are not uploaded. `progress` gets the bytes
+    /// uploaded so far.
+    ///
+    /// # Errors
+    /// The archive is not a `docker save` archive, or a push failed.
+    pub async fn publish_saved(
+        &self,
+        saved: &Path,
+        repository: &str,
+        progress: Arc<dyn Fn(i64, i64) + Send + Sync>,
+    ) -> Result<PushedImage, RegistryError> {
+        let path = saved.to_path_buf();
+        let image = tokio::task::spawn_blocking(move || read_saved(&path))
+            .await
+            .map_err(|e| RegistryError::Export {
+                path: saved.display().to_string(),
+                reason: e.to_string(),
+            })??;
+
+        let base = self.reference(repository, &image.config_digest);
+        self.authorize(&base, RegistryOperation::Push).await?;
+
+        // Compress every layer, all at once on the blocking pool.
+        let layers: Vec<Blob> = stream::iter(image.layers.into_iter().map(|raw| {
+            tokio::task::spawn_blocking(move || compress(raw))
+        }))
+        .buffered(PARALLEL_BLOBS)
+        .map(|r| {
+            r.map_err(|e| RegistryError::Export {
+                path: saved.display().to_string(),
+                reason: e.to_string(),
+            })
+        })
+        .try_collect()
+        .await?;
+        let config = Blob {
+            digest: image.config_digest.clone(),
+            bytes: image.config.into(),
+            media_type: OCI_CONFIG,
+        };
+
+        let bytes_total: i64 =
+            layers.iter().map(|b| b.bytes.len() as i64).sum::<i64>() + config.bytes.len() as i64;
+        let pushed = Arc::new(AtomicI64::new(0));
+        let skipped = Arc::new(AtomicI64::new(0));
+        progress(0, bytes_total);
+        let blobs: Vec<(String, bytes::Bytes)> = layers
+            .iter()
+            .chain(std::iter::once(&config))
+            .map(|b| (b.digest.clone(), b.bytes.clone()))
+            .collect();
+        let uploads: Vec<_> = blobs
+            .into_iter()
+            .map(|(digest, data)| {
+                let blob = Blob {
+                    digest,
+                    bytes: data,
+                    media_type: OCI_CONFIG,
+                };
+                let r = self.reference(repository, &blob.digest);
+                let pushed = pushed.clone();
+                let skipped = skipped.clone();
+                let progress = progress.clone();
+                let this = self.clone();
+                async move {
+                    let this = &this;
+                    let exists = this.client.blob_exists(&r, &blob.digest).await.map_err(|e| {
+                        RegistryError::Push {
+                            what: format!("blob {}", blob.digest),
+                            reference: r.whole(),
+                            source: e,
+                        }
+                    })?;
+                    if exists {
+                        skipped.fetch_add(1, Ordering::Relaxed);
+                        return Ok(());
+                    }
+                    this.client
+                        .push_blob(&r, blob.bytes.clone(), &blob.digest)
+                        .await
+                        .map_err(|e| RegistryError::Push {
+                            what: format!("blob {}", blob.digest),
+                            reference: r.whole(),
+                            source: e,
+                        })?;
+                    let now =
+                        pushed.fetch_add(blob.bytes.len() as i64, Ordering::Relaxed) + blob.bytes.len() as i64;
+                    progress(now, bytes_total);
+                    Ok::<(), RegistryError>(())
+                }
+            })
+            .collect();
+        stream::iter(uploads)
+            .buffer_unordered(PARALLEL_BLOBS)
+            .try_collect::<Vec<()>>()
+            .await?;
+
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": config.media_type, "digest": config.digest, "size": config.bytes.len()},
+            "layers": layers.iter().map(|l| json!({
+                "mediaType": l.media_type, "digest": l.digest, "size": l.bytes.len()
+            })).collect::<Vec<_>>(),
+        });
+        let body = serde_json::to_vec(&manifest).expect("a manifest serializes");
+        let digest = sha256(&body);
+        let size = body.len() as i64;
+        self.push_manifest(repository, &digest, body, OCI_MANIFEST)
+            .await?;
+        Ok(PushedImage {
+            digest,
+            size,
+            media_type: OCI_MANIFEST.into(),
+            bytes_total,
+            bytes_pushed: pushed.load(Ordering::Relaxed),
+            blobs_skipped: skipped.load(Ordering::Relaxed),
+        })
+    }
+
+    async fn push_manifest(
+        &self,
+        repository: &str,
+        tag_or_digest: &str,
+        body: Vec<u8>,
+        media_type: &str,
+    ) -> Result<(), RegistryError> {
+        let r = if tag_or_digest.starts_with("sha256:") {
+            self.reference(repository, tag_or_digest)
+        } else {
+            self.tagged(repository, tag_or_digest)
+        };
+        self.authorize(&r, RegistryOperation::Push).await?;
+        self.client
+            .push_manifest_raw(
+                &r,
+                body,
+                reqwest::header::HeaderValue::from_str(media_type).expect("a media type is a header value"),
+            )
+            .await
+            .map_err(|e| RegistryError::Push {
+                what: "manifest".into(),
+                reference: r.whole(),
+                source: e,
+            })?;
+        Ok(())
+    }
+
+    /// Pushes an image index listing `entries` under each of `tags`; returns
+    /// its digest and bytes (the digest of exactly the bytes sent).
+    ///
+    /// # Errors
+    /// A push failed.
+    pub async fn push_index(
+        &self,
+        repository: &str,
+        entries: &[IndexEntry],
+        annotations: &BTreeMap<String, String>,
+        tags: &[String],
+    ) -> Result<(String, Vec<u8>), RegistryError> {
+        let manifests: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|e| {
+                let mut platform = json!({
+                    "architecture": plan::architecture(&e.platform),
+                    "os": plan::os(&e.platform),
+                });
+                if plan::architecture(&e.platform) == "arm64" {
+                    platform["variant"] = json!("v8");
+                }
+                json!({"mediaType": e.media_type, "digest": e.digest, "size": e.size, "platform": platform})
+            })
+            .collect();
+        let index = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": manifests,
+            "annotations": annotations,
+        });
+        let body = serde_json::to_vec(&index).expect("an index serializes");
+        let digest = sha256(&body);
+        self.push_manifest(repository, &digest, body.clone(), OCI_INDEX)
+            .await?;
+        for tag in tags {
+            self.tag(repository, tag, &body).await?;
+        }
+        Ok((digest, body))
+    }
+
+    /// Puts an index (its exact bytes) under a tag.
+    ///
+    /// # Errors
+    /// The push failed.
+    pub async fn tag(&self, repository: &str, tag: &str, index: &[u8]) -> Result<(), RegistryError> {
+        self.push_manifest(repository, tag, index.to_vec(), OCI_INDEX)
+            .await
+    }
+
+    /// The digest of `image`'s manifest for `platform`: `image` names an
+    /// index (the platform's entry is taken) or a single image manifest.
+    /// Used to pin a recipe's base image, whose digest enters the build key.
+    ///
+    /// # Errors
+    /// A malformed reference, an unreachable registry, or no such platform.
+    pub async fn platform_digest(&self, image: &str, platform: &str) -> Result<String, RegistryError> {
+        let pull_err = |reason: String| RegistryError::Pull {
+            what: format!("base image for {platform}"),
+            reference: image.to_string(),
+            reason,
+        };
+        let r: Reference = image.parse().map_err(|e: oci_client::ParseError| pull_err(e.to_string()))?;
+        let auth = if r.resolve_registry() == self.host {
+            self.auth.clone()
+        } else {
+            RegistryAuth::Anonymous
+        };
+        let (bytes, _) = self
+            .client
+            .pull_manifest_raw(&r, &auth, &[OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST])
+            .await
+            .map_err(|e| pull_err(e.to_string()))?;
+        match serde_json::from_slice::<Index>(&bytes) {
+            Ok(index) => index
+                .manifests
+                .iter()
+                .find(|m| {
+                    m.platform.as_ref().is_some_and(|p| {
+                        p.os == plan::os(platform) && p.architecture == plan::architecture(platform)
+                    })
+                })
+                .map(|m| m.digest.clone())
+                .ok_or_else(|| pull_err(format!("its index lists no {platform} image"))),
+            Err(_) => Ok(sha256(&bytes)),
+        }
+    }
+
+    /// Fetches a manifest or index by digest, raw.
+    async fn fetch_manifest(
+        &self,
+        repository: &str,
+        digest: &str,
+        accept: &[&str],
+    ) -> Result<bytes::Bytes, RegistryError> {
+        let r = self.reference(repository, digest);
+        let (bytes, _) = self
+            .client
+            .pull_manifest_raw(&r, &self.auth, accept)
+            .await
+            .map_err(|e| RegistryError::Pull {
+                what: format!("manifest {digest}"),
+                reference: r.whole(),
+                reason: e.to_string(),
+            })?;
+        Ok(bytes)
+    }
+
+    /// Reads an index back: the index, each manifest, and every blob, each
+    /// hashed again here; checks that each of `platforms` is listed with the
+    /// right os and architecture (in the index and in the image config).
+    /// Problems are collected, not thrown: the report says everything found.
+    pub async fn read_back(
+        &self,
+        repository: &str,
+        index_digest: &str,
+        platforms: &[String],
+    ) -> ReadBack {
+        let mut rb = ReadBack {
+            reference: self.pinned(repository, index_digest),
+            ..Default::default()
+        };
+        if let Err(e) = self
+            .authorize(&self.reference(repository, index_digest), RegistryOperation::Pull)
+            .await
+        {
+            rb.problems.push(e.to_string());
+            return rb;
+        }
+        let index_bytes = match self
+            .fetch_manifest(repository, index_digest, &[OCI_INDEX, DOCKER_LIST])
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                rb.problems.push(e.to_string());
+                return rb;
+            }
+        };
+        rb.index_digest = sha256(&index_bytes);
+        rb.bytes_read += index_bytes.len() as u64;
+        if rb.index_digest != index_digest {
+            rb.problems.push(format!(
+                "index {index_digest} read back as {}: the registry's copy differs",
+                rb.index_digest
+            ));
+            return rb;
+        }
+        let index: Index = match serde_json::from_slice(&index_bytes) {
+            Ok(i) => i,
+            Err(e) => {
+                rb.problems
+                    .push(format!("index {index_digest} is not an image index: {e}"));
+                return rb;
+            }
+        };
+        rb.annotations = index.annotations.clone().unwrap_or_default();
+        for want in platforms {
+            let (os, arch) = (plan::os(want), plan::architecture(want));
+            let found: Vec<&IndexManifest> = index
+                .manifests
+                .iter()
+                .filter(|m| {
+                    m.platform
+                        .as_ref()
+                        .is_some_and(|p| p.os == os && p.architecture == arch)
+                })
+                .collect();
+            match found.as_slice() {
+                [] => rb
+                    .problems
+                    .push(format!("index {index_digest} lists no {want} image")),
+                [m] => {
+                    rb.platforms.insert(want.clone(), m.digest.clone());
+                }
+                _ => rb
+                    .problems
+                    .push(format!("index {index_digest} lists {want} more than once")),
+            }
+        }
+        for m in &index.manifests {
+            let what = m
+                .platform
+                .as_ref()
+                .map(|p| format!("{}/{}", p.os, p.architecture))
+                .unwrap_or_else(|| "unknown platform".into());
+            self.check_manifest(repository, m, &what, &mut rb).await;
+        }
+        rb
+    }
+
+    async fn check_manifest(
+        &self,
+        repository: &str,
+        m: &IndexManifest,
+        platform: &str,
+        rb: &mut ReadBack,
+    ) {
+        let bytes = match self
+            .fetch_manifest(repository, &m.digest, &[OCI_MANIFEST, DOCKER_MANIFEST])
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                rb.problems.push(e.to_string());
+                return;
+            }
+        };
+        rb.bytes_read += bytes.len() as u64;
+        let got = sha256(&bytes);
+        if got != m.digest || bytes.len() as i64 != m.size {
+            rb.problems.push(format!(
+                "manifest {} ({platform}) read back as {got}, {} bytes: the registry's copy differs",
+                m.digest,
+                bytes.len()
+            ));
+            return;
+        }
+        let manifest: Manifest = match serde_json::from_slice(&bytes) {
+            Ok(x) => x,
+            Err(e) => {
+                rb.problems
+                    .push(format!("manifest {} ({platform}) does not parse: {e}", m.digest));
+                return;
+            }
+        };
+        match self
+            .check_blob(repository, &manifest.config, &format!("config of {platform}"), rb)
+            .await
+        {
+            Some(config) => {
+                #[derive(Deserialize)]
+                struct ConfigPlatform {
+                    os: String,
+                    architecture: String,
+                }
+                match serde_json::from_slice::<ConfigPlatform>(&config) {
+                    Ok(c) if format!("{}/{}", c.os, c.architecture) == platform => {}
+                    Ok(c) => rb.problems.push(format!(
+                        "image {} is listed as {platform} but its config says {}/{}",
+                        m.digest, c.os, c.architecture
+                    )),
+                    Err(e) => rb.problems.push(format!(
+                        "config {} ({platform}) does not parse: {e}",
+                        manifest.config.digest
+                    )),
+                }
+            }
+            None => {}
+        }
+        for (i, layer) in manifest.layers.iter().enumerate() {
+            self.check_blob(
+                repository,
+                layer,
+                &format!("layer {} of {} of {platform}", i + 1, manifest.layers.len()),
+                rb,
+            )
+            .await;
+        }
+    }
+
+    /// Streams a blob, hashing it; returns its bytes when it is a config
+    /// (small), None for layers or on a problem.
+    async fn check_blob(
+        &self,
+        repository: &str,
+        d: &Descriptor,
+        what: &str,
+        rb: &mut ReadBack,
+    ) -> Option<Vec<u8>> {
+        let r = self.reference(repository, &d.digest);
+        let keep = what.starts_with("config");
+        let mut kept = Vec::new();
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let result: Result<(), String> = async {
+            let mut s = self
+                .client
+                .pull_blob_stream(&r, d.digest.as_str())
+                .await
+                .map_err(|e| e.to_string())?;
+            while let Some(chunk) = s.next().await {
+                let chunk = chunk.map_err(|e| e.to_string())?;
+                hasher.update(&chunk);
+                size += chunk.len() as u64;
+                if keep {
+                    kept.extend_from_slice(&chunk);
+                }
+            }
+            Ok(())
+        }
+        .await;
+        rb.bytes_read += size;
+        rb.blobs_checked += 1;
+        let got = format!("sha256:{}", hex::encode(hasher.finalize()));
+        let problem = match result {
+            Err(e) => Some(format!("blob {} ({what}) could not be read back: {e}", d.digest)),
+            Ok(()) if got != d.digest => Some(format!(
+                "blob {} ({what}) read back as {got}: the registry's copy is corrupt",
+                d.digest
+            )),
+            Ok(()) if size as i64 != d.size => Some(format!(
+                "blob {} ({what}) read back with {size} bytes, the manifest says {}",
+                d.digest, d.size
+            )),
+            Ok(()) => None,
+        };
+        match problem {
+            Some(p) => {
+                rb.problems.push(p);
+                None
+            }
+            None => keep.then_some(kept),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Index {
+    manifests: Vec<IndexManifest>,
+    annotations: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct IndexManifest {
+    digest: String,
+    size: i64,
+    platform: Option<IndexPlatform>,
+}
+
+#[derive(Debug, Deserialize)]
+struct IndexPlatform {
+    os: String,
+    architecture: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Manifest {
+    config: Descriptor,
+    layers: Vec<Descriptor>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Descriptor {
+    digest: String,
+    size: i64,
+}
+
+struct Blob {
+    digest: String,
+    bytes: bytes::Bytes,
+    media_type: &'static str,
+}
+
+/// An image as `docker save` wrote it.
+struct SavedImage {
+    config: Vec<u8>,
+    config_digest: String,
+    /// Uncompressed layer tars, bottom first.
+    layers: Vec<Vec<u8>>,
+}
+
+fn read_saved(path: &Path) -> Result<SavedImage, RegistryError> {
+    let err = |reason: String| RegistryError::Export {
+        path: path.display().to_string(),
+        reason,
+    };
+    let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+    let mut files: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut ar = tar::Archive::new(std::io::BufReader::new(file));
+    for entry in ar.entries().map_err(|e| err(e.to_string()))? {
+        let mut entry = entry.map_err(|e| err(e.to_string()))?;
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            continue;
+        }
+        let name = entry
+            .path()
+            .map_err(|e| err(e.to_string()))?
+            .to_string_lossy()
+            .into_owned();
+        let mut data = Vec::with_capacity(entry.size() as usize);
+        entry
+            .read_to_end(&mut data)
+            .map_err(|e| err(e.to_string()))?;
+        files.insert(name, data);
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct SaveManifest {
+        config: String,
+        layers: Vec<String>,
+    }
+    let manifest: Vec<SaveManifest> = serde_json::from_slice(
+        files
+            .get("manifest.json")
+            .ok_or_else(|| err("no manifest.json".into()))?,
+    )
+    .map_err(|e| err(format!("manifest.json: {e}")))?;
+    let [m] = manifest.as_slice() else {
+        return Err(err(format!(
+            "holds {} images, expected one",
+            manifest.len()
+        )));
+    };
+    let config = files
+        .remove(&m.config)
+        .ok_or_else(|| err(format!("no {}", m.config)))?;
+    let mut layers = Vec::new();
+    for l in &m.layers {
+        // The same layer may appear twice in an image; keep the bytes.
+        let data = files
+            .get(l)
+            .cloned()
+            .ok_or_else(|| err(format!("no {l}")))?;
+        layers.push(data);
+    }
+    // Every layer must be the one the config names (its diff_id).
+    #[derive(Deserialize)]
+    struct Rootfs {
+        diff_ids: Vec<String>,
+    }
+    #[derive(Deserialize)]
+    struct Cfg {
+        rootfs: Rootfs,
+    }
+    let cfg: Cfg = serde_json::from_slice(&config).map_err(|e| err(format!("config: {e}")))?;
+    if cfg.rootfs.diff_ids.len() != layers.len() {
+        return Err(err(format!(
+            "config lists {} layers, the archive holds {}",
+            cfg.rootfs.diff_ids.len(),
+            layers.len()
+        )));
+    }
+    for (i, (want, data)) in cfg.rootfs.diff_ids.iter().zip(&layers).enumerate() {
+        if &sha256(data) != want {
+            return Err(err(format!("layer {} is not {want}", i + 1)));
+        }
+    }
+    Ok(SavedImage {
+        config_digest: sha256(&config),
+        config,
+        layers,
+    })
+}
+
+fn compress(raw: Vec<u8>) -> Blob {
+    // Level 1: layers of compiled binaries shrink nearly as much as at the
+    // default level, at several times the speed.
+    let mut gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::with_capacity(raw.len() / 2), flate2::Compression::fast());
+    gz.write_all(&raw).expect("writing to memory");
+    let bytes = gz.finish().expect("writing to memory");
+    Blob {
+        digest: sha256(&bytes),
+        bytes: bytes.into(),
+        media_type: OCI_LAYER_GZIP,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compression_is_deterministic() {
+        let raw: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let a = compress(raw.clone());
+        let b = compress(raw);
+        assert_eq!(a.digest, b.digest);
+        assert!(a.bytes.len() < 100_000);
+    }
+}

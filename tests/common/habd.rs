@@ -1,0 +1,89 @@
+//! habd in this process, on a free port of 127.0.0.1, and JSON helpers.
+
+use std::sync::Arc;
+
+use hab::{
+    config::{Config, Overrides},
+    server::{serve_on, AppState},
+    store::Store,
+};
+use serde_json::Value;
+
+use super::World;
+
+pub const TOKEN: &str = "test-token-0123456789";
+
+pub struct Habd {
+    pub url: String,
+    pub store: Store,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Habd {
+    /// habd on the embedded defaults, over the world's state and pipelines.
+    pub async fn start(world: &World) -> Self {
+        let config = Config::load(
+            None,
+            &Overrides {
+                listen: None,
+                state_dir: Some(world.path("state")),
+                pipelines_dir: Some(world.path("pipelines")),
+                recipes_dir: None,
+            },
+        )
+        .unwrap();
+        Self::start_config(config).await
+    }
+
+    /// habd on a loaded configuration.
+    pub async fn start_config(config: Config) -> Self {
+        std::fs::create_dir_all(&config.state_dir).unwrap();
+        let store = Store::open(&config.state_dir.join("hab.sqlite3")).unwrap();
+        let state = AppState::new(Arc::new(config), store.clone(), vec![TOKEN.into()]).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve_on(state, listener, async {
+            let _ = rx.await;
+        }));
+        Habd {
+            url,
+            store,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// An authorized API request (`path` under /api/v1).
+    pub fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        client()
+            .request(method, format!("{}/api/v1{path}", self.url))
+            .bearer_auth(TOKEN)
+    }
+
+    /// `POST /api/v1/pipelines/node/sync`.
+    pub async fn sync_node(&self) -> (u16, Value) {
+        call(self.api(reqwest::Method::POST, "/pipelines/node/sync")).await
+    }
+
+    pub async fn stop(mut self) {
+        self.stop.take().unwrap().send(()).unwrap();
+        self.task.take().unwrap().await.unwrap().unwrap();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+pub async fn call(req: reqwest::RequestBuilder) -> (u16, Value) {
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    )
+}
+
