@@ -299,9 +299,12 @@ impl Registry {
         self.authorize(&base, RegistryOperation::Push).await?;
 
         // Compress every layer, all at once on the blocking pool.
-        let layers: Vec<Blob> = stream::iter(image.layers.into_iter().map(|raw| {
-            tokio::task::spawn_blocking(move || compress(raw))
-        }))
+        let layers: Vec<Blob> = stream::iter(
+            image
+                .layers
+                .into_iter()
+                .map(|raw| tokio::task::spawn_blocking(move || compress(raw))),
+        )
         .buffered(PARALLEL_BLOBS)
         .map(|r| {
             r.map_err(|e| RegistryError::Export {
@@ -342,13 +345,15 @@ impl Registry {
                 let this = self.clone();
                 async move {
                     let this = &this;
-                    let exists = this.client.blob_exists(&r, &blob.digest).await.map_err(|e| {
-                        RegistryError::Push {
+                    let exists = this
+                        .client
+                        .blob_exists(&r, &blob.digest)
+                        .await
+                        .map_err(|e| RegistryError::Push {
                             what: format!("blob {}", blob.digest),
                             reference: r.whole(),
                             source: e,
-                        }
-                    })?;
+                        })?;
                     if exists {
                         skipped.fetch_add(1, Ordering::Relaxed);
                         return Ok(());
@@ -361,8 +366,8 @@ impl Registry {
                             reference: r.whole(),
                             source: e,
                         })?;
-                    let now =
-                        pushed.fetch_add(blob.bytes.len() as i64, Ordering::Relaxed) + blob.bytes.len() as i64;
+                    let now = pushed.fetch_add(blob.bytes.len() as i64, Ordering::Relaxed)
+                        + blob.bytes.len() as i64;
                     progress(now, bytes_total);
                     Ok::<(), RegistryError>(())
                 }
@@ -413,7 +418,8 @@ impl Registry {
             .push_manifest_raw(
                 &r,
                 body,
-                reqwest::header::HeaderValue::from_str(media_type).expect("a media type is a header value"),
+                reqwest::header::HeaderValue::from_str(media_type)
+                    .expect("a media type is a header value"),
             )
             .await
             .map_err(|e| RegistryError::Push {
@@ -469,7 +475,12 @@ impl Registry {
     ///
     /// # Errors
     /// The push failed.
-    pub async fn tag(&self, repository: &str, tag: &str, index: &[u8]) -> Result<(), RegistryError> {
+    pub async fn tag(
+        &self,
+        repository: &str,
+        tag: &str,
+        index: &[u8],
+    ) -> Result<(), RegistryError> {
         self.push_manifest(repository, tag, index.to_vec(), OCI_INDEX)
             .await
     }
@@ -480,13 +491,19 @@ impl Registry {
     ///
     /// # Errors
     /// A malformed reference, an unreachable registry, or no such platform.
-    pub async fn platform_digest(&self, image: &str, platform: &str) -> Result<String, RegistryError> {
+    pub async fn platform_digest(
+        &self,
+        image: &str,
+        platform: &str,
+    ) -> Result<String, RegistryError> {
         let pull_err = |reason: String| RegistryError::Pull {
             what: format!("base image for {platform}"),
             reference: image.to_string(),
             reason,
         };
-        let r: Reference = image.parse().map_err(|e: oci_client::ParseError| pull_err(e.to_string()))?;
+        let r: Reference = image
+            .parse()
+            .map_err(|e: oci_client::ParseError| pull_err(e.to_string()))?;
         let auth = if r.resolve_registry() == self.host {
             self.auth.clone()
         } else {
@@ -494,7 +511,11 @@ impl Registry {
         };
         let (bytes, _) = self
             .client
-            .pull_manifest_raw(&r, &auth, &[OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST])
+            .pull_manifest_raw(
+                &r,
+                &auth,
+                &[OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST],
+            )
             .await
             .map_err(|e| pull_err(e.to_string()))?;
         match serde_json::from_slice::<Index>(&bytes) {
@@ -547,7 +568,10 @@ impl Registry {
             ..Default::default()
         };
         if let Err(e) = self
-            .authorize(&self.reference(repository, index_digest), RegistryOperation::Pull)
+            .authorize(
+                &self.reference(repository, index_digest),
+                RegistryOperation::Pull,
+            )
             .await
         {
             rb.problems.push(e.to_string());
@@ -645,34 +669,34 @@ impl Registry {
         let manifest: Manifest = match serde_json::from_slice(&bytes) {
             Ok(x) => x,
             Err(e) => {
-                rb.problems
-                    .push(format!("manifest {} ({platform}) does not parse: {e}", m.digest));
+                rb.problems.push(format!(
+                    "manifest {} ({platform}) does not parse: {e}",
+                    m.digest
+                ));
                 return;
             }
         };
-        match self
-            .check_blob(repository, &manifest.config, &format!("config of {platform}"), rb)
+        #[derive(Deserialize)]
+        struct ConfigPlatform {
+            os: String,
+            architecture: String,
+        }
+        let what = format!("config of {platform}");
+        if let Some(config) = self
+            .check_blob(repository, &manifest.config, &what, rb)
             .await
         {
-            Some(config) => {
-                #[derive(Deserialize)]
-                struct ConfigPlatform {
-                    os: String,
-                    architecture: String,
-                }
-                match serde_json::from_slice::<ConfigPlatform>(&config) {
-                    Ok(c) if format!("{}/{}", c.os, c.architecture) == platform => {}
-                    Ok(c) => rb.problems.push(format!(
-                        "image {} is listed as {platform} but its config says {}/{}",
-                        m.digest, c.os, c.architecture
-                    )),
-                    Err(e) => rb.problems.push(format!(
-                        "config {} ({platform}) does not parse: {e}",
-                        manifest.config.digest
-                    )),
-                }
+            match serde_json::from_slice::<ConfigPlatform>(&config) {
+                Ok(c) if format!("{}/{}", c.os, c.architecture) == platform => {}
+                Ok(c) => rb.problems.push(format!(
+                    "image {} is listed as {platform} but its config says {}/{}",
+                    m.digest, c.os, c.architecture
+                )),
+                Err(e) => rb.problems.push(format!(
+                    "config {} ({platform}) does not parse: {e}",
+                    manifest.config.digest
+                )),
             }
-            None => {}
         }
         for (i, layer) in manifest.layers.iter().enumerate() {
             self.check_blob(
@@ -719,8 +743,18 @@ impl Registry {
         rb.bytes_read += size;
         rb.blobs_checked += 1;
         let got = format!("sha256:{}", hex::encode(hasher.finalize()));
+        // oci-client also checks the digest and fails the stream's last read;
+        // when every byte arrived, our own hash says plainly what happened.
+        let whole = size as i64 == d.size;
         let problem = match result {
-            Err(e) => Some(format!("blob {} ({what}) could not be read back: {e}", d.digest)),
+            _ if whole && got != d.digest => Some(format!(
+                "blob {} ({what}) read back as {got}: the registry's copy is corrupt",
+                d.digest
+            )),
+            Err(e) => Some(format!(
+                "blob {} ({what}) could not be read back: {e}",
+                d.digest
+            )),
             Ok(()) if got != d.digest => Some(format!(
                 "blob {} ({what}) read back as {got}: the registry's copy is corrupt",
                 d.digest
@@ -872,9 +906,10 @@ fn read_saved(path: &Path) -> Result<SavedImage, RegistryError> {
 fn compress(raw: Vec<u8>) -> Blob {
     // Level 1: layers of compiled binaries shrink nearly as much as at the
     // default level, at several times the speed.
-    let mut gz = flate2::GzBuilder::new()
-        .mtime(0)
-        .write(Vec::with_capacity(raw.len() / 2), flate2::Compression::fast());
+    let mut gz = flate2::GzBuilder::new().mtime(0).write(
+        Vec::with_capacity(raw.len() / 2),
+        flate2::Compression::fast(),
+    );
     gz.write_all(&raw).expect("writing to memory");
     let bytes = gz.finish().expect("writing to memory");
     Blob {

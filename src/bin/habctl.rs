@@ -169,9 +169,9 @@ fn print_builds(builds: &[BuildView]) {
                     .map(|p| p.platform.trim_start_matches("linux/").to_string())
                     .collect::<Vec<_>>()
                     .join(","),
-                b.index_digest
-                    .as_deref()
-                    .map_or("-".into(), |d| short(d.trim_start_matches("sha256:")).to_string()),
+                b.index_digest.as_deref().map_or("-".into(), |d| {
+                    short(d.trim_start_matches("sha256:")).to_string()
+                }),
                 b.created_at.format("%Y-%m-%d %H:%M:%SZ").to_string(),
             ]
         })
@@ -179,7 +179,16 @@ fn print_builds(builds: &[BuildView]) {
     println!(
         "{}",
         table(
-            &["ID", "PIPELINE", "VERSION", "COMMIT", "STATE", "PLATFORMS", "INDEX", "CREATED"],
+            &[
+                "ID",
+                "PIPELINE",
+                "VERSION",
+                "COMMIT",
+                "STATE",
+                "PLATFORMS",
+                "INDEX",
+                "CREATED"
+            ],
             rows
         )
     );
@@ -187,10 +196,18 @@ fn print_builds(builds: &[BuildView]) {
 
 fn print_build(v: &BuildView) {
     let b = &v.build;
-    println!("build {} of {}: {}", b.id, b.pipeline, b.state.as_str().to_uppercase());
+    println!(
+        "build {} of {}: {}",
+        b.id,
+        b.pipeline,
+        b.state.as_str().to_uppercase()
+    );
     println!("  ref       {} ({})", b.ref_name, b.version);
     println!("  commit    {}", b.commit);
-    println!("  signer    {}", b.signer.as_deref().unwrap_or("- (unsigned)"));
+    println!(
+        "  signer    {}",
+        b.signer.as_deref().unwrap_or("- (unsigned)")
+    );
     println!("  trigger   {}", b.trigger);
     println!("  index     {}", v.reference.as_deref().unwrap_or("-"));
     if let Some(r) = &b.reason {
@@ -215,7 +232,11 @@ fn print_build(v: &BuildView) {
                 if p.reused {
                     "reused".into()
                 } else {
-                    format!("{} / {}", human_bytes(p.bytes_pushed), human_bytes(p.bytes_total))
+                    format!(
+                        "{} / {}",
+                        human_bytes(p.bytes_pushed),
+                        human_bytes(p.bytes_total)
+                    )
                 },
                 p.build_key.clone(),
             ]
@@ -225,7 +246,14 @@ fn print_build(v: &BuildView) {
     println!(
         "{}",
         table(
-            &["PLATFORM", "BUILDER", "STAGE", "MANIFEST", "UPLOADED", "BUILD KEY"],
+            &[
+                "PLATFORM",
+                "BUILDER",
+                "STAGE",
+                "MANIFEST",
+                "UPLOADED",
+                "BUILD KEY"
+            ],
             rows
         )
     );
@@ -237,7 +265,10 @@ fn print_build(v: &BuildView) {
                 r.id,
                 r.at.format("%Y-%m-%d %H:%M:%SZ"),
                 if r.ok { "ok" } else { "FAILED" },
-                r.reason.as_ref().map(|x| format!(": {x}")).unwrap_or_default()
+                r.reason
+                    .as_ref()
+                    .map(|x| format!(": {x}"))
+                    .unwrap_or_default()
             );
         }
     }
@@ -266,7 +297,11 @@ fn print_verification(v: &Value) -> bool {
                         "`{}` exited {}",
                         smoke["command"]
                             .as_array()
-                            .map(|c| c.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(" "))
+                            .map(|c| c
+                                .iter()
+                                .filter_map(|x| x.as_str())
+                                .collect::<Vec<_>>()
+                                .join(" "))
                             .unwrap_or_default(),
                         smoke["exit_code"]
                     )

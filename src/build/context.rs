@@ -26,7 +26,9 @@ pub enum ContextError {
     #[error("recipe folder {0} has no Dockerfile")]
     NoDockerfile(PathBuf),
     /// A recipe file would hide the source tree.
-    #[error("recipe folder {0} has an entry named `source`, where the context puts the upstream tree")]
+    #[error(
+        "recipe folder {0} has an entry named `source`, where the context puts the upstream tree"
+    )]
     SourceClash(PathBuf),
     /// Writing the archive failed.
     #[error("cannot write the build context: {0}")]

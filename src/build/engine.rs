@@ -144,7 +144,10 @@ impl Engine {
         })
     }
 
-    fn api_err(&self, what: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> EngineError {
+    fn api_err(
+        &self,
+        what: impl Into<String>,
+    ) -> impl FnOnce(bollard::errors::Error) -> EngineError {
         let builder = self.name.clone();
         let what = what.into();
         move |source| EngineError::Api {
@@ -190,11 +193,9 @@ impl Engine {
         let creds = req
             .registry_auth
             .map(|(host, c)| HashMap::from([(host, c)]));
-        let mut stream = self.docker.build_image(
-            options,
-            creds,
-            Some(bollard::body_full(req.context.into())),
-        );
+        let mut stream =
+            self.docker
+                .build_image(options, creds, Some(bollard::body_full(req.context.into())));
         let mut progress = Progress::default();
         let mut image_id = None;
         while let Some(item) = stream.next().await {

@@ -237,10 +237,9 @@ impl Builds {
         let store = self.store.clone();
         let wanted: Vec<String> = prepared.keys.iter().map(|(_, _, k)| k.clone()).collect();
         let (name, stored_name) = (pipeline.name.clone(), prepared.stored.name.clone());
-        if let Some(build) = blocking(move || {
-            Ok(store.verified_build_with_keys(&name, &stored_name, &wanted)?)
-        })
-        .await?
+        if let Some(build) =
+            blocking(move || Ok(store.verified_build_with_keys(&name, &stored_name, &wanted)?))
+                .await?
         {
             return Ok(Started {
                 build,
@@ -248,6 +247,9 @@ impl Builds {
             });
         }
 
+        // Before anything is recorded: a registry that is down or refuses our
+        // credentials fails the request, with how to fix it.
+        self.registry.check().await?;
         let mut platforms = Vec::new();
         for (platform, builder, key) in &prepared.keys {
             let store = self.store.clone();
@@ -337,7 +339,9 @@ impl Builds {
             .remove(&id);
         let (state, reason) = match outcome {
             Ok(()) => return,
-            Err(BuildError::Cancelled) => (BuildState::Cancelled, "cancelled by an operator".into()),
+            Err(BuildError::Cancelled) => {
+                (BuildState::Cancelled, "cancelled by an operator".into())
+            }
             Err(e) => (BuildState::Failed, e.to_string()),
         };
         self.log(id, None, format!("hab: build {}: {reason}", state.as_str()));
@@ -476,20 +480,17 @@ impl Builds {
     }
 
     fn docker_credentials(&self) -> Option<DockerCredentials> {
-        self.registry
-            .credentials()
-            .map(|(u, p)| DockerCredentials {
-                username: Some(u.clone()),
-                password: Some(p.clone()),
-                serveraddress: Some(self.registry.host().to_string()),
-                ..Default::default()
-            })
+        self.registry.credentials().map(|(u, p)| DockerCredentials {
+            username: Some(u.clone()),
+            password: Some(p.clone()),
+            serveraddress: Some(self.registry.host().to_string()),
+            ..Default::default()
+        })
     }
 
     async fn execute(self: &Arc<Self>, id: i64, prep: Arc<Prepared>) -> Result<(), BuildError> {
         let store = self.store.clone();
         let build = blocking(move || store.build(id)?.ok_or(BuildError::NoSuchBuild(id))).await?;
-        self.registry.check().await?;
         self.set_state(id, BuildState::Building).await?;
 
         // Platforms on different builders build at once; on one builder, in turn.
@@ -614,7 +615,9 @@ impl Builds {
             ),
             (
                 "org.opencontainers.image.created".to_string(),
-                build.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                build
+                    .created_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             ),
             ("io.hab.ref".to_string(), build.ref_name.clone()),
             ("io.hab.build".to_string(), build.id.to_string()),
@@ -663,7 +666,12 @@ impl Builds {
         self.update(id, platform, stage("building"));
         let engine = Engine::connect(builder_cfg).await?;
         let mut args = prep.args.clone();
-        if let Some(base) = &prep.pipeline.build.as_ref().and_then(|b| b.base_image.clone()) {
+        if let Some(base) = &prep
+            .pipeline
+            .build
+            .as_ref()
+            .and_then(|b| b.base_image.clone())
+        {
             let (pinned, _) = self.resolve_base(base, platform).await?;
             args.insert("BASE_IMAGE".into(), pinned);
         }

@@ -213,7 +213,10 @@ mod tests {
         assert_eq!(version_tag("refs/heads/master"), "master");
         assert_eq!(version_tag("refs/tags/release/1.0+x"), "release-1.0-x");
         assert_eq!(version_tag("refs/tags/.hidden"), "_.hidden");
-        assert_eq!(version_tag(&format!("refs/tags/{}", "a".repeat(200))).len(), 128);
+        assert_eq!(
+            version_tag(&format!("refs/tags/{}", "a".repeat(200))).len(),
+            128
+        );
     }
 
     #[test]

@@ -191,7 +191,11 @@ pub(super) async fn build_logs(
     let build = load(&state, id).await?;
     let store = state.store();
     let lines = blocking(move || {
-        store.logs(id, q.after.unwrap_or(0), q.limit.unwrap_or(1000).min(10_000))
+        store.logs(
+            id,
+            q.after.unwrap_or(0),
+            q.limit.unwrap_or(1000).min(10_000),
+        )
     })
     .await?;
     Ok(Json(LogPage {

@@ -738,7 +738,10 @@ mod tests {
         // A final state is not left by a late update.
         store.set_build_state(b.id, BuildState::Building).unwrap();
         store.end_build(b.id, BuildState::Failed, "late").unwrap();
-        assert_eq!(store.build(b.id).unwrap().unwrap().state, BuildState::Verified);
+        assert_eq!(
+            store.build(b.id).unwrap().unwrap().state,
+            BuildState::Verified
+        );
     }
 
     #[test]
@@ -754,7 +757,9 @@ mod tests {
         store.append_log(b.id, None, &["c".into()]).unwrap();
         let all = store.logs(b.id, 0, 100).unwrap();
         assert_eq!(
-            all.iter().map(|l| (l.seq, l.line.as_str())).collect::<Vec<_>>(),
+            all.iter()
+                .map(|l| (l.seq, l.line.as_str()))
+                .collect::<Vec<_>>(),
             vec![(1, "a"), (2, "b"), (3, "c")]
         );
         assert_eq!(store.logs(b.id, 2, 100).unwrap().len(), 1);

@@ -86,4 +86,3 @@ pub async fn call(req: reqwest::RequestBuilder) -> (u16, Value) {
         serde_json::from_str(&body).unwrap_or(Value::String(body)),
     )
 }
-

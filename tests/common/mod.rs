@@ -18,8 +18,11 @@ use std::{
 use tempfile::TempDir;
 
 mod habd;
+mod registry;
 #[allow(unused_imports)]
 pub use habd::*;
+#[allow(unused_imports)]
+pub use registry::*;
 
 /// Runs a command, panicking with its output on failure.
 pub fn run(cmd: &mut Command) -> String {

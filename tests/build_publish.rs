@@ -1,0 +1,506 @@
+//! Build and publish against the real things: dockerd with BuildKit (arm64
+//! by qemu), a real registry per test on 127.0.0.1, habd in process, the
+//! fixture recipe from dockerfiles/fixture, and tools we did not write
+//! (skopeo, the docker CLI) to check what landed in the registry.
+
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use common::*;
+use hab::{
+    config::{Config, Overrides},
+    store::BuildState,
+};
+use serde_json::Value;
+
+const BOTH: &str = r#"["linux/amd64", "linux/arm64"]"#;
+const AMD64: &str = r#"["linux/amd64"]"#;
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn docker(args: &[&str]) -> String {
+    run(Command::new("/usr/bin/docker").args(args))
+}
+
+/// A world with a signed `v1.0.0`, an unsigned `v2.0.0-unsigned`, and the
+/// `node` pipeline building `recipe` for `platforms` into `repository`.
+struct BuildWorld {
+    world: World,
+    commit: String,
+    fpr: String,
+}
+
+impl BuildWorld {
+    fn new() -> Self {
+        require_docker();
+        let world = World::new();
+        let fpr = world.gpg.gen_key("release", T2020_01_01);
+        world.pin(&[&fpr]);
+        let commit = world.upstream.commit("release 1");
+        world
+            .upstream
+            .signed_tag(&world.gpg, &fpr, "v1.0.0", &commit, T2020_02_01);
+        let c2 = world.upstream.commit("candidate 2");
+        world.upstream.unsigned_tag("v2.0.0-unsigned", &c2);
+        BuildWorld { world, commit, fpr }
+    }
+
+    /// Writes hab.toml and pipelines/node.toml; loads them.
+    fn config(
+        &self,
+        registry_url: &str,
+        credentials: Option<(&str, &str)>,
+        recipe: &Path,
+        platforms: &str,
+    ) -> Config {
+        let w = &self.world;
+        let mut hab = format!(
+            "state_dir = \"state\"\npipelines_dir = \"pipelines\"\n\
+             [registry]\nurl = \"{registry_url}\"\n"
+        );
+        if let Some((user, pass)) = credentials {
+            std::fs::write(w.path("registry-password"), format!("{pass}\n")).unwrap();
+            hab.push_str(&format!(
+                "username = \"{user}\"\npassword_file = \"registry-password\"\n"
+            ));
+        }
+        hab.push_str(
+            "[[builder]]\nname = \"local\"\nendpoint = \"unix:///var/run/docker.sock\"\n\
+             platforms = [\"linux/amd64\", \"linux/arm64\"]\nemulated = [\"linux/arm64\"]\n",
+        );
+        std::fs::write(w.path("hab.toml"), hab).unwrap();
+        std::fs::create_dir_all(w.path("pipelines")).unwrap();
+        std::fs::write(
+            w.path("pipelines/node.toml"),
+            format!(
+                "implementation = \"bitcoind\"\n\
+                 [upstream]\nurl = \"{url}\"\n\
+                 [refs]\ntrack = [\"refs/tags/v*\"]\n\
+                 [signature]\npolicy = \"signed\"\nkeyring = \"../keys\"\n\
+                 [build]\nrecipe = \"{recipe}\"\nplatforms = {platforms}\n\
+                 smoke = [\"fixture-node\", \"--version\"]\n\
+                 [image]\nrepository = \"hab/node\"\n",
+                url = w.daemon.url("node.git"),
+                recipe = recipe.display(),
+            ),
+        )
+        .unwrap();
+        Config::load(Some(&w.path("hab.toml")), &Overrides::default()).unwrap()
+    }
+}
+
+/// Polls a build until it ends.
+async fn wait_build(habd: &Habd, id: i64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(900);
+    loop {
+        let (s, b) = call(habd.api(reqwest::Method::GET, &format!("/builds/{id}"))).await;
+        assert_eq!(s, 200, "{b}");
+        let state: BuildState = serde_json::from_value(b["state"].clone()).unwrap();
+        if state.is_final() {
+            return b;
+        }
+        assert!(Instant::now() < deadline, "build {id} still {state:?}: {b}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+async fn start_build(habd: &Habd, r: &str) -> (u16, Value) {
+    call(
+        habd.api(reqwest::Method::POST, "/pipelines/node/builds")
+            .json(&serde_json::json!({ "ref": r })),
+    )
+    .await
+}
+
+async fn logs(habd: &Habd, id: i64) -> String {
+    let (_, page) = call(habd.api(reqwest::Method::GET, &format!("/builds/{id}/logs"))).await;
+    page["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["line"].as_str().unwrap().to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn habctl(habd: &Habd) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_habctl"));
+    c.env("HAB_SERVER", &habd.url)
+        .env("HAB_TOKEN", TOKEN)
+        .env_remove("HAB_TOKEN_FILE");
+    c
+}
+
+/// The whole path: both platforms built (arm64 by emulation), published as
+/// one index, verified; checked by skopeo and the docker CLI; then asked
+/// again, nothing is built or uploaded and the same index comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixture_builds_publishes_and_verifies_both_platforms() {
+    let bw = BuildWorld::new();
+    let registry = TestRegistry::start(&bw.world.path("registry"), None, None);
+    let config = bw.config(
+        &registry.url(),
+        None,
+        &repo_root().join("dockerfiles/fixture"),
+        BOTH,
+    );
+    let habd = Habd::start_config(config).await;
+    habd.sync_node().await;
+
+    // habctl build --wait: progress per platform, exit 0, the build's JSON.
+    let h = habd.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_habctl"));
+        c.env("HAB_SERVER", h)
+            .env("HAB_TOKEN", TOKEN)
+            .args(["build", "node", "--ref", "v1.0.0", "--wait", "-o", "json"]);
+        c.output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "habctl build failed:\n{stderr}");
+    assert!(stderr.contains("linux/arm64  pushed"), "{stderr}");
+    let build: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = build["id"].as_i64().unwrap();
+    assert_eq!(build["state"], "verified", "{build}");
+    assert_eq!(build["verified"], true);
+    assert_eq!(build["commit"], bw.commit.as_str());
+    assert_eq!(build["ref"], "refs/tags/v1.0.0");
+    assert_eq!(build["signer"], bw.fpr.as_str());
+    let index = build["index_digest"].as_str().unwrap().to_string();
+    for p in ["linux/amd64", "linux/arm64"] {
+        assert!(build["build_keys"][p]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:"));
+        assert!(build["digests"][p].as_str().unwrap().starts_with("sha256:"));
+    }
+
+    // skopeo (not ours) reads the index: both platforms, our annotations.
+    let pinned = format!("{}/hab/node@{index}", registry.host());
+    let raw = run(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{pinned}"),
+    ]));
+    let idx: Value = serde_json::from_str(&raw).unwrap();
+    let platforms: Vec<String> = idx["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            format!(
+                "{}/{}",
+                m["platform"]["os"].as_str().unwrap(),
+                m["platform"]["architecture"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+    let ann = &idx["annotations"];
+    assert_eq!(ann["org.opencontainers.image.revision"], bw.commit.as_str());
+    assert_eq!(ann["org.opencontainers.image.version"], "v1.0.0");
+    assert_eq!(ann["io.hab.signer.fingerprint"], bw.fpr.as_str());
+    assert!(ann["org.opencontainers.image.source"]
+        .as_str()
+        .unwrap()
+        .contains("node.git"));
+    assert!(ann["org.opencontainers.image.created"].is_string());
+    // Tagged with the version and the build id, both the same index.
+    for tag in ["v1.0.0", &format!("build-{id}")] {
+        let digest = run(Command::new("skopeo").args([
+            "inspect",
+            "--tls-verify=false",
+            "--format",
+            "{{.Digest}}",
+            &format!("docker://{}/hab/node:{tag}", registry.host()),
+        ]));
+        assert!(!digest.is_empty());
+        let raw_tag = run(Command::new("skopeo").args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{}/hab/node:{tag}", registry.host()),
+        ]));
+        assert_eq!(raw_tag, raw, "tag {tag} holds the same index");
+    }
+
+    // docker pulls each platform by the index digest and runs it.
+    for (platform, machine) in [("linux/arm64", "aarch64"), ("linux/amd64", "x86_64")] {
+        docker(&["pull", "-q", "--platform", platform, &pinned]);
+        let out = docker(&[
+            "run",
+            "--rm",
+            "--platform",
+            platform,
+            "--network",
+            "none",
+            "--entrypoint",
+            "uname",
+            &pinned,
+            "-m",
+        ]);
+        assert_eq!(out.trim(), machine);
+        // dockerd 20.10 keeps one image per digest reference: drop it before
+        // pulling the other platform.
+        docker(&["rmi", "-f", &pinned]);
+    }
+
+    // The output was kept: BuildKit steps and hab's own, with the smoke runs.
+    let log = logs(&habd, id).await;
+    assert!(log.contains("COPY base/busybox-"), "{log}");
+    assert!(
+        log.contains("exited 0: fixture-node v1.0.0 aarch64"),
+        "{log}"
+    );
+    assert!(
+        log.contains("exited 0: fixture-node v1.0.0 x86_64"),
+        "{log}"
+    );
+
+    // The same ref again: no build, no upload, the same index.
+    let uploads = registry.blob_uploads();
+    assert!(uploads > 0);
+    let (s, again) = start_build(&habd, "v1.0.0").await;
+    assert_eq!(s, 200, "{again}");
+    assert_eq!(again["reused"], true);
+    assert_eq!(again["id"].as_i64(), Some(id));
+    assert_eq!(again["index_digest"].as_str(), Some(index.as_str()));
+    assert_eq!(habd.store.builds(Some("node"), 10).unwrap().len(), 1);
+    assert_eq!(registry.blob_uploads(), uploads, "no blob uploaded again");
+
+    // habctl verify re-runs the checks, and show lists them.
+    let out = run(habctl(&habd).args(["verify", &id.to_string()]));
+    assert!(out.starts_with("VERIFIED"), "{out}");
+    let out = run(habctl(&habd).args(["verify", &format!("hab/node@{index}")]));
+    assert!(out.starts_with("VERIFIED"), "{out}");
+    let out = run(habctl(&habd).args(["show", &id.to_string()]));
+    assert!(
+        out.contains("VERIFIED") && out.contains("linux/arm64"),
+        "{out}"
+    );
+    assert!(out.contains("verification"), "{out}");
+    let out = run(habctl(&habd).args(["builds"]));
+    assert!(out.contains("v1.0.0") && out.contains("VERIFIED"), "{out}");
+    habd.stop().await;
+}
+
+/// A recipe step that fails: FAILED with the step's output kept, nothing
+/// tagged with the version, no key recorded as built.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_recipe_fails_with_its_output_and_tags_nothing() {
+    let bw = BuildWorld::new();
+    let registry = TestRegistry::start(&bw.world.path("registry"), None, None);
+    let recipe = bw.world.path("recipes/broken");
+    std::fs::create_dir_all(recipe.join("base")).unwrap();
+    std::fs::copy(
+        repo_root().join("dockerfiles/fixture/base/busybox-amd64"),
+        recipe.join("base/busybox-amd64"),
+    )
+    .unwrap();
+    std::fs::write(
+        recipe.join("Dockerfile"),
+        "FROM scratch\nCOPY base/busybox-amd64 /bin/busybox\n\
+         RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo compiling the node; echo 'error: the answer is 41' >&2; exit 3\"]\n",
+    )
+    .unwrap();
+    let config = bw.config(&registry.url(), None, &recipe, AMD64);
+    let habd = Habd::start_config(config).await;
+    habd.sync_node().await;
+
+    let out = tokio::task::spawn_blocking({
+        let mut c = habctl(&habd);
+        c.args(["build", "node", "--ref", "v1.0.0", "--wait"]);
+        move || c.output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success(), "habctl build --wait must fail");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("FAILED"), "{stderr}");
+
+    let builds = habd.store.builds(Some("node"), 10).unwrap();
+    let b = &builds[0];
+    assert_eq!(b.state, BuildState::Failed);
+    let reason = b.reason.clone().unwrap();
+    assert!(reason.contains("exit code: 3"), "{reason}");
+    let log = logs(&habd, b.id).await;
+    assert!(log.contains("error: the answer is 41"), "{log}");
+    assert!(log.contains("compiling the node"), "{log}");
+    assert!(habd
+        .store
+        .verified_key(&b.platforms[0].build_key, "hab/node")
+        .unwrap()
+        .is_none());
+    let (s, _) =
+        call(client().get(format!("{}/v2/hab/node/manifests/v1.0.0", registry.url()))).await;
+    assert_eq!(s, 404, "nothing is tagged with the version");
+    habd.stop().await;
+}
+
+/// The registry hands back a corrupted blob: verification fails naming the
+/// blob; the build is not VERIFIED and the version tag is not set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupted_blob_fails_verification_naming_the_blob() {
+    let bw = BuildWorld::new();
+    let proxy_port = free_port();
+    let registry = TestRegistry::start(&bw.world.path("registry"), None, Some(proxy_port));
+    let proxy = CorruptingProxy::start(proxy_port, registry.host()).await;
+    proxy
+        .corrupt
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let config = bw.config(
+        &format!("http://127.0.0.1:{proxy_port}"),
+        None,
+        &repo_root().join("dockerfiles/fixture"),
+        AMD64,
+    );
+    let habd = Habd::start_config(config).await;
+    habd.sync_node().await;
+    let (s, b) = start_build(&habd, "v1.0.0").await;
+    assert_eq!(s, 202, "{b}");
+    let b = wait_build(&habd, b["id"].as_i64().unwrap()).await;
+    assert_eq!(b["state"], "failed", "{b}");
+    assert_eq!(b["verified"], false);
+    let reason = b["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("verification failed: blob sha256:") && reason.contains("corrupt"),
+        "{reason}"
+    );
+    assert!(habd
+        .store
+        .verified_key(b["build_keys"]["linux/amd64"].as_str().unwrap(), "hab/node")
+        .unwrap()
+        .is_none());
+    let (s, _) =
+        call(client().get(format!("{}/v2/hab/node/manifests/v1.0.0", registry.url()))).await;
+    assert_eq!(s, 404, "nothing is tagged with the version");
+    // The registry's own copy is fine: the same check without the proxy's
+    // damage passes, so the failure was the read-back's doing.
+    proxy
+        .corrupt
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let (s, v) = call(
+        habd.api(reqwest::Method::POST, "/verify")
+            .json(&serde_json::json!({ "build": b["id"] })),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(v["ok"], true, "{v}");
+    habd.stop().await;
+}
+
+/// A ref the signature policy refuses: 409 with the verdict, nothing recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_ref_cannot_be_built() {
+    let bw = BuildWorld::new();
+    let registry = TestRegistry::start(&bw.world.path("registry"), None, None);
+    let config = bw.config(
+        &registry.url(),
+        None,
+        &repo_root().join("dockerfiles/fixture"),
+        BOTH,
+    );
+    let habd = Habd::start_config(config).await;
+    habd.sync_node().await;
+    let (s, b) = start_build(&habd, "v2.0.0-unsigned").await;
+    assert_eq!(s, 409, "{b}");
+    assert_eq!(b["detail"]["verdict"]["verdict"], "unsigned", "{b}");
+    assert!(b["error"]
+        .as_str()
+        .unwrap()
+        .contains("signature policy refuses it"));
+    let (s, b) = start_build(&habd, "v9.9.9").await;
+    assert_eq!(s, 404, "{b}");
+    assert!(habd.store.builds(None, 10).unwrap().is_empty());
+    assert_eq!(registry.blob_uploads(), 0);
+    habd.stop().await;
+}
+
+/// A registry with htpasswd auth: the configured credentials work (pushes,
+/// read-back and the builder's smoke pull); a wrong password is refused at
+/// once with a clear reason and nothing recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_with_htpasswd_auth() {
+    let bw = BuildWorld::new();
+    let registry = TestRegistry::start(
+        &bw.world.path("registry"),
+        Some(("hab", "s3cret-pass")),
+        None,
+    );
+    let recipe = repo_root().join("dockerfiles/fixture");
+
+    let wrong = bw.config(&registry.url(), Some(("hab", "wrong")), &recipe, AMD64);
+    let habd = Habd::start_config(wrong).await;
+    habd.sync_node().await;
+    let (s, b) = start_build(&habd, "v1.0.0").await;
+    assert_eq!(s, 502, "{b}");
+    let reason = b["error"].as_str().unwrap();
+    assert!(
+        reason.contains("refused access") && reason.contains("\"hab\""),
+        "{reason}"
+    );
+    assert!(habd.store.builds(None, 10).unwrap().is_empty());
+    habd.stop().await;
+
+    let right = bw.config(
+        &registry.url(),
+        Some(("hab", "s3cret-pass")),
+        &recipe,
+        AMD64,
+    );
+    let habd = Habd::start_config(right).await;
+    let (s, b) = start_build(&habd, "v1.0.0").await;
+    assert_eq!(s, 202, "{b}");
+    let b = wait_build(&habd, b["id"].as_i64().unwrap()).await;
+    assert_eq!(b["state"], "verified", "{b}");
+    habd.stop().await;
+}
+
+/// A running build is cancelled: it ends CANCELLED, its output so far kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_build_can_be_cancelled() {
+    let bw = BuildWorld::new();
+    let registry = TestRegistry::start(&bw.world.path("registry"), None, None);
+    let recipe = bw.world.path("recipes/slow");
+    std::fs::create_dir_all(recipe.join("base")).unwrap();
+    std::fs::copy(
+        repo_root().join("dockerfiles/fixture/base/busybox-amd64"),
+        recipe.join("base/busybox-amd64"),
+    )
+    .unwrap();
+    std::fs::write(
+        recipe.join("Dockerfile"),
+        "FROM scratch\nCOPY base/busybox-amd64 /bin/busybox\n\
+         RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo started a long step; /bin/busybox sleep 300\"]\n",
+    )
+    .unwrap();
+    let config = bw.config(&registry.url(), None, &recipe, AMD64);
+    let habd = Habd::start_config(config).await;
+    habd.sync_node().await;
+    let (s, b) = start_build(&habd, "v1.0.0").await;
+    assert_eq!(s, 202, "{b}");
+    let id = b["id"].as_i64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !logs(&habd, id).await.contains("started a long step") {
+        assert!(Instant::now() < deadline, "{}", logs(&habd, id).await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let out = run(habctl(&habd).args(["cancel", &id.to_string()]));
+    assert!(out.contains("cancelling"), "{out}");
+    let b = wait_build(&habd, id).await;
+    assert_eq!(b["state"], "cancelled", "{b}");
+    assert!(logs(&habd, id).await.contains("started a long step"));
+    let (s, _) = call(habd.api(reqwest::Method::POST, &format!("/builds/{id}/cancel"))).await;
+    assert_eq!(s, 409, "a build that ended cannot be cancelled");
+    habd.stop().await;
+}
