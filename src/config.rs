@@ -1213,6 +1213,53 @@ mod tests {
         assert_eq!(src.position(9), (2, 4));
     }
 
+    fn builder(name: &str, platforms: &[&str], emulated: &[&str]) -> BuilderConfig {
+        BuilderConfig {
+            name: name.into(),
+            endpoint: "unix:///var/run/docker.sock".into(),
+            platforms: platforms.iter().map(|p| p.parse().unwrap()).collect(),
+            emulated: emulated.iter().map(|p| p.parse().unwrap()).collect(),
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+
+    #[test]
+    fn a_native_builder_is_preferred_to_an_emulating_one() {
+        let mut c = Config::embedded_defaults();
+        let arm: Platform = "linux/arm64".parse().unwrap();
+        let amd: Platform = "linux/amd64".parse().unwrap();
+        assert_eq!(c.builder_for(&arm).unwrap().name, "local");
+        c.builders.push(builder("pi", &["linux/arm64"], &[]));
+        assert_eq!(c.builder_for(&arm).unwrap().name, "pi");
+        assert_eq!(c.builder_for(&amd).unwrap().name, "local");
+        c.builders.remove(0);
+        assert!(c.builder_for(&amd).is_none());
+    }
+
+    #[test]
+    fn recipe_names_a_folder_of_recipes_dir_or_a_path() {
+        let text = "implementation = \"bitcoind\"\n[upstream]\nurl = \"git://x/y\"\n\
+                    [signature]\npolicy = \"none\"\n\
+                    [build]\nrecipe = \"fixture\"\nplatforms = [\"linux/amd64\"]\n\
+                    base_image = \"127.0.0.1:5000/hab/base:1\"\n";
+        let (p, _) = parse_pipeline(Path::new("/etc/hab/pipelines/x.toml"), text, &[]).unwrap();
+        let mut c = Config::embedded_defaults();
+        c.recipes_dir = "/srv/recipes".into();
+        assert_eq!(c.recipe_dir(&p).unwrap(), Path::new("/srv/recipes/fixture"));
+        assert_eq!(
+            p.build.as_ref().unwrap().base_image.as_deref(),
+            Some("127.0.0.1:5000/hab/base:1")
+        );
+        let text = text.replace("\"fixture\"", "\"../recipes/mine\"");
+        let (p, _) = parse_pipeline(Path::new("/etc/hab/pipelines/x.toml"), &text, &[]).unwrap();
+        assert!(c
+            .recipe_dir(&p)
+            .unwrap()
+            .ends_with("pipelines/../recipes/mine"));
+    }
+
     #[test]
     fn registry_url_must_be_http_base() {
         assert!(parse_http_url("http://127.0.0.1:5000").is_ok());

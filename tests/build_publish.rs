@@ -60,6 +60,22 @@ impl BuildWorld {
         recipe: &Path,
         platforms: &str,
     ) -> Config {
+        self.write_hab(registry_url, credentials);
+        self.write_pipeline(
+            "node",
+            recipe,
+            platforms,
+            r#"["fixture-node", "--version"]"#,
+            "",
+        );
+        self.load()
+    }
+
+    fn load(&self) -> Config {
+        Config::load(Some(&self.world.path("hab.toml")), &Overrides::default()).unwrap()
+    }
+
+    fn write_hab(&self, registry_url: &str, credentials: Option<(&str, &str)>) {
         let w = &self.world;
         let mut hab = format!(
             "state_dir = \"state\"\npipelines_dir = \"pipelines\"\n\
@@ -76,23 +92,42 @@ impl BuildWorld {
              platforms = [\"linux/amd64\", \"linux/arm64\"]\nemulated = [\"linux/arm64\"]\n",
         );
         std::fs::write(w.path("hab.toml"), hab).unwrap();
+    }
+
+    /// `pipelines/<name>.toml` over the world's upstream, into `hab/<name>`.
+    fn write_pipeline(&self, name: &str, recipe: &Path, platforms: &str, smoke: &str, extra: &str) {
+        let w = &self.world;
         std::fs::create_dir_all(w.path("pipelines")).unwrap();
         std::fs::write(
-            w.path("pipelines/node.toml"),
+            w.path(&format!("pipelines/{name}.toml")),
             format!(
                 "implementation = \"bitcoind\"\n\
                  [upstream]\nurl = \"{url}\"\n\
                  [refs]\ntrack = [\"refs/tags/v*\"]\n\
                  [signature]\npolicy = \"signed\"\nkeyring = \"../keys\"\n\
                  [build]\nrecipe = \"{recipe}\"\nplatforms = {platforms}\n\
-                 smoke = [\"fixture-node\", \"--version\"]\n\
-                 [image]\nrepository = \"hab/node\"\n",
+                 smoke = {smoke}\n{extra}\
+                 [image]\nrepository = \"hab/{name}\"\n",
                 url = w.daemon.url("node.git"),
                 recipe = recipe.display(),
             ),
         )
         .unwrap();
-        Config::load(Some(&w.path("hab.toml")), &Overrides::default()).unwrap()
+    }
+
+    /// A recipe folder with the static busybox of each platform in base/.
+    fn recipe(&self, name: &str, dockerfile: &str) -> PathBuf {
+        let recipe = self.world.path(&format!("recipes/{name}"));
+        std::fs::create_dir_all(recipe.join("base")).unwrap();
+        for arch in ["amd64", "arm64"] {
+            std::fs::copy(
+                repo_root().join(format!("dockerfiles/fixture/base/busybox-{arch}")),
+                recipe.join(format!("base/busybox-{arch}")),
+            )
+            .unwrap();
+        }
+        std::fs::write(recipe.join("Dockerfile"), dockerfile).unwrap();
+        recipe
     }
 }
 
@@ -300,19 +335,11 @@ async fn fixture_builds_publishes_and_verifies_both_platforms() {
 async fn failing_recipe_fails_with_its_output_and_tags_nothing() {
     let bw = BuildWorld::new();
     let registry = TestRegistry::start(&bw.world.path("registry"), None, None);
-    let recipe = bw.world.path("recipes/broken");
-    std::fs::create_dir_all(recipe.join("base")).unwrap();
-    std::fs::copy(
-        repo_root().join("dockerfiles/fixture/base/busybox-amd64"),
-        recipe.join("base/busybox-amd64"),
-    )
-    .unwrap();
-    std::fs::write(
-        recipe.join("Dockerfile"),
+    let recipe = bw.recipe(
+        "broken",
         "FROM scratch\nCOPY base/busybox-amd64 /bin/busybox\n\
          RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo compiling the node; echo 'error: the answer is 41' >&2; exit 3\"]\n",
-    )
-    .unwrap();
+    );
     let config = bw.config(&registry.url(), None, &recipe, AMD64);
     let habd = Habd::start_config(config).await;
     habd.sync_node().await;
@@ -471,19 +498,11 @@ async fn registry_with_htpasswd_auth() {
 async fn running_build_can_be_cancelled() {
     let bw = BuildWorld::new();
     let registry = TestRegistry::start(&bw.world.path("registry"), None, None);
-    let recipe = bw.world.path("recipes/slow");
-    std::fs::create_dir_all(recipe.join("base")).unwrap();
-    std::fs::copy(
-        repo_root().join("dockerfiles/fixture/base/busybox-amd64"),
-        recipe.join("base/busybox-amd64"),
-    )
-    .unwrap();
-    std::fs::write(
-        recipe.join("Dockerfile"),
+    let recipe = bw.recipe(
+        "slow",
         "FROM scratch\nCOPY base/busybox-amd64 /bin/busybox\n\
          RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo started a long step; /bin/busybox sleep 300\"]\n",
-    )
-    .unwrap();
+    );
     let config = bw.config(&registry.url(), None, &recipe, AMD64);
     let habd = Habd::start_config(config).await;
     habd.sync_node().await;
@@ -502,5 +521,65 @@ async fn running_build_can_be_cancelled() {
     assert!(logs(&habd, id).await.contains("started a long step"));
     let (s, _) = call(habd.api(reqwest::Method::POST, &format!("/builds/{id}/cancel"))).await;
     assert_eq!(s, 409, "a build that ended cannot be cancelled");
+    habd.stop().await;
+}
+
+/// A recipe built FROM a base image in the registry: the base is resolved
+/// per platform to its manifest digest, passed pinned as BASE_IMAGE, and
+/// pulled by BuildKit from the registry (nothing from a public one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn base_image_is_pinned_by_digest_and_pulled_from_the_registry() {
+    let bw = BuildWorld::new();
+    let registry = TestRegistry::start(&bw.world.path("registry"), None, None);
+    bw.write_hab(&registry.url(), None);
+    let base = bw.recipe(
+        "base",
+        "FROM scratch\nARG TARGETARCH\nCOPY base/busybox-${TARGETARCH} /bin/busybox\n",
+    );
+    bw.write_pipeline("base", &base, BOTH, r#"["busybox", "true"]"#, "");
+    let app = bw.recipe(
+        "app",
+        "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n\
+         RUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox uname -m > /machine\"]\n",
+    );
+    bw.write_pipeline(
+        "app",
+        &app,
+        BOTH,
+        r#"["busybox", "cat", "/machine"]"#,
+        &format!("base_image = \"{}/hab/base:v1.0.0\"\n", registry.host()),
+    );
+    let habd = Habd::start_config(bw.load()).await;
+    for p in ["base", "app"] {
+        let (s, b) = call(habd.api(reqwest::Method::POST, &format!("/pipelines/{p}/sync"))).await;
+        assert_eq!(s, 200, "{b}");
+    }
+    let build = |p: &'static str| {
+        let habd = &habd;
+        async move {
+            let (s, b) = call(
+                habd.api(reqwest::Method::POST, &format!("/pipelines/{p}/builds"))
+                    .json(&serde_json::json!({ "ref": "v1.0.0" })),
+            )
+            .await;
+            assert_eq!(s, 202, "{b}");
+            wait_build(habd, b["id"].as_i64().unwrap()).await
+        }
+    };
+    let base_build = build("base").await;
+    assert_eq!(base_build["state"], "verified", "{base_build}");
+    let app_build = build("app").await;
+    assert_eq!(app_build["state"], "verified", "{app_build}");
+    let log = logs(&habd, app_build["id"].as_i64().unwrap()).await;
+    for p in ["linux/amd64", "linux/arm64"] {
+        let pinned = format!(
+            "{}/hab/base@{}",
+            registry.host(),
+            base_build["digests"][p].as_str().unwrap()
+        );
+        assert!(log.contains(&format!("pinned as {pinned}")), "{log}");
+    }
+    assert!(log.contains("exited 0: aarch64"), "{log}");
+    assert!(log.contains("exited 0: x86_64"), "{log}");
     habd.stop().await;
 }

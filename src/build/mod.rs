@@ -178,8 +178,16 @@ struct Prepared {
     stored: StoredRef,
     version: String,
     context: Vec<u8>,
+    platforms: Vec<PlatformPlan>,
+}
+
+/// One platform of a prepared build.
+struct PlatformPlan {
+    platform: String,
+    builder: String,
+    key: String,
+    /// Every build argument, `BASE_IMAGE` pinned to the digest in the key.
     args: BTreeMap<String, String>,
-    keys: Vec<(String, String, String)>, // platform, builder, key
 }
 
 impl Builds {
@@ -235,7 +243,7 @@ impl Builds {
         let repository = pipeline.image_repository.clone().unwrap_or_default();
 
         let store = self.store.clone();
-        let wanted: Vec<String> = prepared.keys.iter().map(|(_, _, k)| k.clone()).collect();
+        let wanted: Vec<String> = prepared.platforms.iter().map(|p| p.key.clone()).collect();
         let (name, stored_name) = (pipeline.name.clone(), prepared.stored.name.clone());
         if let Some(build) =
             blocking(move || Ok(store.verified_build_with_keys(&name, &stored_name, &wanted)?))
@@ -251,14 +259,14 @@ impl Builds {
         // credentials fails the request, with how to fix it.
         self.registry.check().await?;
         let mut platforms = Vec::new();
-        for (platform, builder, key) in &prepared.keys {
+        for plan in &prepared.platforms {
             let store = self.store.clone();
-            let (k, r) = (key.clone(), repository.clone());
+            let (k, r) = (plan.key.clone(), repository.clone());
             let reuse = blocking(move || Ok(store.verified_key(&k, &r)?)).await?;
             platforms.push(NewPlatform {
-                platform: platform.clone(),
-                builder: builder.clone(),
-                build_key: key.clone(),
+                platform: plan.platform.clone(),
+                builder: plan.builder.clone(),
+                build_key: plan.key.clone(),
                 reuse,
             });
         }
@@ -412,8 +420,7 @@ impl Builds {
         .await?;
 
         let version = plan::version_tag(&stored.name);
-        let mut keys = Vec::new();
-        let mut args = None;
+        let mut platforms = Vec::new();
         for platform in &recipe.platforms {
             let builder = self
                 .config
@@ -437,8 +444,12 @@ impl Builds {
                 platform: platform.as_str(),
                 base_digest: base.as_ref().map(|(_, d)| d.as_str()),
             });
-            keys.push((platform.to_string(), builder.name.clone(), key));
-            args = Some(a);
+            platforms.push(PlatformPlan {
+                platform: platform.to_string(),
+                builder: builder.name.clone(),
+                key,
+                args: a,
+            });
         }
         let context = context::context_tar(&recipe_files, &tree)?;
         Ok(Prepared {
@@ -446,9 +457,7 @@ impl Builds {
             stored,
             version,
             context,
-            // BASE_IMAGE differs per platform; it is set again per platform.
-            args: args.unwrap_or_default(),
-            keys,
+            platforms,
         })
     }
 
@@ -665,15 +674,18 @@ impl Builds {
         );
         self.update(id, platform, stage("building"));
         let engine = Engine::connect(builder_cfg).await?;
-        let mut args = prep.args.clone();
-        if let Some(base) = &prep
-            .pipeline
-            .build
-            .as_ref()
-            .and_then(|b| b.base_image.clone())
-        {
-            let (pinned, _) = self.resolve_base(base, platform).await?;
-            args.insert("BASE_IMAGE".into(), pinned);
+        let args = prep
+            .platforms
+            .iter()
+            .find(|p| p.platform == platform)
+            .map(|p| p.args.clone())
+            .unwrap_or_default();
+        if let Some(base) = args.get("BASE_IMAGE") {
+            self.log(
+                id,
+                Some(platform),
+                format!("hab: base image for {platform} pinned as {base}"),
+            );
         }
         let arch = plan::architecture(platform);
         let tag = format!("hab-build/{}:{id}-{arch}", prep.pipeline.name);
