@@ -533,6 +533,19 @@ impl Registry {
         }
     }
 
+    /// True when the registry still holds `repository@digest` (a HEAD
+    /// request). A registry that cannot be asked counts as not holding it.
+    pub async fn has_manifest(&self, repository: &str, digest: &str) -> bool {
+        let r = self.reference(repository, digest);
+        match self.client.fetch_manifest_digest(&r, &self.auth).await {
+            Ok(d) => d == digest,
+            Err(e) => {
+                tracing::debug!(reference = %r.whole(), error = %e, "manifest not found");
+                false
+            }
+        }
+    }
+
     /// Fetches a manifest or index by digest, raw.
     async fn fetch_manifest(
         &self,

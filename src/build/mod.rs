@@ -245,24 +245,39 @@ impl Builds {
         let store = self.store.clone();
         let wanted: Vec<String> = prepared.platforms.iter().map(|p| p.key.clone()).collect();
         let (name, stored_name) = (pipeline.name.clone(), prepared.stored.name.clone());
-        if let Some(build) =
+        let previous =
             blocking(move || Ok(store.verified_build_with_keys(&name, &stored_name, &wanted)?))
-                .await?
-        {
-            return Ok(Started {
-                build,
-                reused: true,
-            });
+                .await?;
+        // Before anything is reused or recorded: a registry that is down or
+        // refuses our credentials fails the request, with how to fix it.
+        self.registry.check().await?;
+        if let Some(build) = previous {
+            // Reused only while the registry still holds it (a registry
+            // wiped since would otherwise hand out digests of nothing).
+            let index = build.index_digest.clone().unwrap_or_default();
+            if self.registry.has_manifest(&build.repository, &index).await {
+                return Ok(Started {
+                    build,
+                    reused: true,
+                });
+            }
+            tracing::warn!(build = build.id, %index, "a verified build's index is gone from the registry: building again");
         }
 
-        // Before anything is recorded: a registry that is down or refuses our
-        // credentials fails the request, with how to fix it.
-        self.registry.check().await?;
         let mut platforms = Vec::new();
         for plan in &prepared.platforms {
             let store = self.store.clone();
             let (k, r) = (plan.key.clone(), repository.clone());
-            let reuse = blocking(move || Ok(store.verified_key(&k, &r)?)).await?;
+            let mut reuse = blocking(move || Ok(store.verified_key(&k, &r)?)).await?;
+            if let Some(k) = &reuse {
+                if !self
+                    .registry
+                    .has_manifest(&k.repository, &k.manifest_digest)
+                    .await
+                {
+                    reuse = None;
+                }
+            }
             platforms.push(NewPlatform {
                 platform: plan.platform.clone(),
                 builder: plan.builder.clone(),

@@ -399,12 +399,12 @@ impl Store {
             params![id, index_digest, at],
         )?;
         tx.execute(
-            "INSERT OR IGNORE INTO build_keys (build_key, platform, repository, manifest_digest,
+            "INSERT OR REPLACE INTO build_keys (build_key, platform, repository, manifest_digest,
                 manifest_size, manifest_media_type, build_id, verified_at)
              SELECT p.build_key, p.platform, b.repository, p.manifest_digest, p.manifest_size,
                 p.manifest_media_type, b.id, ?2
              FROM build_platforms p JOIN builds b ON b.id = p.build_id
-             WHERE b.id = ?1 AND p.manifest_digest IS NOT NULL",
+             WHERE b.id = ?1 AND p.manifest_digest IS NOT NULL AND p.reused = 0",
             params![id, at],
         )?;
         tx.execute(
