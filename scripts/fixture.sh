@@ -4,8 +4,15 @@
 # `git daemon` on 127.0.0.1 (GitHub is not reachable from these machines).
 #
 #   scripts/fixture.sh init        make it (idempotent) and serve it
-#   scripts/fixture.sh tag NAME    commit and push a new signed tag NAME upstream
+#   scripts/fixture.sh tag NAME [BEHAVIOUR]
+#                                  commit and push a new signed tag NAME upstream;
+#                                  BEHAVIOUR is how the fixture node built from it
+#                                  behaves: healthy (default), never-healthy, or
+#                                  lagging:N (N blocks behind its peers)
 #   scripts/fixture.sh unsigned NAME   the same, unsigned (hab refuses it)
+#
+# The fixture node (dockerfiles/fixture) reads node.conf from the release's
+# tree, so behaviour is chosen per release, as a real regression would be.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -31,7 +38,8 @@ init() {
   if [ ! -d "$REPO/.git" ]; then
     git init -q -b master "$REPO"
     echo "fixture node 1.0.0" >"$REPO/VERSION"
-    git_ add VERSION && git_ commit -q -m "Release 1.0.0"
+    node_conf healthy
+    git_ add VERSION node.conf && git_ commit -q -m "Release 1.0.0"
     git_ tag -s v1.0.0 -m "fixture v1.0.0" 2>/dev/null
     echo "fixture node 1.1.0" >"$REPO/VERSION"
     git_ commit -q -am "Release 1.1.0"
@@ -58,18 +66,31 @@ serve() {
   exit 1
 }
 
+# node.conf for the fixture node: healthy | never-healthy | lagging:N
+node_conf() {
+  local b=${1:-healthy} lag=0
+  case "$b" in
+    healthy | never-healthy) ;;
+    lagging:*) lag=${b#lagging:}; b=lagging ;;
+    *) echo "unknown behaviour $b: healthy, never-healthy or lagging:N" >&2; exit 2 ;;
+  esac
+  printf '# How the fixture node built from this release behaves.\nbehaviour=%s\nlag=%s\n' "$b" "$lag" >"$REPO/node.conf"
+}
+
 new_tag() {
-  local name=$1 signed=$2
+  local name=$1 signed=$2 behaviour=${3:-healthy}
   [ -d "$REPO/.git" ] || init
   echo "fixture node ${name#v}" >"$REPO/VERSION"
-  git_ commit -q -am "Release ${name#v}"
+  node_conf "$behaviour"
+  git_ add VERSION node.conf
+  git_ commit -q -m "Release ${name#v} ($behaviour)"
   if [ "$signed" = yes ]; then git_ tag -s "$name" -m "fixture $name"; else git_ tag -a "$name" -m "fixture $name (unsigned)"; fi
   echo "upstream now has $name at $(git_ rev-parse --short HEAD); run: habctl sync fixture && habctl refs fixture"
 }
 
 case "${1:-init}" in
   init) init ;;
-  tag) new_tag "${2:?tag name, like v1.3.0}" yes ;;
+  tag) new_tag "${2:?tag name, like v1.3.0}" yes "${3:-healthy}" ;;
   unsigned) new_tag "${2:?tag name}" no ;;
-  *) echo "usage: $0 init | tag NAME | unsigned NAME" >&2; exit 2 ;;
+  *) echo "usage: $0 init | tag NAME [healthy|never-healthy|lagging:N] | unsigned NAME" >&2; exit 2 ;;
 esac

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The README's first command: sets everything up and runs habd on its embedded
-# defaults against a local fixture upstream, then shows the verified tags.
+# defaults against a local fixture upstream: sync, verify the signed tags,
+# build the latest for linux/amd64 and linux/arm64, publish one image index
+# to the registry on 127.0.0.1:5000, and verify it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -30,6 +32,16 @@ track = ["refs/tags/v*"]
 [signature]
 policy = "signed"
 keyring = "../../fixture/keys"
+
+# dockerfiles/fixture: a tiny node answering Bitcoin JSON-RPC, on a base made
+# from Debian's busybox-static for each architecture.
+[build]
+recipe = "fixture"
+platforms = ["linux/amd64", "linux/arm64"]
+smoke = ["fixture-node", "--version"]
+
+[image]
+repository = "hab/fixture"
 
 [schedule]
 sync = "*/5 * * * *"
@@ -62,6 +74,9 @@ export HAB_TOKEN_FILE="$ROOT/.hab/state/api-token"
 "$BIN/habctl" sync fixture
 echo
 "$BIN/habctl" refs fixture
+echo
+log "building v1.1.0 for linux/amd64 and linux/arm64 (arm64 by emulation), publishing, verifying"
+"$BIN/habctl" build fixture --ref v1.1.0 --wait
 cat <<MSG
 
 habd is running (pid $(cat .hab/habd.pid)), state in .hab/state, log in .hab/habd.log.
@@ -69,9 +84,14 @@ Where to look:
   export PATH="$BIN:\$PATH" HAB_TOKEN_FILE="$HAB_TOKEN_FILE"
   habctl status                       pipelines, last syncs, refs by verdict
   habctl refs fixture                 each tag: commit, verdict, signer
+  habctl builds                       builds: version, state, index digest
+  habctl show ID                      a build: signer, build keys, digests, verification
+  habctl logs ID                      its output (BuildKit steps, push, smoke runs)
+  habctl verify ID                    read everything back from the registry again
+  skopeo inspect --raw --tls-verify=false docker://127.0.0.1:5000/hab/fixture:v1.1.0
   git clone http://127.0.0.1:8470/git/fixture   the mirror, read-only
   curl -s http://127.0.0.1:8470/metrics
-Next: publish a new signed release upstream and watch hab verify it:
-  bash scripts/fixture.sh tag v1.3.0 && habctl sync fixture && habctl refs fixture
+Next: publish a new signed release upstream, watch hab verify and build it:
+  bash scripts/fixture.sh tag v1.3.0 && habctl sync fixture && habctl build fixture --ref v1.3.0 --wait
 Stop habd: kill \$(cat .hab/habd.pid)
 MSG

@@ -329,11 +329,6 @@ async fn wait_for(client: &Client, id: i64) -> Result<BuildView, ClientError> {
     let mut last_state = String::new();
     loop {
         let v: BuildView = client.get(&format!("/builds/{id}")).await?;
-        let state = v.build.state.as_str().to_string();
-        if state != last_state {
-            eprintln!("build {id}: {}", state.to_uppercase());
-            last_state = state;
-        }
         for p in &v.build.platforms {
             let line = match p.stage.as_str() {
                 "pushing" | "pushed" => format!(
@@ -348,6 +343,11 @@ async fn wait_for(client: &Client, id: i64) -> Result<BuildView, ClientError> {
                 eprintln!("  {:<12} {line}", p.platform);
                 seen.insert(p.platform.clone(), line);
             }
+        }
+        let state = v.build.state.as_str().to_string();
+        if state != last_state {
+            eprintln!("build {id}: {}", state.to_uppercase());
+            last_state = state;
         }
         if v.build.state.is_final() {
             return Ok(v);
