@@ -40,6 +40,14 @@ struct BuildWorld {
 impl BuildWorld {
     fn new() -> Self {
         require_docker();
+        for arch in ["amd64", "arm64"] {
+            let base = repo_root().join(format!("dockerfiles/fixture/base/busybox-{arch}"));
+            assert!(
+                base.is_file(),
+                "{} is missing: run `bash scripts/setup.sh` (it takes it from Debian's busybox-static:{arch})",
+                base.display()
+            );
+        }
         let world = World::new();
         let fpr = world.gpg.gen_key("release", T2020_01_01);
         world.pin(&[&fpr]);
