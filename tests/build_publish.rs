@@ -591,3 +591,56 @@ async fn base_image_is_pinned_by_digest_and_pulled_from_the_registry() {
     assert!(log.contains("exited 0: x86_64"), "{log}");
     habd.stop().await;
 }
+
+/// Two builders (here two names for the same engine): the release's
+/// platforms build at once, not one after the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn platforms_on_different_builders_build_at_once() {
+    let bw = BuildWorld::new();
+    let registry = TestRegistry::start(&bw.world.path("registry"), None, None);
+    bw.write_hab(&registry.url(), None);
+    let hab = std::fs::read_to_string(bw.world.path("hab.toml")).unwrap();
+    let (head, _) = hab.split_once("[[builder]]").unwrap();
+    std::fs::write(
+        bw.world.path("hab.toml"),
+        format!(
+            "{head}[[builder]]\nname = \"amd\"\nendpoint = \"unix:///var/run/docker.sock\"\n\
+             platforms = [\"linux/amd64\"]\n\
+             [[builder]]\nname = \"arm\"\nendpoint = \"unix:///var/run/docker.sock\"\n\
+             platforms = [\"linux/arm64\"]\nemulated = [\"linux/arm64\"]\n"
+        ),
+    )
+    .unwrap();
+    let recipe = bw.recipe(
+        "slowish",
+        "FROM scratch\nARG TARGETARCH\nCOPY base/busybox-${TARGETARCH} /bin/busybox\n\
+         RUN [\"/bin/busybox\", \"sleep\", \"2\"]\n",
+    );
+    bw.write_pipeline("node", &recipe, BOTH, r#"["busybox", "true"]"#, "");
+    let habd = Habd::start_config(bw.load()).await;
+    habd.sync_node().await;
+    let (s, b) = start_build(&habd, "v1.0.0").await;
+    assert_eq!(s, 202, "{b}");
+    let b = wait_build(&habd, b["id"].as_i64().unwrap()).await;
+    assert_eq!(b["state"], "verified", "{b}");
+    let builders: Vec<&str> = b["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["builder"].as_str().unwrap())
+        .collect();
+    assert_eq!(builders, ["amd", "arm"]);
+    // Each platform started before the other one finished.
+    let log = logs(&habd, b["id"].as_i64().unwrap()).await;
+    let at = |needle: &str| {
+        log.find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} not in\n{log}"))
+    };
+    for (me, other) in [("amd64", "arm64"), ("arm64", "amd64")] {
+        assert!(
+            at(&format!("hab: building linux/{me}")) < at(&format!("hab: pushed linux/{other}")),
+            "{log}"
+        );
+    }
+    habd.stop().await;
+}
