@@ -332,6 +332,8 @@ async fn fixture_builds_publishes_and_verifies_both_platforms() {
         "{out}"
     );
     assert!(out.contains("verification"), "{out}");
+    let out = run(habctl(&habd).args(["refs", "node"]));
+    assert!(out.contains(&format!("#{id} VERIFIED")), "{out}");
     let out = run(habctl(&habd).args(["builds"]));
     assert!(out.contains("v1.0.0") && out.contains("VERIFIED"), "{out}");
     habd.stop().await;

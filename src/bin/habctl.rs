@@ -447,13 +447,24 @@ fn print_refs(refs: &[RefView]) {
                 } else {
                     "no".into()
                 },
+                r.build.as_ref().map_or("-".into(), |b| {
+                    format!("#{} {}", b.id, b.state.as_str().to_uppercase())
+                }),
             ]
         })
         .collect();
     println!(
         "{}",
         table(
-            &["REF", "COMMIT", "STATE", "VERDICT", "SIGNER", "BUILDABLE"],
+            &[
+                "REF",
+                "COMMIT",
+                "STATE",
+                "VERDICT",
+                "SIGNER",
+                "BUILDABLE",
+                "BUILD"
+            ],
             rows
         )
     );

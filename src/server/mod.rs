@@ -495,6 +495,18 @@ pub struct RefView {
     pub buildable: bool,
     /// Why not, when not.
     pub refusal: Option<String>,
+    /// The ref's newest build, if any: `{"id": 3, "state": "verified"}`.
+    #[serde(default)]
+    pub build: Option<RefBuild>,
+}
+
+/// The newest build of a ref.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RefBuild {
+    /// Build id.
+    pub id: i64,
+    /// Its state.
+    pub state: crate::store::BuildState,
 }
 
 async fn list_refs(
@@ -504,13 +516,19 @@ async fn list_refs(
     let p = state.pipeline(&name)?;
     let store = state.store();
     let pn = p.name.clone();
-    let refs = blocking(move || store.refs(&pn)).await?;
+    let (refs, builds) =
+        blocking(move || Ok((store.refs(&pn)?, store.latest_builds(&pn)?))).await?;
+    let builds: std::collections::HashMap<String, RefBuild> = builds
+        .into_iter()
+        .map(|(name, id, state)| (name, RefBuild { id, state }))
+        .collect();
     Ok(Json(
         refs.into_iter()
             .filter(|r| p.refs.tracks(&r.name))
             .map(|r| {
                 let decision = may_build(r.state, &r.verdict, p.policy);
                 RefView {
+                    build: builds.get(&r.name).cloned(),
                     stored: r,
                     buildable: decision.is_ok(),
                     refusal: decision.err(),

@@ -326,6 +326,25 @@ impl Store {
         }
     }
 
+    /// The newest build of each ref of a pipeline: (ref, id, state).
+    pub fn latest_builds(
+        &self,
+        pipeline: &str,
+    ) -> Result<Vec<(String, i64, BuildState)>, StoreError> {
+        let conn = self.lock();
+        let rows = conn
+            .prepare(
+                "SELECT ref_name, id, state FROM builds b WHERE pipeline = ?1
+                   AND id = (SELECT MAX(id) FROM builds WHERE pipeline = ?1 AND ref_name = b.ref_name)",
+            )?
+            .query_map(params![pipeline], |r| {
+                let state: String = r.get(2)?;
+                Ok((r.get(0)?, r.get(1)?, BuildState::parse(&state)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
     /// The newest build that pushed `index_digest`.
     pub fn build_by_index(&self, index_digest: &str) -> Result<Option<BuildRecord>, StoreError> {
         let conn = self.lock();
