@@ -332,6 +332,18 @@ async fn fixture_builds_publishes_and_verifies_both_platforms() {
         "{out}"
     );
     assert!(out.contains("verification"), "{out}");
+    let metrics = client()
+        .get(format!("{}/metrics", habd.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"hab_builds{pipeline="node",state="verified"} 1"#),
+        "{metrics}"
+    );
     let out = run(habctl(&habd).args(["refs", "node"]));
     assert!(out.contains(&format!("#{id} VERIFIED")), "{out}");
     let out = run(habctl(&habd).args(["builds"]));

@@ -100,6 +100,7 @@ struct Metrics {
     syncs: Family<Vec<(String, String)>, Counter>,
     refs: Family<Vec<(String, String)>, Gauge>,
     last_sync: Family<Vec<(String, String)>, Gauge>,
+    builds: Family<Vec<(String, String)>, Gauge>,
     http_unauthorized: Counter,
 }
 
@@ -138,6 +139,11 @@ impl AppState {
             "last_sync_timestamp_seconds",
             "Unix time the last sync of a pipeline finished, by outcome",
             metrics.last_sync.clone(),
+        );
+        registry.register(
+            "builds",
+            "Builds recorded, by pipeline and state",
+            metrics.builds.clone(),
         );
         registry.register(
             "http_unauthorized",
@@ -290,16 +296,27 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
         .iter()
         .map(|p| p.name.clone())
         .collect();
-    let snapshot = blocking(move || {
+    let (snapshot, builds) = blocking(move || {
         let mut out = Vec::new();
         for name in names {
             let refs = store.refs(&name)?;
             let last = store.syncs(&name, 1)?.into_iter().next();
             out.push((name, refs, last));
         }
-        Ok(out)
+        Ok((out, store.build_counts()?))
     })
     .await?;
+    state.metrics.builds.clear();
+    for (pipeline, build_state, n) in builds {
+        state
+            .metrics
+            .builds
+            .get_or_create(&vec![
+                ("pipeline".into(), pipeline),
+                ("state".into(), build_state),
+            ])
+            .set(n);
+    }
     state.metrics.refs.clear();
     for (name, refs, last) in snapshot {
         for r in &refs {
@@ -443,6 +460,7 @@ async fn status(State(state): State<AppState>) -> ApiResult<serde_json::Value> {
         "uptime_seconds": state.started.elapsed().as_secs(),
         "state_dir": state.config.state_dir,
         "store": state.store().path(),
+        "builds_running": state.builds.running(),
         "pipelines": views,
     })))
 }

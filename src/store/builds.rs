@@ -345,6 +345,16 @@ impl Store {
         Ok(rows)
     }
 
+    /// How many builds each pipeline has in each state.
+    pub fn build_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let conn = self.lock();
+        let rows = conn
+            .prepare("SELECT pipeline, state, COUNT(*) FROM builds GROUP BY pipeline, state")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
     /// The newest build that pushed `index_digest`.
     pub fn build_by_index(&self, index_digest: &str) -> Result<Option<BuildRecord>, StoreError> {
         let conn = self.lock();
