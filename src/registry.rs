@@ -345,15 +345,16 @@ impl Registry {
                 let this = self.clone();
                 async move {
                     let this = &this;
+                    let push_err = |source| RegistryError::Push {
+                        what: format!("blob {}", blob.digest),
+                        reference: r.whole(),
+                        source,
+                    };
                     let exists = this
                         .client
                         .blob_exists(&r, &blob.digest)
                         .await
-                        .map_err(|e| RegistryError::Push {
-                            what: format!("blob {}", blob.digest),
-                            reference: r.whole(),
-                            source: e,
-                        })?;
+                        .map_err(push_err)?;
                     if exists {
                         skipped.fetch_add(1, Ordering::Relaxed);
                         return Ok(());
@@ -361,11 +362,7 @@ impl Registry {
                     this.client
                         .push_blob(&r, blob.bytes.clone(), &blob.digest)
                         .await
-                        .map_err(|e| RegistryError::Push {
-                            what: format!("blob {}", blob.digest),
-                            reference: r.whole(),
-                            source: e,
-                        })?;
+                        .map_err(push_err)?;
                     let now = pushed.fetch_add(blob.bytes.len() as i64, Ordering::Relaxed)
                         + blob.bytes.len() as i64;
                     progress(now, bytes_total);

@@ -16,13 +16,7 @@ use serde_json::Value;
 
 /// A world with a pinned key, one signed tag on master, the `node` pipeline.
 fn world_with_release() -> (World, String, String) {
-    let world = World::new();
-    let fpr = world.gpg.gen_key("release", T2020_01_01);
-    world.pin(&[&fpr]);
-    let commit = world.upstream.commit("release 1");
-    world
-        .upstream
-        .signed_tag(&world.gpg, &fpr, "v1.0.0", &commit, T2020_02_01);
+    let (world, fpr, commit) = World::with_release();
     world.write_pipeline(&world.daemon.url("node.git"));
     (world, fpr, commit)
 }

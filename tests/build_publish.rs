@@ -48,13 +48,7 @@ impl BuildWorld {
                 base.display()
             );
         }
-        let world = World::new();
-        let fpr = world.gpg.gen_key("release", T2020_01_01);
-        world.pin(&[&fpr]);
-        let commit = world.upstream.commit("release 1");
-        world
-            .upstream
-            .signed_tag(&world.gpg, &fpr, "v1.0.0", &commit, T2020_02_01);
+        let (world, fpr, commit) = World::with_release();
         let c2 = world.upstream.commit("candidate 2");
         world.upstream.unsigned_tag("v2.0.0-unsigned", &c2);
         BuildWorld { world, commit, fpr }
@@ -77,6 +71,13 @@ impl BuildWorld {
             "",
         );
         self.load()
+    }
+
+    /// habd for the `node` pipeline building `recipe`, synced.
+    async fn habd(&self, registry_url: &str, recipe: &Path, platforms: &str) -> Habd {
+        let habd = Habd::start_config(self.config(registry_url, None, recipe, platforms)).await;
+        habd.sync_node().await;
+        habd
     }
 
     fn load(&self) -> Config {
@@ -121,6 +122,18 @@ impl BuildWorld {
             ),
         )
         .unwrap();
+    }
+
+    /// An amd64 recipe whose one step runs `script` with busybox's sh.
+    fn shell_recipe(&self, name: &str, script: &str) -> PathBuf {
+        self.recipe(
+            name,
+            &format!(
+                "FROM scratch\nCOPY base/busybox-amd64 /bin/busybox\n\
+                 RUN [\"/bin/busybox\", \"sh\", \"-c\", {}]\n",
+                serde_json::Value::String(script.into())
+            ),
+        )
     }
 
     /// A recipe folder with the static busybox of each platform in base/.
@@ -188,14 +201,13 @@ fn habctl(habd: &Habd) -> Command {
 async fn fixture_builds_publishes_and_verifies_both_platforms() {
     let bw = BuildWorld::new();
     let registry = TestRegistry::start(&bw.world.path("registry"), None, None);
-    let config = bw.config(
-        &registry.url(),
-        None,
-        &repo_root().join("dockerfiles/fixture"),
-        BOTH,
-    );
-    let habd = Habd::start_config(config).await;
-    habd.sync_node().await;
+    let habd = bw
+        .habd(
+            &registry.url(),
+            &repo_root().join("dockerfiles/fixture"),
+            BOTH,
+        )
+        .await;
 
     // habctl build --wait: progress per platform, exit 0, the build's JSON.
     let h = habd.url.clone();
@@ -357,14 +369,11 @@ async fn fixture_builds_publishes_and_verifies_both_platforms() {
 async fn failing_recipe_fails_with_its_output_and_tags_nothing() {
     let bw = BuildWorld::new();
     let registry = TestRegistry::start(&bw.world.path("registry"), None, None);
-    let recipe = bw.recipe(
+    let recipe = bw.shell_recipe(
         "broken",
-        "FROM scratch\nCOPY base/busybox-amd64 /bin/busybox\n\
-         RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo compiling the node; echo 'error: the answer is 41' >&2; exit 3\"]\n",
+        "echo compiling the node; echo 'error: the answer is 41' >&2; exit 3",
     );
-    let config = bw.config(&registry.url(), None, &recipe, AMD64);
-    let habd = Habd::start_config(config).await;
-    habd.sync_node().await;
+    let habd = bw.habd(&registry.url(), &recipe, AMD64).await;
 
     let out = tokio::task::spawn_blocking({
         let mut c = habctl(&habd);
@@ -407,14 +416,13 @@ async fn corrupted_blob_fails_verification_naming_the_blob() {
     proxy
         .corrupt
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    let config = bw.config(
-        &format!("http://127.0.0.1:{proxy_port}"),
-        None,
-        &repo_root().join("dockerfiles/fixture"),
-        AMD64,
-    );
-    let habd = Habd::start_config(config).await;
-    habd.sync_node().await;
+    let habd = bw
+        .habd(
+            &format!("http://127.0.0.1:{proxy_port}"),
+            &repo_root().join("dockerfiles/fixture"),
+            AMD64,
+        )
+        .await;
     let (s, b) = start_build(&habd, "v1.0.0").await;
     assert_eq!(s, 202, "{b}");
     let b = wait_build(&habd, b["id"].as_i64().unwrap()).await;
@@ -453,14 +461,13 @@ async fn corrupted_blob_fails_verification_naming_the_blob() {
 async fn refused_ref_cannot_be_built() {
     let bw = BuildWorld::new();
     let registry = TestRegistry::start(&bw.world.path("registry"), None, None);
-    let config = bw.config(
-        &registry.url(),
-        None,
-        &repo_root().join("dockerfiles/fixture"),
-        BOTH,
-    );
-    let habd = Habd::start_config(config).await;
-    habd.sync_node().await;
+    let habd = bw
+        .habd(
+            &registry.url(),
+            &repo_root().join("dockerfiles/fixture"),
+            BOTH,
+        )
+        .await;
     let (s, b) = start_build(&habd, "v2.0.0-unsigned").await;
     assert_eq!(s, 409, "{b}");
     assert_eq!(b["detail"]["verdict"]["verdict"], "unsigned", "{b}");
@@ -520,14 +527,8 @@ async fn registry_with_htpasswd_auth() {
 async fn running_build_can_be_cancelled() {
     let bw = BuildWorld::new();
     let registry = TestRegistry::start(&bw.world.path("registry"), None, None);
-    let recipe = bw.recipe(
-        "slow",
-        "FROM scratch\nCOPY base/busybox-amd64 /bin/busybox\n\
-         RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo started a long step; /bin/busybox sleep 300\"]\n",
-    );
-    let config = bw.config(&registry.url(), None, &recipe, AMD64);
-    let habd = Habd::start_config(config).await;
-    habd.sync_node().await;
+    let recipe = bw.shell_recipe("slow", "echo started a long step; /bin/busybox sleep 300");
+    let habd = bw.habd(&registry.url(), &recipe, AMD64).await;
     let (s, b) = start_build(&habd, "v1.0.0").await;
     assert_eq!(s, 202, "{b}");
     let id = b["id"].as_i64().unwrap();

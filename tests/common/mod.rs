@@ -345,6 +345,19 @@ impl World {
         }
     }
 
+    /// A world with a pinned key and one signed tag, `v1.0.0`, on a first
+    /// commit; returns it with the key's fingerprint and the commit.
+    pub fn with_release() -> (Self, String, String) {
+        let world = World::new();
+        let fpr = world.gpg.gen_key("release", T2020_01_01);
+        world.pin(&[&fpr]);
+        let commit = world.upstream.commit("release 1");
+        world
+            .upstream
+            .signed_tag(&world.gpg, &fpr, "v1.0.0", &commit, T2020_02_01);
+        (world, fpr, commit)
+    }
+
     pub fn path(&self, p: &str) -> PathBuf {
         self.tmp.path().join(p)
     }
