@@ -356,6 +356,8 @@ async fn fixture_builds_publishes_and_verifies_both_platforms() {
         metrics.contains(r#"hab_builds{pipeline="node",state="verified"} 1"#),
         "{metrics}"
     );
+    let out = run(habctl(&habd).args(["logs", &id.to_string(), "--follow"]));
+    assert!(out.contains("[linux/arm64] #") && out.contains("hab: VERIFIED"), "{out}");
     let out = run(habctl(&habd).args(["refs", "node"]));
     assert!(out.contains(&format!("#{id} VERIFIED")), "{out}");
     let out = run(habctl(&habd).args(["builds"]));
@@ -656,6 +658,97 @@ async fn platforms_on_different_builders_build_at_once() {
             at(&format!("hab: building linux/{me}")) < at(&format!("hab: pushed linux/{other}")),
             "{log}"
         );
+    }
+    habd.stop().await;
+}
+
+/// The fixture node answers Bitcoin JSON-RPC with basic auth, behaving as
+/// its release's node.conf says: healthy, lagging N blocks, never healthy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixture_node_behaves_as_its_release_says() {
+    let bw = BuildWorld::new();
+    let up = &bw.world.upstream;
+    for (tag, conf) in [
+        ("v1.1.0", "behaviour=lagging\nlag=5\n"),
+        ("v1.2.0", "behaviour=never-healthy\n"),
+    ] {
+        up.write("node.conf", conf);
+        let c = up.commit(tag);
+        up.signed_tag(&bw.world.gpg, &bw.fpr, tag, &c, T2020_02_01);
+    }
+    let registry = TestRegistry::start(&bw.world.path("registry"), None, None);
+    let habd = bw
+        .habd(
+            &registry.url(),
+            &repo_root().join("dockerfiles/fixture"),
+            AMD64,
+        )
+        .await;
+    let rpc = client();
+    for (tag, status, blocks) in [
+        ("v1.0.0", 200, Some(850_000)),
+        ("v1.1.0", 200, Some(849_995)),
+        ("v1.2.0", 500, None),
+    ] {
+        let (s, b) = start_build(&habd, tag).await;
+        assert_eq!(s, 202, "{b}");
+        let b = wait_build(&habd, b["id"].as_i64().unwrap()).await;
+        assert_eq!(b["state"], "verified", "{b}");
+        let port = free_port();
+        let image = format!("{}/hab/node:{tag}", registry.host());
+        let id = docker(&[
+            "run",
+            "-d",
+            "-p",
+            &format!("127.0.0.1:{port}:18443"),
+            "-e",
+            "RPC_USER=alice",
+            "-e",
+            "RPC_PASSWORD=pw",
+            &image,
+        ]);
+        let id = id.trim();
+        let url = format!("http://127.0.0.1:{port}/");
+        let call_rpc = |method: &str, password: &str| {
+            rpc.post(&url)
+                .basic_auth("alice", Some(password))
+                .body(format!(
+                    r#"{{"jsonrpc":"1.0","id":"t","method":"{method}","params":[]}}"#
+                ))
+                .send()
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let info = loop {
+            match call_rpc("getblockchaininfo", "pw").await {
+                Ok(r) => break r,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "{tag}: no RPC answer: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        };
+        assert_eq!(info.status().as_u16(), status, "{tag}");
+        let info: Value = info.json().await.unwrap();
+        assert_eq!(info["id"], "t");
+        match blocks {
+            Some(n) => {
+                assert_eq!(info["result"]["blocks"], n, "{tag}: {info}");
+                assert_eq!(info["result"]["headers"], 850_000);
+                assert_eq!(info["result"]["initialblockdownload"], false);
+                let count: Value = call_rpc("getblockcount", "pw")
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                assert_eq!(count["result"], n);
+            }
+            None => assert_eq!(info["error"]["code"], -28, "{tag}: {info}"),
+        }
+        let wrong = call_rpc("getblockcount", "nope").await.unwrap();
+        assert_eq!(wrong.status().as_u16(), 401);
+        docker(&["rm", "-f", id]);
+        docker(&["rmi", "-f", &image]);
     }
     habd.stop().await;
 }

@@ -256,9 +256,14 @@ impl Upstream {
         let n = self.counter.get() + 1;
         self.counter.set(n);
         std::fs::write(self.dir.join("file.txt"), format!("{msg} {n}\n")).unwrap();
-        self.git(&["add", "file.txt"]);
+        self.git(&["add", "-A"]);
         self.git(&["commit", "-q", "-m", msg]);
         self.git(&["rev-parse", "HEAD"])
+    }
+
+    /// Writes a file into the work tree (committed by the next `commit`).
+    pub fn write(&self, path: &str, content: &str) {
+        std::fs::write(self.dir.join(path), content).unwrap();
     }
 
     /// The tag object text git would sign.
