@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod build;
+pub mod channel;
 pub mod client;
 pub mod config;
 pub mod mirror;

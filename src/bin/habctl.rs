@@ -5,7 +5,7 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand, ValueEnum};
 use hab::{
     client::{Client, ClientError},
-    server::{BuildView, LogPage, PipelineView, RefView},
+    server::{BuildView, ChannelsView, LogPage, PipelineView, RefView},
     sync::SyncReport,
 };
 use serde_json::{json, Value};
@@ -24,6 +24,9 @@ use serde_json::{json, Value};
 ///   habctl show 12                     one build: keys, digests, verification
 ///   habctl logs 12 --follow            a build's output as it runs
 ///   habctl verify 12                   read back and smoke-run a build again
+///   habctl promote bitcoind v28.1 --channel stable --reason "two weeks on edge"
+///                                      point a channel at a VERIFIED build
+///   habctl channels bitcoind           where each channel points, and its moves
 ///   habctl status -o json              everything, for scripts
 #[derive(Parser)]
 #[command(name = "habctl", version, verbatim_doc_comment)]
@@ -130,8 +133,89 @@ enum Command {
         /// Build id.
         id: i64,
     },
+    /// Point a channel at a VERIFIED build. Refused, with the reason, for a
+    /// build that is not VERIFIED or an image hab did not build. The move is
+    /// recorded with who, when and why.
+    Promote {
+        /// Pipeline name.
+        pipeline: String,
+        /// A tag (its newest VERIFIED build), a build id (12, build-12), or
+        /// an index digest (sha256:…, repository@sha256:…).
+        target: String,
+        /// The channel to move (declared in the pipeline file).
+        #[arg(long)]
+        channel: String,
+        /// Why (recorded).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Who (recorded).
+        #[arg(long, env = "USER", default_value = "habctl")]
+        by: String,
+    },
+    /// Show where each channel of a pipeline points, and its moves.
+    Channels {
+        /// Pipeline name.
+        pipeline: String,
+    },
     /// habd's state at a glance.
     Status,
+}
+
+fn print_channels(v: &ChannelsView) {
+    if v.channels.is_empty() {
+        println!("no channels declared (add [[channel]] to the pipeline file)");
+        return;
+    }
+    let rows = v
+        .channels
+        .iter()
+        .map(|c| match &c.current {
+            Some(s) => vec![
+                c.name.clone(),
+                if c.auto { "auto" } else { "promote" }.into(),
+                format!("build {}", s.build_id),
+                s.index_digest.clone(),
+                format!(
+                    "{} by {}",
+                    s.moved_at.format("%Y-%m-%d %H:%M:%SZ"),
+                    s.moved_by
+                ),
+                s.reason.clone().unwrap_or_else(|| "-".into()),
+            ],
+            None => vec![
+                c.name.clone(),
+                if c.auto { "auto" } else { "promote" }.into(),
+                "-".into(),
+                "-".into(),
+                "never moved".into(),
+                "-".into(),
+            ],
+        })
+        .collect();
+    println!(
+        "{}",
+        table(
+            &["CHANNEL", "MOVES", "BUILD", "INDEX", "MOVED", "WHY"],
+            rows
+        )
+    );
+    if !v.moves.is_empty() {
+        println!();
+        for m in &v.moves {
+            println!(
+                "  {} {:<8} build {} -> {}  by {}{}",
+                m.at.format("%Y-%m-%d %H:%M:%SZ"),
+                m.channel,
+                m.from_build.map_or("none".to_string(), |b| b.to_string()),
+                m.to_build,
+                m.by,
+                m.reason
+                    .as_ref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
 }
 
 fn human_bytes(n: i64) -> String {
@@ -678,6 +762,49 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                     "verification of {target} failed: {}",
                     v["reason"].as_str().unwrap_or("unknown")
                 )));
+            }
+        }
+        Command::Promote {
+            pipeline,
+            target,
+            channel,
+            reason,
+            by,
+        } => {
+            let v: Value = client
+                .post(
+                    &format!("/pipelines/{pipeline}/promote"),
+                    &json!({ "target": target, "channel": channel, "reason": reason, "by": by }),
+                )
+                .await?;
+            if json_out {
+                print_json(&v);
+            } else if v["move"].is_null() {
+                println!(
+                    "{channel} of {pipeline} already at build {}: nothing moved",
+                    v["build_id"]
+                );
+            } else {
+                let m = &v["move"];
+                println!(
+                    "{channel} of {pipeline}: build {} -> build {} ({}), by {}",
+                    m["from_build"]
+                        .as_i64()
+                        .map_or("none".to_string(), |b| b.to_string()),
+                    m["to_build"],
+                    m["index_digest"].as_str().unwrap_or("?"),
+                    m["by"].as_str().unwrap_or("?")
+                );
+            }
+        }
+        Command::Channels { pipeline } => {
+            let v: ChannelsView = client
+                .get(&format!("/pipelines/{pipeline}/channels"))
+                .await?;
+            if json_out {
+                print_json(&json!(v));
+            } else {
+                print_channels(&v);
             }
         }
         Command::Cancel { id } => {

@@ -620,6 +620,67 @@ impl Builds {
                 build.version
             ),
         );
+        // The build stays VERIFIED whatever happens to the channels.
+        if let Err(e) = self.advance_channels(&build, &prep.pipeline).await {
+            self.log(
+                id,
+                None,
+                format!("hab: automatic channels not advanced: {e}"),
+            );
+        }
+        Ok(())
+    }
+
+    /// Moves the pipeline's automatic channels (`edge`) to a build that just
+    /// verified, forward only.
+    async fn advance_channels(
+        &self,
+        build: &BuildRecord,
+        pipeline: &Arc<Pipeline>,
+    ) -> Result<(), BuildError> {
+        let id = build.id;
+        for channel in crate::channel::auto_channels(pipeline) {
+            let store = self.store.clone();
+            let (p, c, r) = (
+                pipeline.clone(),
+                channel.to_string(),
+                build.ref_name.clone(),
+            );
+            let moved = blocking(move || {
+                let current = store.channels(&p.name)?.into_iter().find(|s| s.name == c);
+                let current_ref = match current {
+                    Some(s) => store.build(s.build_id)?.map(|b| b.ref_name),
+                    None => None,
+                };
+                if !crate::channel::advances(current_ref.as_deref(), &r) {
+                    return Ok(None);
+                }
+                crate::channel::promote(
+                    &store,
+                    &p,
+                    &id.to_string(),
+                    &c,
+                    "habd",
+                    Some(&format!("automatic: build {id} of {r} verified")),
+                )
+                .map(|m| m.channel_move)
+                .map_err(|e| BuildError::Internal(e.to_string()))
+            })
+            .await?;
+            if let Some(m) = moved {
+                self.log(
+                    id,
+                    None,
+                    format!(
+                        "hab: channel {channel} of {} advanced to build {id}{}",
+                        pipeline.name,
+                        m.from_build
+                            .map(|f| format!(" (was build {f})"))
+                            .unwrap_or_default()
+                    ),
+                );
+            }
+        }
         Ok(())
     }
 

@@ -33,8 +33,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 mod builds;
+mod channels;
 
 pub use builds::{BuildView, LogPage};
+pub use channels::{ChannelView, ChannelsView};
 
 use crate::{
     build::{BuildError, Builds},
@@ -235,6 +237,8 @@ pub fn router(state: AppState) -> Router {
         .route("/builds/{id}/logs", get(builds::build_logs))
         .route("/builds/{id}/cancel", post(builds::cancel_build))
         .route("/verify", post(builds::verify))
+        .route("/pipelines/{name}/channels", get(channels::list_channels))
+        .route("/pipelines/{name}/promote", post(channels::promote_build))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API route") })
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()

@@ -16,11 +16,13 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
 
 mod builds;
+mod channels;
 
 pub use builds::{
     BuildRecord, BuildState, KeyRecord, LogLine, NewBuild, NewPlatform, PlatformRecord,
     PlatformUpdate, VerificationRecord,
 };
+pub use channels::{ChannelMove, ChannelState, MoveRefused};
 
 use crate::{
     refplan::{ChangeKind, Observed, RefKind, RefState},
@@ -171,6 +173,29 @@ const MIGRATIONS: &[&str] = &[
         reason TEXT,
         report TEXT NOT NULL
      );",
+    // 3: release channels and every move of them.
+    "CREATE TABLE channels (
+        pipeline TEXT NOT NULL,
+        name TEXT NOT NULL,
+        build_id INTEGER NOT NULL REFERENCES builds (id),
+        index_digest TEXT NOT NULL,
+        moved_at TEXT NOT NULL,
+        moved_by TEXT NOT NULL,
+        reason TEXT,
+        PRIMARY KEY (pipeline, name)
+     );
+     CREATE TABLE channel_moves (
+        id INTEGER PRIMARY KEY,
+        pipeline TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        from_build INTEGER REFERENCES builds (id),
+        to_build INTEGER NOT NULL REFERENCES builds (id),
+        index_digest TEXT NOT NULL,
+        at TEXT NOT NULL,
+        by TEXT NOT NULL,
+        reason TEXT
+     );
+     CREATE INDEX channel_moves_channel ON channel_moves (pipeline, channel, id);",
 ];
 
 /// A ref as the store knows it.

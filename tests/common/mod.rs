@@ -17,8 +17,11 @@ use std::{
 
 use tempfile::TempDir;
 
+mod build;
 mod habd;
 mod registry;
+#[allow(unused_imports)]
+pub use build::*;
 #[allow(unused_imports)]
 pub use habd::*;
 #[allow(unused_imports)]

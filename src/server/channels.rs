@@ -1,0 +1,108 @@
+//! The channel API: where each channel of a pipeline points, its history,
+//! and `promote`.
+
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    Json,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, ApiResult, AppState};
+use crate::{
+    channel::{promote, PromoteError, Promoted},
+    store::{ChannelMove, ChannelState},
+};
+
+impl From<PromoteError> for ApiError {
+    fn from(e: PromoteError) -> Self {
+        match e {
+            PromoteError::UnknownChannel { .. } | PromoteError::NotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, e.to_string())
+            }
+            PromoteError::Refused(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            PromoteError::Store(e) => ApiError::internal(e),
+        }
+    }
+}
+
+/// A pipeline's channels: each declared one, where it points, and the moves.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChannelsView {
+    /// Declared channels, with where each points (None: never moved).
+    pub channels: Vec<ChannelView>,
+    /// Moves, newest first.
+    pub moves: Vec<ChannelMove>,
+}
+
+/// One channel.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChannelView {
+    /// Name.
+    pub name: String,
+    /// Advances by itself when a build verifies.
+    pub auto: bool,
+    /// Where it points.
+    pub current: Option<ChannelState>,
+}
+
+pub(super) async fn list_channels(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<ChannelsView> {
+    let p = state.pipeline(&name)?;
+    let store = state.store();
+    let pn = p.name.clone();
+    let (current, moves) =
+        super::blocking(move || Ok((store.channels(&pn)?, store.channel_moves(&pn, None, 100)?)))
+            .await?;
+    Ok(Json(ChannelsView {
+        channels: p
+            .channels
+            .iter()
+            .map(|c| ChannelView {
+                name: c.name.clone(),
+                auto: c.auto,
+                current: current.iter().find(|s| s.name == c.name).cloned(),
+            })
+            .collect(),
+        moves,
+    }))
+}
+
+/// `POST /api/v1/pipelines/{name}/promote`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromoteRequest {
+    /// A tag, a build id (`12`, `build-12`) or an index digest.
+    pub target: String,
+    /// The channel to move.
+    pub channel: String,
+    /// Why (recorded).
+    pub reason: Option<String>,
+    /// Who (recorded).
+    pub by: Option<String>,
+}
+
+pub(super) async fn promote_build(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<Json<PromoteRequest>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Promoted> {
+    let Json(req) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let p = state.pipeline(&name)?;
+    let store = state.store();
+    let promoted = tokio::task::spawn_blocking(move || {
+        promote(
+            &store,
+            &p,
+            &req.target,
+            &req.channel,
+            req.by.as_deref().unwrap_or("api"),
+            req.reason.as_deref(),
+        )
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok(Json(promoted))
+}
