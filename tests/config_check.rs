@@ -261,3 +261,64 @@ fn all_problems_are_reported_at_once() {
     assert_eq!(code, 2);
     assert!(stderr.contains("2 problems found"), "{stderr}");
 }
+
+#[test]
+fn fleets_name_a_pipeline_a_target_and_a_declared_channel() {
+    let pipeline = format!(
+        "{}[[channel]]\nname = \"edge\"\nauto = true\n",
+        good_pipeline("btcd")
+    );
+    let fleet = |body: &str| format!("[[fleet]]\nname = \"core\"\n{body}");
+    // Good.
+    let (code, stderr, _d) = check(
+        &fleet(
+            "pipeline = \"btcd\"\nchannel = \"edge\"\nnodes = 2\n[fleet.gates]\nsoak = \"10s\"\n",
+        ),
+        &[("btcd.toml", &pipeline)],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    // Cross references, reported at the fleet's pipeline line.
+    for (body, field, needle) in [
+        (
+            "pipeline = \"nope\"\nchannel = \"edge\"\nnodes = 2\n",
+            "fleet[0].pipeline",
+            "no pipeline named \"nope\"",
+        ),
+        (
+            "pipeline = \"btcd\"\nchannel = \"stable\"\nnodes = 2\n",
+            "fleet[0].channel",
+            "declares no channel \"stable\"",
+        ),
+        (
+            "pipeline = \"btcd\"\nchannel = \"edge\"\ntarget = \"moon\"\nnodes = 2\n",
+            "fleet[0].target",
+            "no [[target]] named \"moon\"",
+        ),
+    ] {
+        let (code, stderr, d) = check(&fleet(body), &[("btcd.toml", &pipeline)]);
+        assert_eq!(code, 2, "{stderr}");
+        assert_diag(&stderr, d.path(), "hab.toml", 4, field, needle);
+    }
+    // Values, at their own line.
+    let (code, stderr, d) = check(
+        &fleet("pipeline = \"btcd\"\nchannel = \"edge\"\nnodes = 0\n[fleet.gates]\nsoak = \"ten seconds\"\n"),
+        &[("btcd.toml", &pipeline)],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert_diag(
+        &stderr,
+        d.path(),
+        "hab.toml",
+        6,
+        "fleet[0].nodes",
+        "1 to 1000 nodes",
+    );
+    assert_diag(
+        &stderr,
+        d.path(),
+        "hab.toml",
+        8,
+        "fleet[0].gates.soak",
+        "not a duration",
+    );
+}

@@ -27,6 +27,10 @@ use url::Url;
 
 use crate::verify::Keyring;
 
+mod fleets;
+
+pub use fleets::{parse_duration, FleetConfig, Gates};
+
 /// The address habd listens on when nothing else is said. 8470 is unassigned
 /// by IANA and clear of bitcoind's 8332/8333 and btcd's 8334.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8470";
@@ -194,6 +198,8 @@ struct RawDaemon {
     builder: Vec<RawBuilder>,
     #[serde(default)]
     target: Vec<RawTarget>,
+    #[serde(default)]
+    fleet: Vec<fleets::RawFleet>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -350,6 +356,8 @@ pub struct Config {
     pub builders: Vec<BuilderConfig>,
     /// Rollout targets.
     pub targets: Vec<TargetConfig>,
+    /// Fleets of nodes.
+    pub fleets: Vec<FleetConfig>,
     /// The pipelines, by name order.
     pub pipelines: Vec<Arc<Pipeline>>,
 }
@@ -459,6 +467,7 @@ impl Config {
                 namespace: None,
             }],
             pipelines: Vec::new(),
+            fleets: Vec::new(),
         }
     }
 
@@ -485,6 +494,7 @@ impl Config {
             config.recipes_dir = r.clone();
         }
         config.pipelines = load_pipelines(&config.pipelines_dir, &config.builders)?;
+        config.check_fleets()?;
         Ok(config)
     }
 
@@ -567,6 +577,7 @@ impl Config {
         if !raw.target.is_empty() {
             config.targets.clear();
         }
+        config.fleets = fleets::parse_fleets(&mut src, base, raw.fleet);
         for (i, t) in raw.target.into_iter().enumerate() {
             if let Some(e) = &t.endpoint {
                 check_endpoint(&mut src, e, &format!("target[{i}].endpoint"));
