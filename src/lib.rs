@@ -14,6 +14,7 @@ pub mod build;
 pub mod channel;
 pub mod client;
 pub mod config;
+pub mod health;
 pub mod mirror;
 pub mod refplan;
 pub mod registry;
