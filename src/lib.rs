@@ -18,6 +18,7 @@ pub mod health;
 pub mod mirror;
 pub mod refplan;
 pub mod registry;
+pub mod rollout;
 pub mod server;
 pub mod store;
 pub mod sync;

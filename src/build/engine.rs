@@ -34,16 +34,8 @@ pub enum EngineError {
         builder: String,
         /// Its endpoint.
         endpoint: String,
-        /// bollard's error.
-        source: bollard::errors::Error,
-    },
-    /// The endpoint scheme is not one hab speaks.
-    #[error("builder {builder}: endpoint {endpoint:?} is neither unix:// nor tcp://")]
-    Endpoint {
-        /// Builder name.
-        builder: String,
-        /// Its endpoint.
-        endpoint: String,
+        /// Why.
+        source: ConnectError,
     },
     /// The build failed; the step's output is in the build log.
     #[error("{0}")]
@@ -106,38 +98,20 @@ impl Engine {
     /// # Errors
     /// The endpoint is unreachable or is not a Docker Engine.
     pub async fn connect(b: &BuilderConfig) -> Result<Self, EngineError> {
-        let connect_err = |source| EngineError::Connect {
-            builder: b.name.clone(),
-            endpoint: b.endpoint.clone(),
-            source,
-        };
-        let docker = if let Some(path) = b.endpoint.strip_prefix("unix://") {
-            Docker::connect_with_socket(path, REQUEST_TIMEOUT_SECS, API_DEFAULT_VERSION)
-        } else if b.endpoint.starts_with("tcp://") {
-            match (&b.tls_key, &b.tls_cert, &b.tls_ca) {
-                (Some(key), Some(cert), Some(ca)) => Docker::connect_with_ssl(
-                    &b.endpoint,
-                    key,
-                    cert,
-                    ca,
-                    REQUEST_TIMEOUT_SECS,
-                    API_DEFAULT_VERSION,
-                ),
-                _ => Docker::connect_with_http(
-                    &b.endpoint,
-                    REQUEST_TIMEOUT_SECS,
-                    API_DEFAULT_VERSION,
-                ),
+        let tls = match (&b.tls_key, &b.tls_cert, &b.tls_ca) {
+            (Some(key), Some(cert), Some(ca)) => {
+                Some((key.as_path(), cert.as_path(), ca.as_path()))
             }
-        } else {
-            return Err(EngineError::Endpoint {
-                builder: b.name.clone(),
-                endpoint: b.endpoint.clone(),
-            });
-        }
-        .map_err(connect_err)?;
-        let docker = docker.negotiate_version().await.map_err(connect_err)?;
-        docker.ping().await.map_err(connect_err)?;
+            _ => None,
+        };
+        let docker =
+            connect_docker(&b.endpoint, tls)
+                .await
+                .map_err(|source| EngineError::Connect {
+                    builder: b.name.clone(),
+                    endpoint: b.endpoint.clone(),
+                    source,
+                })?;
         Ok(Engine {
             docker,
             name: b.name.clone(),
@@ -358,6 +332,50 @@ impl Engine {
         let _ = self.docker.remove_container(&id, Some(rm)).await;
         result
     }
+}
+
+/// Why a Docker Engine could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The endpoint scheme is not one hab speaks.
+    #[error("endpoint {0:?} is neither unix:// nor tcp://")]
+    Scheme(String),
+    /// bollard's error (no socket, refused, not a Docker API).
+    #[error("{0} (is dockerd running? scripts/setup.sh starts it)")]
+    Api(#[from] bollard::errors::Error),
+}
+
+/// Connects to a Docker Engine (`unix:///var/run/docker.sock`,
+/// `tcp://host:2376` with TLS material as (key, cert, ca), or plain tcp),
+/// agrees on an API version with it (Debian's dockerd 20.10 speaks 1.41;
+/// bollard defaults to a newer one) and pings it.
+///
+/// # Errors
+/// [`ConnectError`].
+pub async fn connect_docker(
+    endpoint: &str,
+    tls: Option<(&Path, &Path, &Path)>,
+) -> Result<Docker, ConnectError> {
+    let docker = if let Some(path) = endpoint.strip_prefix("unix://") {
+        Docker::connect_with_socket(path, REQUEST_TIMEOUT_SECS, API_DEFAULT_VERSION)
+    } else if endpoint.starts_with("tcp://") {
+        match tls {
+            Some((key, cert, ca)) => Docker::connect_with_ssl(
+                endpoint,
+                key,
+                cert,
+                ca,
+                REQUEST_TIMEOUT_SECS,
+                API_DEFAULT_VERSION,
+            ),
+            None => Docker::connect_with_http(endpoint, REQUEST_TIMEOUT_SECS, API_DEFAULT_VERSION),
+        }
+    } else {
+        return Err(ConnectError::Scheme(endpoint.into()));
+    }?;
+    let docker = docker.negotiate_version().await?;
+    docker.ping().await?;
+    Ok(docker)
 }
 
 static SESSION_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
