@@ -5,7 +5,8 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand, ValueEnum};
 use hab::{
     client::{Client, ClientError},
-    server::{BuildView, ChannelsView, LogPage, PipelineView, RefView},
+    rollout::FleetView,
+    server::{BuildView, ChannelsView, LogPage, PipelineView, PromoteView, RefView, RolloutView},
     sync::SyncReport,
 };
 use serde_json::{json, Value};
@@ -151,11 +152,20 @@ enum Command {
         /// Who (recorded).
         #[arg(long, env = "USER", default_value = "habctl")]
         by: String,
+        /// Wait for the rollouts the move starts, showing each node's
+        /// progress; exit non-zero unless every one succeeds.
+        #[arg(long)]
+        wait: bool,
     },
     /// Show where each channel of a pipeline points, and its moves.
     Channels {
         /// Pipeline name.
         pipeline: String,
+    },
+    /// Fleets and their rollouts: status, pause, resume, undo.
+    Rollout {
+        #[command(subcommand)]
+        action: RolloutAction,
     },
     /// habd's state at a glance.
     Status,
@@ -438,6 +448,131 @@ async fn wait_for(client: &Client, id: i64) -> Result<BuildView, ClientError> {
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
+}
+
+#[derive(Subcommand)]
+enum RolloutAction {
+    /// Every fleet (or one): each node's image and health, the last rollout and its steps.
+    Status {
+        /// Fleet name.
+        fleet: Option<String>,
+    },
+    /// Pause a fleet's rollout between steps.
+    Pause {
+        /// Fleet name.
+        fleet: String,
+    },
+    /// Resume a paused rollout the way it was going.
+    Resume {
+        /// Fleet name.
+        fleet: String,
+    },
+    /// Stop a rollout and put every node back on what it ran before.
+    Undo {
+        /// Fleet name.
+        fleet: String,
+    },
+}
+
+fn print_fleets(fleets: &[FleetView]) {
+    if fleets.is_empty() {
+        println!("no fleets configured (add [[fleet]] to hab.toml)");
+        return;
+    }
+    for f in fleets {
+        println!(
+            "fleet {} ({} {} on {}){}",
+            f.name,
+            f.pipeline,
+            f.channel,
+            f.target,
+            f.rollout.as_ref().map_or(String::new(), |r| format!(
+                ": rollout {} {} to build {}{}",
+                r.id,
+                r.state.as_str().to_uppercase(),
+                r.build_id,
+                r.reason
+                    .as_ref()
+                    .map(|x| format!(" ({x})"))
+                    .unwrap_or_default()
+            ))
+        );
+        let rows = f
+            .nodes
+            .iter()
+            .map(|n| {
+                vec![
+                    n.ordinal.to_string(),
+                    n.image.clone().unwrap_or_else(|| "-".into()),
+                    n.rpc_port.map_or("-".into(), |p| format!("127.0.0.1:{p}")),
+                    match &n.health {
+                        Ok(h) => format!("healthy at {h}"),
+                        Err(e) => e.clone(),
+                    },
+                ]
+            })
+            .collect();
+        println!("{}", table(&["NODE", "IMAGE", "RPC", "HEALTH"], rows));
+        println!();
+    }
+}
+
+/// Polls rollouts until each ends, printing steps as they are recorded.
+async fn wait_rollouts(client: &Client, ids: &[i64]) -> Result<bool, ClientError> {
+    let mut ok = true;
+    for id in ids {
+        let mut seen = 0;
+        loop {
+            let v: RolloutView = client.get(&format!("/rollouts/{id}")).await?;
+            for s in v.steps.iter().skip(seen) {
+                eprintln!(
+                    "  rollout {id} {}{} {}: {}",
+                    v.rollout.fleet,
+                    s.ordinal.map(|o| format!(" node {o}")).unwrap_or_default(),
+                    s.kind,
+                    s.detail
+                );
+            }
+            seen = v.steps.len();
+            if v.rollout.state.is_final() {
+                eprintln!(
+                    "rollout {id} of {}: {}{}",
+                    v.rollout.fleet,
+                    v.rollout.state.as_str().to_uppercase(),
+                    v.rollout
+                        .reason
+                        .as_ref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
+                );
+                ok &= v.rollout.state == hab::store::RolloutState::Succeeded;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+    }
+    Ok(ok)
+}
+
+async fn control(
+    client: &Client,
+    fleet: &str,
+    verb: &str,
+    json_out: bool,
+) -> Result<(), ClientError> {
+    let r: Value = client
+        .post(&format!("/fleets/{fleet}/{verb}"), &json!({}))
+        .await?;
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+    } else {
+        println!(
+            "rollout {} of {fleet}: {}",
+            r["id"],
+            r["state"].as_str().unwrap_or("?").to_uppercase()
+        );
+    }
+    Ok(())
 }
 
 fn short(oid: &str) -> &str {
@@ -770,13 +905,15 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             channel,
             reason,
             by,
+            wait,
         } => {
-            let v: Value = client
+            let p: PromoteView = client
                 .post(
                     &format!("/pipelines/{pipeline}/promote"),
                     &json!({ "target": target, "channel": channel, "reason": reason, "by": by }),
                 )
                 .await?;
+            let v = json!(p);
             if json_out {
                 print_json(&v);
             } else if v["move"].is_null() {
@@ -795,8 +932,39 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                     m["index_digest"].as_str().unwrap_or("?"),
                     m["by"].as_str().unwrap_or("?")
                 );
+                for r in &p.rollouts {
+                    println!("  rollout {} of fleet {} queued", r.id, r.fleet);
+                }
+            }
+            if wait {
+                let ids: Vec<i64> = p.rollouts.iter().map(|r| r.id).collect();
+                if !wait_rollouts(&client, &ids).await? {
+                    return Err(ClientError::Failed(
+                        "a rollout did not succeed; the fleet was rolled back (habctl rollout status)"
+                            .into(),
+                    ));
+                }
             }
         }
+        Command::Rollout { action } => match action {
+            RolloutAction::Status { fleet } => {
+                let mut v: Vec<FleetView> = client.get("/fleets").await?;
+                if let Some(f) = &fleet {
+                    v.retain(|x| &x.name == f);
+                    if v.is_empty() {
+                        return Err(ClientError::Failed(format!("no fleet named {f:?}")));
+                    }
+                }
+                if json_out {
+                    print_json(&json!(v));
+                } else {
+                    print_fleets(&v);
+                }
+            }
+            RolloutAction::Pause { fleet } => control(&client, &fleet, "pause", json_out).await?,
+            RolloutAction::Resume { fleet } => control(&client, &fleet, "resume", json_out).await?,
+            RolloutAction::Undo { fleet } => control(&client, &fleet, "undo", json_out).await?,
+        },
         Command::Channels { pipeline } => {
             let v: ChannelsView = client
                 .get(&format!("/pipelines/{pipeline}/channels"))

@@ -152,6 +152,7 @@ pub struct Builds {
     config: Arc<Config>,
     store: Store,
     registry: Registry,
+    rollouts: Arc<crate::rollout::Rollouts>,
     /// One build at a time per builder: a build uses every core it gets.
     slots: HashMap<String, Arc<Semaphore>>,
     running: Mutex<HashMap<i64, CancellationToken>>,
@@ -191,24 +192,27 @@ struct PlatformPlan {
 }
 
 impl Builds {
-    /// The service for `config`, recording into `store`.
-    ///
-    /// # Errors
-    /// The registry password file cannot be read.
-    pub fn new(config: Arc<Config>, store: Store) -> Result<Arc<Self>, BuildError> {
-        let registry = Registry::new(&config.registry)?;
+    /// The service for `config`, recording into `store`, pushing to
+    /// `registry`; automatic channel moves queue rollouts on `rollouts`.
+    pub fn new(
+        config: Arc<Config>,
+        store: Store,
+        registry: Registry,
+        rollouts: Arc<crate::rollout::Rollouts>,
+    ) -> Arc<Self> {
         let slots = config
             .builders
             .iter()
             .map(|b| (b.name.clone(), Arc::new(Semaphore::new(1))))
             .collect();
-        Ok(Arc::new(Builds {
+        Arc::new(Builds {
             config,
             store,
             registry,
+            rollouts,
             slots,
             running: Mutex::new(HashMap::new()),
-        }))
+        })
     }
 
     /// The registry client.
@@ -668,6 +672,25 @@ impl Builds {
             })
             .await?;
             if let Some(m) = moved {
+                let queued = self
+                    .rollouts
+                    .channel_moved(
+                        &pipeline.name,
+                        channel,
+                        id,
+                        &build.repository,
+                        &m.index_digest,
+                        &format!("channel {channel} advanced"),
+                    )
+                    .await
+                    .map_err(|e| BuildError::Internal(e.to_string()))?;
+                for r in &queued {
+                    self.log(
+                        id,
+                        None,
+                        format!("hab: rollout {} of fleet {} queued", r.id, r.fleet),
+                    );
+                }
                 self.log(
                     id,
                     None,

@@ -5,3 +5,638 @@
 
 pub mod docker;
 pub mod plan;
+
+use std::{
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use bollard::auth::DockerCredentials;
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use crate::{
+    config::{Config, FleetConfig, TargetKind},
+    health::{self, Observation, Soak, Verdict},
+    registry::Registry,
+    store::{RolloutRecord, RolloutState, Store, StoreError},
+};
+use docker::{DockerTarget, NodeSpec};
+use plan::{Action, Direction, NodeState};
+
+/// How often a node under its gates is looked at. Short, so a rollout
+/// moves on within a fraction of a second of a node settling.
+const LOOK_EVERY: Duration = Duration::from_millis(200);
+
+/// Rollout errors that stop the engine's current pass (not gate failures:
+/// those are outcomes, recorded on the rollout).
+#[derive(Debug, thiserror::Error)]
+pub enum RolloutError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A blocking task died.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// A fleet and its nodes now, for `habctl rollout status`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct FleetView {
+    /// The fleet's configuration.
+    pub name: String,
+    /// Pipeline.
+    pub pipeline: String,
+    /// Channel followed.
+    pub channel: String,
+    /// Target.
+    pub target: String,
+    /// Per node: what it runs and whether its gates pass now.
+    pub nodes: Vec<NodeView>,
+    /// The newest rollout of the fleet.
+    pub rollout: Option<RolloutRecord>,
+}
+
+/// One node now.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct NodeView {
+    /// Ordinal.
+    pub ordinal: u32,
+    /// Pinned image it runs.
+    pub image: Option<String>,
+    /// RPC port on 127.0.0.1.
+    pub rpc_port: Option<u16>,
+    /// Healthy now, or why not.
+    pub health: Result<u64, String>,
+}
+
+/// The rollout engine: one rollout at a time across every fleet (so never
+/// two implementations roll at once and at most one node of all fleets is
+/// out of service), driven by a worker task.
+pub struct Rollouts {
+    config: Arc<Config>,
+    store: Store,
+    registry: Registry,
+    wake: Notify,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for Rollouts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rollouts").finish_non_exhaustive()
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, RolloutError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| RolloutError::Internal(e.to_string()))?
+        .map_err(RolloutError::from)
+}
+
+impl Rollouts {
+    /// The engine over `config`'s fleets.
+    pub fn new(config: Arc<Config>, store: Store, registry: Registry) -> Arc<Self> {
+        Arc::new(Rollouts {
+            config,
+            store,
+            registry,
+            wake: Notify::new(),
+            http: reqwest::Client::new(),
+        })
+    }
+
+    /// Starts the worker (inside a tokio runtime). It picks up a rollout a
+    /// previous habd left running, and every one queued since.
+    pub fn spawn(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move { this.worker().await })
+    }
+
+    /// Wakes the worker (a rollout was queued, resumed or undone).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// A channel moved: queues a rollout of every fleet that follows it.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn channel_moved(
+        &self,
+        pipeline: &str,
+        channel: &str,
+        build_id: i64,
+        repository: &str,
+        index_digest: &str,
+        trigger: &str,
+    ) -> Result<Vec<RolloutRecord>, RolloutError> {
+        let image = self.registry.pinned(repository, index_digest);
+        let mut queued = Vec::new();
+        for f in self.config.fleets_following(pipeline, channel) {
+            let store = self.store.clone();
+            let (fl, p, c, i, t) = (
+                f.name.clone(),
+                pipeline.to_string(),
+                channel.to_string(),
+                image.clone(),
+                trigger.to_string(),
+            );
+            let r = blocking(move || store.queue_rollout(&fl, &p, &c, build_id, &i, &t)).await?;
+            tracing::info!(fleet = %f.name, rollout = r.id, image = %image, "rollout queued");
+            queued.push(r);
+        }
+        if !queued.is_empty() {
+            self.wake();
+        }
+        Ok(queued)
+    }
+
+    fn fleet(&self, name: &str) -> Option<&FleetConfig> {
+        self.config.fleets.iter().find(|f| f.name == name)
+    }
+
+    async fn worker(self: Arc<Self>) {
+        loop {
+            let store = self.store.clone();
+            let current = blocking(move || store.current_rollout()).await;
+            let idle = match current {
+                Ok(Some(r)) if r.state != RolloutState::Paused => {
+                    if let Err(e) = self.run(r).await {
+                        tracing::error!(error = %e, "rollout engine: store failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    false
+                }
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::error!(error = %e, "rollout engine: store failed; retrying");
+                    true
+                }
+            };
+            if idle {
+                // Woken by a queue, resume or undo; the timeout is a backstop.
+                let _ = tokio::time::timeout(Duration::from_secs(5), self.wake.notified()).await;
+            }
+        }
+    }
+
+    fn rpc_password(&self, fleet: &FleetConfig) -> String {
+        let file = fleet.rpc_password_file.clone().unwrap_or_else(|| {
+            self.config
+                .state_dir
+                .join("fleets")
+                .join(format!("{}.rpc-password", fleet.name))
+        });
+        if let Ok(p) = std::fs::read_to_string(&file) {
+            return p.trim().to_string();
+        }
+        let mut bytes = [0u8; 18];
+        let generated = std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+            .map(|()| hex::encode(bytes))
+            .unwrap_or_else(|_| format!("hab-{}", std::process::id()));
+        if let Some(dir) = file.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = std::fs::write(&file, format!("{generated}\n"));
+        generated
+    }
+
+    async fn target(&self, fleet: &FleetConfig) -> Result<DockerTarget, String> {
+        let t = self
+            .config
+            .targets
+            .iter()
+            .find(|t| t.name == fleet.target)
+            .ok_or_else(|| format!("no target {}", fleet.target))?;
+        match t.kind {
+            TargetKind::Docker => DockerTarget::connect(
+                t.endpoint
+                    .as_deref()
+                    .unwrap_or("unix:///var/run/docker.sock"),
+            )
+            .await
+            .map_err(|e| e.to_string()),
+            TargetKind::Kubernetes => Err(format!(
+                "target {} is a Kubernetes target, which this habd does not roll yet",
+                t.name
+            )),
+        }
+    }
+
+    /// Looks at one node: running, and its RPC answer.
+    async fn observe(
+        &self,
+        target: &DockerTarget,
+        fleet: &FleetConfig,
+        ordinal: u32,
+    ) -> Observation {
+        let status = match target.status(&fleet.name, ordinal).await {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                return Observation {
+                    running: false,
+                    rpc: Err("no container".into()),
+                }
+            }
+            Err(e) => {
+                return Observation {
+                    running: false,
+                    rpc: Err(e.to_string()),
+                }
+            }
+        };
+        let rpc = match (status.running, status.host_port) {
+            (true, Some(port)) => {
+                health::blockchain_info(
+                    &self.http,
+                    &format!("http://127.0.0.1:{port}/"),
+                    &fleet.rpc_user,
+                    &self.rpc_password(fleet),
+                )
+                .await
+            }
+            (true, None) => Err("no RPC port published".into()),
+            (false, _) => Err("not running".into()),
+        };
+        Observation {
+            running: status.running,
+            rpc,
+        }
+    }
+
+    /// Every other node of every fleet on a Docker target that exists.
+    async fn peers(&self, except: (&str, u32)) -> Vec<(String, u32, Observation)> {
+        let mut out = Vec::new();
+        for f in &self.config.fleets {
+            let Ok(target) = self.target(f).await else {
+                continue;
+            };
+            for o in 0..f.nodes {
+                if (f.name.as_str(), o) == except {
+                    continue;
+                }
+                if let Ok(None) = target.status(&f.name, o).await {
+                    continue;
+                }
+                out.push((f.name.clone(), o, self.observe(&target, f, o).await));
+            }
+        }
+        out
+    }
+
+    async fn step(&self, id: i64, ordinal: Option<u32>, kind: &str, detail: String) {
+        tracing::info!(rollout = id, node = ordinal, kind, "{detail}");
+        let store = self.store.clone();
+        let kind = kind.to_string();
+        if let Err(e) = blocking(move || store.rollout_step(id, ordinal, &kind, &detail)).await {
+            tracing::warn!(rollout = id, error = %e, "cannot record a rollout step");
+        }
+    }
+
+    async fn run(&self, r: RolloutRecord) -> Result<(), RolloutError> {
+        let id = r.id;
+        let Some(fleet) = self.fleet(&r.fleet).cloned() else {
+            let store = self.store.clone();
+            return blocking(move || {
+                store.set_rollout_state(
+                    id,
+                    RolloutState::Failed,
+                    Some("the fleet is no longer configured"),
+                )
+            })
+            .await;
+        };
+        let target = match self.target(&fleet).await {
+            Ok(t) => t,
+            Err(reason) => {
+                let store = self.store.clone();
+                return blocking(move || {
+                    store.set_rollout_state(id, RolloutState::Failed, Some(&reason))
+                })
+                .await;
+            }
+        };
+        if r.state == RolloutState::Queued {
+            let mut before = Vec::new();
+            for o in 0..fleet.nodes {
+                let image = target
+                    .status(&fleet.name, o)
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|s| s.image);
+                before.push((o, image));
+            }
+            let store = self.store.clone();
+            blocking(move || store.begin_rollout(id, &before)).await?;
+            self.step(
+                id,
+                None,
+                "start",
+                format!("rolling {} to {}", fleet.name, r.image),
+            )
+            .await;
+        }
+        loop {
+            let store = self.store.clone();
+            let Some(r) = blocking(move || store.rollout(id)).await? else {
+                return Ok(());
+            };
+            let direction = match r.state {
+                RolloutState::Running => Direction::Forward,
+                RolloutState::RollingBack => Direction::Back,
+                _ => return Ok(()),
+            };
+            let mut nodes = Vec::new();
+            for (ordinal, before, settled) in &r.nodes {
+                let running = target
+                    .status(&fleet.name, *ordinal)
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|s| s.image);
+                nodes.push(NodeState {
+                    ordinal: *ordinal,
+                    running,
+                    before: before.clone(),
+                    settled: *settled,
+                });
+            }
+            match plan::next(&nodes, &r.image, direction) {
+                Action::Update { ordinal, image } => {
+                    if let Err(reason) = self.others_healthy(&fleet, ordinal).await {
+                        self.fail_or_turn(&r, &nodes, direction, ordinal, reason)
+                            .await?;
+                        continue;
+                    }
+                    let from = nodes[ordinal as usize]
+                        .running
+                        .clone()
+                        .unwrap_or_else(|| "nothing".into());
+                    self.step(id, Some(ordinal), "update", format!("{from} -> {image}"))
+                        .await;
+                    let store = self.store.clone();
+                    blocking(move || store.set_node_settled(id, ordinal, false)).await?;
+                    let spec = NodeSpec {
+                        fleet: fleet.name.clone(),
+                        ordinal,
+                        image: image.clone(),
+                        env: vec![
+                            format!("NETWORK={}", fleet.network),
+                            format!("RPC_USER={}", fleet.rpc_user),
+                            format!("RPC_PASSWORD={}", self.rpc_password(&fleet)),
+                        ],
+                        rpc_port: fleet.rpc_port,
+                        host_port: fleet.host_port_base.map(|b| b + ordinal as u16),
+                    };
+                    if let Err(e) = target.replace(&spec, self.credentials()).await {
+                        self.fail_or_turn(&r, &nodes, direction, ordinal, e.to_string())
+                            .await?;
+                    }
+                }
+                Action::Remove { ordinal } => {
+                    self.step(
+                        id,
+                        Some(ordinal),
+                        "remove",
+                        "the node did not exist before the rollout".into(),
+                    )
+                    .await;
+                    if let Err(e) = target.remove(&fleet.name, ordinal).await {
+                        self.fail(id, format!("cannot remove node {ordinal}: {e}"))
+                            .await?;
+                        return Ok(());
+                    }
+                }
+                Action::Gate { ordinal } => match self.gate(&target, &fleet, ordinal, id).await {
+                    Ok(tip) => {
+                        self.step(
+                            id,
+                            Some(ordinal),
+                            "gate_passed",
+                            format!("healthy at height {tip} for {:.0?}", fleet.gates.soak),
+                        )
+                        .await;
+                        let store = self.store.clone();
+                        blocking(move || store.set_node_settled(id, ordinal, true)).await?;
+                    }
+                    Err(GateStop::Failed(reason)) => {
+                        self.step(id, Some(ordinal), "gate_failed", reason.clone())
+                            .await;
+                        self.fail_or_turn(&r, &nodes, direction, ordinal, reason)
+                            .await?;
+                    }
+                    Err(GateStop::Interrupted) => {}
+                },
+                Action::Finished => {
+                    let (state, what) = match direction {
+                        Direction::Forward => (
+                            RolloutState::Succeeded,
+                            "every node runs the new image and passed its gates".to_string(),
+                        ),
+                        Direction::Back => (
+                            RolloutState::Failed,
+                            "rolled back: every node runs what it ran before".to_string(),
+                        ),
+                    };
+                    self.step(id, None, state.as_str(), what).await;
+                    let store = self.store.clone();
+                    blocking(move || store.set_rollout_state(id, state, None)).await?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn credentials(&self) -> Option<DockerCredentials> {
+        self.registry.credentials().map(|(u, p)| DockerCredentials {
+            username: Some(u.clone()),
+            password: Some(p.clone()),
+            serveraddress: Some(self.registry.host().to_string()),
+            ..Default::default()
+        })
+    }
+
+    async fn fail(&self, id: i64, reason: String) -> Result<(), RolloutError> {
+        self.step(id, None, "failed", reason.clone()).await;
+        let store = self.store.clone();
+        blocking(move || store.set_rollout_state(id, RolloutState::Failed, Some(&reason))).await
+    }
+
+    /// Going forward, a failure turns the rollout back; going back, it ends
+    /// it FAILED as it stands (an operator must look).
+    async fn fail_or_turn(
+        &self,
+        r: &RolloutRecord,
+        nodes: &[NodeState],
+        direction: Direction,
+        ordinal: u32,
+        reason: String,
+    ) -> Result<(), RolloutError> {
+        let id = r.id;
+        match direction {
+            Direction::Forward => {
+                let reason = format!("node {ordinal} of {}: {reason}", r.fleet);
+                self.step(
+                    id,
+                    Some(ordinal),
+                    "rollback",
+                    format!("rolling back: {reason}"),
+                )
+                .await;
+                let mut nodes = nodes.to_vec();
+                plan::turn_back(&mut nodes);
+                let settled: Vec<(u32, bool)> =
+                    nodes.iter().map(|n| (n.ordinal, n.settled)).collect();
+                let store = self.store.clone();
+                blocking(move || store.turn_rollout_back(id, &reason, &settled)).await
+            }
+            Direction::Back => {
+                let first = r.reason.clone().unwrap_or_default();
+                self.fail(
+                    id,
+                    format!("{first}; then the rollback of node {ordinal} failed too: {reason}"),
+                )
+                .await
+            }
+        }
+    }
+
+    /// Waits until every other node that exists is healthy (at most one
+    /// node of all fleets out of service), up to the fleet's ready timeout.
+    async fn others_healthy(&self, fleet: &FleetConfig, ordinal: u32) -> Result<(), String> {
+        let deadline = Instant::now() + fleet.gates.ready_timeout;
+        loop {
+            let peers = self.peers((&fleet.name, ordinal)).await;
+            let sick = peers.iter().find_map(|(f, o, obs)| {
+                health::judge(obs, None, u64::MAX)
+                    .err()
+                    .map(|why| format!("node {o} of fleet {f} is not healthy ({why})"))
+            });
+            match sick {
+                None => return Ok(()),
+                Some(why) if Instant::now() >= deadline => {
+                    return Err(format!("{why}; hab takes no second node out of service"))
+                }
+                Some(_) => tokio::time::sleep(LOOK_EVERY).await,
+            }
+        }
+    }
+
+    /// Holds a node to its gates: passed (its height), failed (why), or
+    /// interrupted (paused or turned back by an operator).
+    async fn gate(
+        &self,
+        target: &DockerTarget,
+        fleet: &FleetConfig,
+        ordinal: u32,
+        id: i64,
+    ) -> Result<u64, GateStop> {
+        let mut soak = Soak::new(fleet.gates, Instant::now());
+        let mut last_reason = None;
+        loop {
+            let obs = self.observe(target, fleet, ordinal).await;
+            let peers = self.peers((&fleet.name, ordinal)).await;
+            let best = health::best_tip(peers.iter().map(|(_, _, o)| o));
+            let result = health::judge(&obs, best, fleet.gates.max_lag);
+            if let Err(why) = &result {
+                if last_reason.as_ref() != Some(why) {
+                    self.step(id, Some(ordinal), "gate", why.clone()).await;
+                    last_reason = Some(why.clone());
+                }
+            }
+            match soak.observe(result, Instant::now()) {
+                Verdict::Passed => {
+                    return Ok(obs.rpc.map(|i| i.blocks).unwrap_or_default());
+                }
+                Verdict::Failed(reason) => return Err(GateStop::Failed(reason)),
+                Verdict::Waiting { .. } => {}
+            }
+            let store = self.store.clone();
+            let state = blocking(move || store.rollout(id))
+                .await
+                .ok()
+                .flatten()
+                .map(|r| r.state);
+            let expected = if state == Some(RolloutState::RollingBack) {
+                RolloutState::RollingBack
+            } else {
+                RolloutState::Running
+            };
+            if state != Some(expected) {
+                return Err(GateStop::Interrupted);
+            }
+            tokio::time::sleep(
+                LOOK_EVERY.min(soak.deadline().saturating_duration_since(Instant::now())),
+            )
+            .await;
+        }
+    }
+
+    /// Every fleet with its nodes now and its newest rollout.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn fleets(&self) -> Result<Vec<FleetView>, RolloutError> {
+        let mut out = Vec::new();
+        for f in &self.config.fleets {
+            let store = self.store.clone();
+            let name = f.name.clone();
+            let rollout =
+                blocking(move || Ok(store.rollouts(Some(&name), 1)?.into_iter().next())).await?;
+            let mut nodes = Vec::new();
+            match self.target(f).await {
+                Ok(target) => {
+                    for o in 0..f.nodes {
+                        let status = target.status(&f.name, o).await.ok().flatten();
+                        let obs = self.observe(&target, f, o).await;
+                        nodes.push(NodeView {
+                            ordinal: o,
+                            image: status.as_ref().and_then(|s| s.image.clone()),
+                            rpc_port: status.and_then(|s| s.host_port),
+                            health: health::judge(&obs, None, u64::MAX)
+                                .and_then(|()| obs.rpc.map(|i| i.blocks)),
+                        });
+                    }
+                }
+                Err(e) => nodes.extend((0..f.nodes).map(|o| NodeView {
+                    ordinal: o,
+                    image: None,
+                    rpc_port: None,
+                    health: Err(e.clone()),
+                })),
+            }
+            out.push(FleetView {
+                name: f.name.clone(),
+                pipeline: f.pipeline.clone(),
+                channel: f.channel.clone(),
+                target: f.target.clone(),
+                nodes,
+                rollout,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The state folder (for the fleets' generated RPC passwords).
+    pub fn state_dir(&self) -> PathBuf {
+        self.config.state_dir.clone()
+    }
+}
+
+/// Why a gate stopped without passing.
+#[derive(Debug)]
+enum GateStop {
+    Failed(String),
+    Interrupted,
+}

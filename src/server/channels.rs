@@ -84,11 +84,21 @@ pub struct PromoteRequest {
     pub by: Option<String>,
 }
 
+/// What a promote did: the move, and the rollouts it queued.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PromoteView {
+    /// The build and the move.
+    #[serde(flatten)]
+    pub promoted: Promoted,
+    /// Rollouts queued, one per fleet following the channel.
+    pub rollouts: Vec<crate::store::RolloutRecord>,
+}
+
 pub(super) async fn promote_build(
     State(state): State<AppState>,
     Path(name): Path<String>,
     body: Result<Json<PromoteRequest>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<Promoted> {
+) -> ApiResult<PromoteView> {
     let Json(req) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
     let p = state.pipeline(&name)?;
     let store = state.store();
@@ -104,5 +114,25 @@ pub(super) async fn promote_build(
     })
     .await
     .map_err(ApiError::internal)??;
-    Ok(Json(promoted))
+    let mut rollouts = Vec::new();
+    if let Some(m) = &promoted.channel_move {
+        let store = state.store();
+        let b = m.to_build;
+        let build = super::blocking(move || store.build(b))
+            .await?
+            .ok_or_else(|| ApiError::internal(format!("build {b} vanished")))?;
+        rollouts = state
+            .rollouts
+            .channel_moved(
+                &m.pipeline,
+                &m.channel,
+                m.to_build,
+                &build.repository,
+                &m.index_digest,
+                &format!("promote by {}", m.by),
+            )
+            .await
+            .map_err(ApiError::internal)?;
+    }
+    Ok(Json(PromoteView { promoted, rollouts }))
 }

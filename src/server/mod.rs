@@ -34,9 +34,11 @@ use serde_json::json;
 
 mod builds;
 mod channels;
+mod rollouts;
 
 pub use builds::{BuildView, LogPage};
-pub use channels::{ChannelView, ChannelsView};
+pub use channels::{ChannelView, ChannelsView, PromoteView};
+pub use rollouts::RolloutView;
 
 use crate::{
     build::{BuildError, Builds},
@@ -115,12 +117,15 @@ pub struct AppState {
     metrics: Arc<Metrics>,
     registry: Arc<Registry>,
     builds: Arc<Builds>,
+    rollouts: Arc<crate::rollout::Rollouts>,
     started: Instant,
     requests: Arc<AtomicU64>,
 }
 
 impl AppState {
-    /// State over a loaded config, an open store and the API tokens.
+    /// State over a loaded config, an open store and the API tokens. Starts
+    /// the rollout engine's worker, so it must be called inside a tokio
+    /// runtime.
     ///
     /// # Errors
     /// The registry's password file cannot be read.
@@ -152,7 +157,10 @@ impl AppState {
             "API requests refused for a missing or wrong token",
             metrics.http_unauthorized.clone(),
         );
-        let builds = Builds::new(config.clone(), store.clone())?;
+        let reg = crate::registry::Registry::new(&config.registry)?;
+        let rollouts = crate::rollout::Rollouts::new(config.clone(), store.clone(), reg.clone());
+        rollouts.spawn();
+        let builds = Builds::new(config.clone(), store.clone(), reg, rollouts.clone());
         let syncer = Syncer::new(store, config.state_dir.clone());
         Ok(AppState {
             config,
@@ -161,6 +169,7 @@ impl AppState {
             metrics,
             registry: Arc::new(registry),
             builds,
+            rollouts,
             started: Instant::now(),
             requests: Arc::default(),
         })
@@ -239,6 +248,10 @@ pub fn router(state: AppState) -> Router {
         .route("/verify", post(builds::verify))
         .route("/pipelines/{name}/channels", get(channels::list_channels))
         .route("/pipelines/{name}/promote", post(channels::promote_build))
+        .route("/fleets", get(rollouts::list_fleets))
+        .route("/fleets/{name}/{action}", post(rollouts::control))
+        .route("/rollouts", get(rollouts::list_rollouts))
+        .route("/rollouts/{id}", get(rollouts::get_rollout))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API route") })
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()

@@ -17,12 +17,14 @@ use serde::{Deserialize, Serialize};
 
 mod builds;
 mod channels;
+mod rollouts;
 
 pub use builds::{
     BuildRecord, BuildState, KeyRecord, LogLine, NewBuild, NewPlatform, PlatformRecord,
     PlatformUpdate, VerificationRecord,
 };
 pub use channels::{ChannelMove, ChannelState, MoveRefused};
+pub use rollouts::{RolloutRecord, RolloutState, RolloutStep};
 
 use crate::{
     refplan::{ChangeKind, Observed, RefKind, RefState},
@@ -196,6 +198,40 @@ const MIGRATIONS: &[&str] = &[
         reason TEXT
      );
      CREATE INDEX channel_moves_channel ON channel_moves (pipeline, channel, id);",
+    // 4: rollouts, their nodes and every step and gate result.
+    "CREATE TABLE rollouts (
+        id INTEGER PRIMARY KEY,
+        fleet TEXT NOT NULL,
+        pipeline TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        build_id INTEGER NOT NULL REFERENCES builds (id),
+        image TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'rolling_back', 'paused',
+            'succeeded', 'failed', 'superseded')),
+        paused_from TEXT,
+        reason TEXT,
+        trigger TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        started_at TEXT,
+        finished_at TEXT
+     );
+     CREATE INDEX rollouts_fleet ON rollouts (fleet, id);
+     CREATE TABLE rollout_nodes (
+        rollout_id INTEGER NOT NULL REFERENCES rollouts (id),
+        ordinal INTEGER NOT NULL,
+        before_image TEXT,
+        settled INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (rollout_id, ordinal)
+     );
+     CREATE TABLE rollout_steps (
+        id INTEGER PRIMARY KEY,
+        rollout_id INTEGER NOT NULL REFERENCES rollouts (id),
+        ordinal INTEGER,
+        at TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        detail TEXT NOT NULL
+     );
+     CREATE INDEX rollout_steps_rollout ON rollout_steps (rollout_id, id);",
 ];
 
 /// A ref as the store knows it.

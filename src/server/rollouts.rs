@@ -1,0 +1,143 @@
+//! The rollout API: fleets and their nodes now, rollouts and their steps,
+//! and pause, resume, undo.
+
+use axum::{
+    extract::{Path, Query, State},
+    http::StatusCode,
+    Json,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{blocking, ApiError, ApiResult, AppState};
+use crate::{
+    rollout::FleetView,
+    store::{RolloutRecord, RolloutState, RolloutStep},
+};
+
+pub(super) async fn list_fleets(State(state): State<AppState>) -> ApiResult<Vec<FleetView>> {
+    Ok(Json(
+        state.rollouts.fleets().await.map_err(ApiError::internal)?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct ListQuery {
+    fleet: Option<String>,
+    limit: Option<u32>,
+}
+
+pub(super) async fn list_rollouts(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Vec<RolloutRecord>> {
+    let store = state.store();
+    let limit = q.limit.unwrap_or(20).min(1000);
+    Ok(Json(
+        blocking(move || store.rollouts(q.fleet.as_deref(), limit)).await?,
+    ))
+}
+
+/// A rollout with its steps.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RolloutView {
+    /// The rollout.
+    #[serde(flatten)]
+    pub rollout: RolloutRecord,
+    /// Every step and gate result, oldest first.
+    pub steps: Vec<RolloutStep>,
+}
+
+pub(super) async fn get_rollout(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> ApiResult<RolloutView> {
+    let store = state.store();
+    let (rollout, steps) =
+        blocking(move || Ok((store.rollout(id)?, store.rollout_steps(id)?))).await?;
+    let rollout =
+        rollout.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no rollout {id}")))?;
+    Ok(Json(RolloutView { rollout, steps }))
+}
+
+async fn active(state: &AppState, fleet: &str) -> Result<RolloutRecord, ApiError> {
+    if !state.config.fleets.iter().any(|f| f.name == fleet) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no fleet named {fleet:?}"),
+        ));
+    }
+    let store = state.store();
+    let f = fleet.to_string();
+    let last = blocking(move || Ok(store.rollouts(Some(&f), 1)?.into_iter().next())).await?;
+    match last {
+        Some(r) if !r.state.is_final() => Ok(r),
+        Some(r) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "fleet {fleet} has no rollout in progress (the last, {}, is {}); to go back, promote the previous build",
+                r.id,
+                r.state.as_str()
+            ),
+        )),
+        None => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("fleet {fleet} has never been rolled out"),
+        )),
+    }
+}
+
+pub(super) async fn control(
+    State(state): State<AppState>,
+    Path((fleet, action)): Path<(String, String)>,
+) -> ApiResult<RolloutRecord> {
+    let r = active(&state, &fleet).await?;
+    let store = state.store();
+    let id = r.id;
+    let done = match action.as_str() {
+        "pause" => blocking(move || store.pause_rollout(id)).await?,
+        "resume" => blocking(move || store.resume_rollout(id)).await?,
+        "undo" => {
+            blocking(move || match store.rollout(id)? {
+                Some(r) if r.state == RolloutState::Queued => {
+                    store.set_rollout_state(
+                        id,
+                        RolloutState::Superseded,
+                        Some("undone by an operator before it started"),
+                    )?;
+                    Ok(true)
+                }
+                Some(r) if matches!(r.state, RolloutState::Running | RolloutState::Paused) => {
+                    // Every node goes back to what it ran before; the engine
+                    // reads from the target which ones differ.
+                    let nodes: Vec<(u32, bool)> =
+                        r.nodes.iter().map(|(o, _, _)| (*o, false)).collect();
+                    store.turn_rollout_back(id, "undone by an operator", &nodes)?;
+                    Ok(true)
+                }
+                _ => Ok(false),
+            })
+            .await?
+        }
+        other => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no action {other:?}: pause, resume or undo"),
+            ))
+        }
+    };
+    if !done {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "rollout {id} of {fleet} is {}: cannot {action} it",
+                r.state.as_str()
+            ),
+        ));
+    }
+    state.rollouts.wake();
+    let store = state.store();
+    let r = blocking(move || store.rollout(id))
+        .await?
+        .ok_or_else(|| ApiError::internal("rollout vanished"))?;
+    Ok(Json(r))
+}
