@@ -1,0 +1,319 @@
+//! Rollouts on the Docker target against real containers of the fixture
+//! node (dockerd, a registry per test, builds by hab): two fleets of two
+//! nodes, a prober calling every node's RPC throughout.
+
+mod common;
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use common::*;
+use hab::{health, rollout::docker::DockerTarget};
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "rollout-test-pw";
+
+/// Two pipelines over the same upstream (two "implementations" of the
+/// fixture), each with a `stable` channel and a fleet of two nodes.
+struct Fleets {
+    bw: BuildWorld,
+    registry: TestRegistry,
+    names: [String; 2],
+}
+
+impl Fleets {
+    fn new() -> Self {
+        let bw = BuildWorld::new();
+        let up = &bw.world.upstream;
+        for (tag, conf) in [
+            ("v1.1.0", "behaviour=healthy\n"),
+            ("v1.2.0", "behaviour=never-healthy\n"),
+            ("v1.3.0", "behaviour=lagging\nlag=5\n"),
+        ] {
+            up.write("node.conf", conf);
+            let c = up.commit(tag);
+            up.signed_tag(&bw.world.gpg, &bw.fpr, tag, &c, T2020_02_01);
+        }
+        let registry = TestRegistry::start(&bw.world.path("registry"), None, None);
+        bw.write_hab(&registry.url(), None);
+        std::fs::write(bw.world.path("rpc-password"), PASSWORD).unwrap();
+        let suffix = free_port();
+        let names = [format!("core{suffix}"), format!("knots{suffix}")];
+        let mut hab = std::fs::read_to_string(bw.world.path("hab.toml")).unwrap();
+        for (name, pipeline) in names.iter().zip(["node", "node2"]) {
+            hab.push_str(&format!(
+                "[[fleet]]\nname = \"{name}\"\npipeline = \"{pipeline}\"\nchannel = \"stable\"\nnodes = 2\n\
+                 rpc_user = \"hab\"\nrpc_password_file = \"rpc-password\"\n\
+                 [fleet.gates]\nmax_lag = 2\nsoak = \"1s\"\nready_timeout = \"6s\"\n"
+            ));
+        }
+        std::fs::write(bw.world.path("hab.toml"), hab).unwrap();
+        let recipe = repo_root().join("dockerfiles/fixture");
+        for p in ["node", "node2"] {
+            bw.write_pipeline(
+                p,
+                &recipe,
+                AMD64,
+                r#"["fixture-node", "--version"]"#,
+                "[[channel]]\nname = \"stable\"\n",
+            );
+        }
+        Fleets {
+            bw,
+            registry,
+            names,
+        }
+    }
+}
+
+async fn build(habd: &Habd, pipeline: &str, tag: &str) -> i64 {
+    let (s, b) = call(
+        habd.api(
+            reqwest::Method::POST,
+            &format!("/pipelines/{pipeline}/builds"),
+        )
+        .json(&json!({ "ref": tag })),
+    )
+    .await;
+    assert!(s == 202 || s == 200, "{b}");
+    let b = wait_build(habd, b["id"].as_i64().unwrap()).await;
+    assert_eq!(b["state"], "verified", "{b}");
+    b["id"].as_i64().unwrap()
+}
+
+async fn promote(habd: &Habd, pipeline: &str, build: i64) -> Vec<i64> {
+    let (s, p) = call(
+        habd.api(
+            reqwest::Method::POST,
+            &format!("/pipelines/{pipeline}/promote"),
+        )
+        .json(&json!({ "target": build.to_string(), "channel": "stable", "by": "test" })),
+    )
+    .await;
+    assert_eq!(s, 200, "{p}");
+    p["rollouts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect()
+}
+
+async fn wait_rollout(habd: &Habd, id: i64) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        let (s, r) = call(habd.api(reqwest::Method::GET, &format!("/rollouts/{id}"))).await;
+        assert_eq!(s, 200, "{r}");
+        if ["succeeded", "failed", "superseded"].contains(&r["state"].as_str().unwrap()) {
+            return r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rollout {id} stuck: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Calls every node's RPC in a loop and keeps the fewest healthy seen.
+struct Prober {
+    fewest: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Prober {
+    async fn start(fleets: &[String]) -> Self {
+        let target = DockerTarget::connect("unix:///var/run/docker.sock")
+            .await
+            .unwrap();
+        let fewest = Arc::new(AtomicUsize::new(usize::MAX));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (f, s, names) = (fewest.clone(), stop.clone(), fleets.to_vec());
+        let task = tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            while !s.load(Ordering::SeqCst) {
+                let mut healthy = 0;
+                for name in &names {
+                    for o in 0..2 {
+                        let Ok(Some(st)) = target.status(name, o).await else {
+                            continue;
+                        };
+                        let Some(port) = st.host_port else { continue };
+                        let url = format!("http://127.0.0.1:{port}/");
+                        if let Ok(i) = health::blockchain_info(&http, &url, "hab", PASSWORD).await {
+                            if !i.initialblockdownload {
+                                healthy += 1;
+                            }
+                        }
+                    }
+                }
+                f.fetch_min(healthy, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        Prober { fewest, stop, task }
+    }
+
+    async fn finish(self) -> usize {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.await.unwrap();
+        self.fewest.load(Ordering::SeqCst)
+    }
+}
+
+fn images(fleet: &str) -> Vec<String> {
+    (0..2)
+        .map(|o| {
+            docker(&[
+                "inspect",
+                "--format",
+                "{{index .Config.Labels \"io.hab.image\"}}",
+                &format!("hab-{fleet}-{o}"),
+            ])
+            .trim()
+            .to_string()
+        })
+        .collect()
+}
+
+fn cleanup(fleets: &[String]) {
+    for f in fleets {
+        for o in 0..2 {
+            let _ = std::process::Command::new("/usr/bin/docker")
+                .args(["rm", "-f", &format!("hab-{f}-{o}")])
+                .output();
+            let _ = std::process::Command::new("/usr/bin/docker")
+                .args(["volume", "rm", "-f", &format!("hab-{f}-{o}-data")])
+                .output();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleets_roll_one_node_at_a_time_and_roll_back_on_failed_gates() {
+    let fx = Fleets::new();
+    let names = fx.names.clone();
+    let habd = Habd::start_config(fx.bw.load()).await;
+    for p in ["node", "node2"] {
+        let (s, b) = call(habd.api(reqwest::Method::POST, &format!("/pipelines/{p}/sync"))).await;
+        assert_eq!(s, 200, "{b}");
+    }
+    let mut a = Vec::new();
+    let mut b = Vec::new();
+    for p in ["node", "node2"] {
+        a.push(build(&habd, p, "v1.0.0").await);
+        b.push(build(&habd, p, "v1.1.0").await);
+    }
+
+    // First deployment: both fleets created on A.
+    let mut ids = Vec::new();
+    for (p, id) in ["node", "node2"].iter().zip(&a) {
+        ids.extend(promote(&habd, p, *id).await);
+    }
+    assert_eq!(ids.len(), 2);
+    for id in &ids {
+        let r = wait_rollout(&habd, *id).await;
+        assert_eq!(r["state"], "succeeded", "{r}");
+    }
+    for (f, p) in names.iter().zip(["node", "node2"]) {
+        assert!(images(f)
+            .iter()
+            .all(|i| i.contains(&format!("/hab/{p}@sha256:"))));
+        for o in 0..2 {
+            docker(&[
+                "exec",
+                &format!("hab-{f}-{o}"),
+                "sh",
+                "-c",
+                "echo kept > /data/marker",
+            ]);
+        }
+    }
+    let on_a: Vec<Vec<String>> = names.iter().map(|f| images(f)).collect();
+
+    // A to B, both fleets, with every node probed throughout.
+    let prober = Prober::start(&names).await;
+    let mut ids = Vec::new();
+    for (p, id) in ["node", "node2"].iter().zip(&b) {
+        ids.extend(promote(&habd, p, *id).await);
+    }
+    for id in &ids {
+        let r = wait_rollout(&habd, *id).await;
+        assert_eq!(r["state"], "succeeded", "{r}");
+        // One node at a time: each update is followed by its gate passing
+        // before the next update.
+        let kinds: Vec<&str> = r["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["kind"].as_str().unwrap())
+            .filter(|k| ["update", "gate_passed"].contains(k))
+            .collect();
+        assert_eq!(
+            kinds,
+            ["update", "gate_passed", "update", "gate_passed"],
+            "{r}"
+        );
+    }
+    let fewest = prober.finish().await;
+    assert!(
+        fewest >= 3,
+        "at some instant only {fewest} of 4 nodes were healthy"
+    );
+    for (i, f) in names.iter().enumerate() {
+        let now = images(f);
+        assert!(
+            now.iter().all(|img| !on_a[i].contains(img)),
+            "{f} still on A"
+        );
+        for o in 0..2 {
+            let marker = docker(&["exec", &format!("hab-{f}-{o}"), "cat", "/data/marker"]);
+            assert_eq!(marker.trim(), "kept", "the volume survived the update");
+        }
+    }
+    let on_b = images(&names[0]);
+
+    // A release whose node never becomes healthy, then one that lags: each
+    // stops at the first node, rolls it back, and the fleet ends on B.
+    for (tag, words) in [("v1.2.0", "-28"), ("v1.3.0", "blocks behind")] {
+        let bad = build(&habd, "node", tag).await;
+        let prober = Prober::start(&names).await;
+        let ids = promote(&habd, "node", bad).await;
+        let r = wait_rollout(&habd, ids[0]).await;
+        assert_eq!(r["state"], "failed", "{r}");
+        let reason = r["reason"].as_str().unwrap();
+        assert!(
+            reason.contains(words) && reason.contains("node 1"),
+            "{tag}: {reason}"
+        );
+        let updates: Vec<&Value> = r["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["kind"] == "update")
+            .collect();
+        assert_eq!(updates.len(), 2, "node 1 forward, node 1 back: {r}");
+        assert!(updates.iter().all(|s| s["ordinal"] == 1));
+        assert_eq!(images(&names[0]), on_b, "{tag}: the fleet is back on B");
+        let fewest = prober.finish().await;
+        assert!(
+            fewest >= 3,
+            "{tag}: at some instant only {fewest} of 4 nodes were healthy"
+        );
+    }
+
+    // habctl shows the fleets.
+    let out = run(habctl(&habd).args(["rollout", "status", &names[0]]));
+    assert!(
+        out.contains("healthy at 850000") && out.contains("FAILED"),
+        "{out}"
+    );
+    habd.stop().await;
+    cleanup(&names);
+}
