@@ -22,7 +22,8 @@ const PASSWORD: &str = "rollout-test-pw";
 /// fixture), each with a `stable` channel and a fleet of two nodes.
 struct Fleets {
     bw: BuildWorld,
-    registry: TestRegistry,
+    /// Kept running for the test's length.
+    _registry: TestRegistry,
     names: [String; 2],
 }
 
@@ -65,7 +66,7 @@ impl Fleets {
         }
         Fleets {
             bw,
-            registry,
+            _registry: registry,
             names,
         }
     }
