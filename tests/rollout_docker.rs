@@ -29,6 +29,10 @@ struct Fleets {
 
 impl Fleets {
     fn new() -> Self {
+        Self::with_gates("soak = \"1s\"\nready_timeout = \"6s\"")
+    }
+
+    fn with_gates(gates: &str) -> Self {
         let bw = BuildWorld::new();
         let up = &bw.world.upstream;
         for (tag, conf) in [
@@ -50,7 +54,7 @@ impl Fleets {
             hab.push_str(&format!(
                 "[[fleet]]\nname = \"{name}\"\npipeline = \"{pipeline}\"\nchannel = \"stable\"\nnodes = 2\n\
                  rpc_user = \"hab\"\nrpc_password_file = \"rpc-password\"\n\
-                 [fleet.gates]\nmax_lag = 2\nsoak = \"1s\"\nready_timeout = \"6s\"\n"
+                 [fleet.gates]\nmax_lag = 2\n{gates}\n"
             ));
         }
         std::fs::write(bw.world.path("hab.toml"), hab).unwrap();
@@ -316,5 +320,124 @@ async fn fleets_roll_one_node_at_a_time_and_roll_back_on_failed_gates() {
         "{out}"
     );
     habd.stop().await;
+    cleanup(&names);
+}
+
+/// `habd serve` as a child process, to be killed with SIGKILL.
+struct HabdProcess {
+    child: std::process::Child,
+    port: u16,
+    config: std::path::PathBuf,
+}
+
+impl HabdProcess {
+    fn start(config: &std::path::Path, port: u16) -> Self {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(config.with_file_name("habd.log"))
+            .unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_habd"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env_remove("HAB_STATE_DIR")
+            .env_remove("HAB_PIPELINES_DIR")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        wait_for_port(port);
+        HabdProcess {
+            child,
+            port,
+            config: config.to_path_buf(),
+        }
+    }
+
+    fn kill9_and_restart(&mut self) {
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+        *self = HabdProcess::start(&self.config.clone(), self.port);
+    }
+}
+
+impl Drop for HabdProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until the rollout has recorded a step of `kind`.
+async fn until_step(habd: &Habd, id: i64, kind: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, r) = call(habd.api(reqwest::Method::GET, &format!("/rollouts/{id}"))).await;
+        if r["steps"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s["kind"] == kind))
+        {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "no {kind} step: {r}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// habd killed with SIGKILL mid-rollout (after an image change, during a
+/// soak, during a rollback) and started again: the rollout resumes or rolls
+/// back, and at every instant all nodes but one are healthy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_survives_habd_killed_at_every_step_kind() {
+    let fx = Fleets::with_gates("soak = \"2s\"\nready_timeout = \"8s\"");
+    let names = fx.names.clone();
+    let config = fx.bw.world.path("hab.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!("[api]\ntokens = [\"{TOKEN}\"]\n"));
+    std::fs::write(&config, text).unwrap();
+    let port = free_port();
+    let mut process = HabdProcess::start(&config, port);
+    let store = hab::store::Store::open(&fx.bw.world.path("state/hab.sqlite3")).unwrap();
+    let habd = Habd::external(format!("http://127.0.0.1:{port}"), store);
+    for p in ["node", "node2"] {
+        let (s, b) = call(habd.api(reqwest::Method::POST, &format!("/pipelines/{p}/sync"))).await;
+        assert_eq!(s, 200, "{b}");
+    }
+    let a = build(&habd, "node", "v1.0.0").await;
+    let b = build(&habd, "node", "v1.1.0").await;
+    let bad = build(&habd, "node", "v1.2.0").await;
+    let a2 = build(&habd, "node2", "v1.0.0").await;
+    for (p, id) in [("node", a), ("node2", a2)] {
+        for r in promote(&habd, p, id).await {
+            assert_eq!(wait_rollout(&habd, r).await["state"], "succeeded");
+        }
+    }
+
+    let prober = Prober::start(&names).await;
+    for (target, kill_at, ends) in [
+        (b, "update", "succeeded"),
+        (a, "soaking", "succeeded"),
+        (bad, "rollback", "failed"),
+    ] {
+        let before = images(&names[0]);
+        let ids = promote(&habd, "node", target).await;
+        until_step(&habd, ids[0], kill_at).await;
+        process.kill9_and_restart();
+        let r = wait_rollout(&habd, ids[0]).await;
+        assert_eq!(r["state"], ends, "killed at {kill_at}: {r}");
+        let now = images(&names[0]);
+        if ends == "failed" {
+            assert_eq!(now, before, "rolled back after the restart");
+        } else {
+            assert!(now.iter().all(|i| !before.contains(i)), "{now:?}");
+        }
+    }
+    let fewest = prober.finish().await;
+    assert!(
+        fewest >= 3,
+        "at some instant only {fewest} of 4 nodes were healthy"
+    );
+    drop(process);
     cleanup(&names);
 }

@@ -544,11 +544,21 @@ impl Rollouts {
             let peers = self.peers((&fleet.name, ordinal)).await;
             let best = health::best_tip(peers.iter().map(|(_, _, o)| o));
             let result = health::judge(&obs, best, fleet.gates.max_lag);
-            if let Err(why) = &result {
-                if last_reason.as_ref() != Some(why) {
-                    self.step(id, Some(ordinal), "gate", why.clone()).await;
-                    last_reason = Some(why.clone());
-                }
+            // Record each change of what the gates say: the reason a node
+            // is not healthy yet, and the moment it is (the soak begins).
+            let now_says = result.as_ref().err().cloned().unwrap_or_default();
+            if last_reason.as_ref() != Some(&now_says) {
+                let detail = match &result {
+                    Err(why) => why.clone(),
+                    Ok(()) => format!(
+                        "healthy at height {}; holding for {:.0?}",
+                        obs.rpc.as_ref().map(|i| i.blocks).unwrap_or_default(),
+                        fleet.gates.soak
+                    ),
+                };
+                let kind = if result.is_ok() { "soaking" } else { "gate" };
+                self.step(id, Some(ordinal), kind, detail).await;
+                last_reason = Some(now_says);
             }
             match soak.observe(result, Instant::now()) {
                 Verdict::Passed => {

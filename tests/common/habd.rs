@@ -68,8 +68,23 @@ impl Habd {
     }
 
     pub async fn stop(mut self) {
-        self.stop.take().unwrap().send(()).unwrap();
-        self.task.take().unwrap().await.unwrap().unwrap();
+        if let Some(stop) = self.stop.take() {
+            stop.send(()).unwrap();
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+
+    /// The API of a habd running elsewhere (a child process) that accepts
+    /// [`TOKEN`], and its store opened alongside.
+    pub fn external(url: String, store: Store) -> Self {
+        Habd {
+            url,
+            store,
+            stop: None,
+            task: None,
+        }
     }
 }
 
