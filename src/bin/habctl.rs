@@ -504,7 +504,7 @@ fn print_fleets(fleets: &[FleetView]) {
                 vec![
                     n.ordinal.to_string(),
                     n.image.clone().unwrap_or_else(|| "-".into()),
-                    n.rpc_port.map_or("-".into(), |p| format!("127.0.0.1:{p}")),
+                    n.rpc.clone().unwrap_or_else(|| "-".into()),
                     match &n.health {
                         Ok(h) => format!("healthy at {h}"),
                         Err(e) => e.clone(),

@@ -5,6 +5,7 @@
 
 pub mod docker;
 pub mod plan;
+pub mod target;
 
 use std::{
     path::PathBuf,
@@ -22,8 +23,9 @@ use crate::{
     registry::Registry,
     store::{RolloutRecord, RolloutState, Store, StoreError},
 };
-use docker::{DockerTarget, NodeSpec};
+use docker::DockerTarget;
 use plan::{Action, Direction, NodeState};
+use target::{NodeEnv, Target};
 
 /// How often a node under its gates is looked at. Short, so a rollout
 /// moves on within a fraction of a second of a node settling.
@@ -65,8 +67,8 @@ pub struct NodeView {
     pub ordinal: u32,
     /// Pinned image it runs.
     pub image: Option<String>,
-    /// RPC port on 127.0.0.1.
-    pub rpc_port: Option<u16>,
+    /// Its RPC URL.
+    pub rpc: Option<String>,
     /// Healthy now, or why not.
     pub health: Result<u64, String>,
 }
@@ -206,7 +208,7 @@ impl Rollouts {
         generated
     }
 
-    async fn target(&self, fleet: &FleetConfig) -> Result<DockerTarget, String> {
+    async fn target(&self, fleet: &FleetConfig) -> Result<Target, String> {
         let t = self
             .config
             .targets
@@ -220,6 +222,7 @@ impl Rollouts {
                     .unwrap_or("unix:///var/run/docker.sock"),
             )
             .await
+            .map(Target::Docker)
             .map_err(|e| e.to_string()),
             TargetKind::Kubernetes => Err(format!(
                 "target {} is a Kubernetes target, which this habd does not roll yet",
@@ -229,13 +232,8 @@ impl Rollouts {
     }
 
     /// Looks at one node: running, and its RPC answer.
-    async fn observe(
-        &self,
-        target: &DockerTarget,
-        fleet: &FleetConfig,
-        ordinal: u32,
-    ) -> Observation {
-        let status = match target.status(&fleet.name, ordinal).await {
+    async fn observe(&self, target: &Target, fleet: &FleetConfig, ordinal: u32) -> Observation {
+        let status = match target.status(fleet, ordinal).await {
             Ok(Some(s)) => s,
             Ok(None) => {
                 return Observation {
@@ -250,17 +248,12 @@ impl Rollouts {
                 }
             }
         };
-        let rpc = match (status.running, status.host_port) {
-            (true, Some(port)) => {
-                health::blockchain_info(
-                    &self.http,
-                    &format!("http://127.0.0.1:{port}/"),
-                    &fleet.rpc_user,
-                    &self.rpc_password(fleet),
-                )
-                .await
+        let rpc = match (status.running, &status.rpc_url) {
+            (true, Some(url)) => {
+                health::blockchain_info(&self.http, url, &fleet.rpc_user, &self.rpc_password(fleet))
+                    .await
             }
-            (true, None) => Err("no RPC port published".into()),
+            (true, None) => Err("no RPC address".into()),
             (false, _) => Err("not running".into()),
         };
         Observation {
@@ -280,7 +273,7 @@ impl Rollouts {
                 if (f.name.as_str(), o) == except {
                     continue;
                 }
-                if let Ok(None) = target.status(&f.name, o).await {
+                if let Ok(None) = target.status(f, o).await {
                     continue;
                 }
                 out.push((f.name.clone(), o, self.observe(&target, f, o).await));
@@ -325,7 +318,7 @@ impl Rollouts {
             let mut before = Vec::new();
             for o in 0..fleet.nodes {
                 let image = target
-                    .status(&fleet.name, o)
+                    .status(&fleet, o)
                     .await
                     .ok()
                     .flatten()
@@ -355,7 +348,7 @@ impl Rollouts {
             let mut nodes = Vec::new();
             for (ordinal, before, settled) in &r.nodes {
                 let running = target
-                    .status(&fleet.name, *ordinal)
+                    .status(&fleet, *ordinal)
                     .await
                     .ok()
                     .flatten()
@@ -382,19 +375,15 @@ impl Rollouts {
                         .await;
                     let store = self.store.clone();
                     blocking(move || store.set_node_settled(id, ordinal, false)).await?;
-                    let spec = NodeSpec {
-                        fleet: fleet.name.clone(),
-                        ordinal,
-                        image: image.clone(),
+                    let env = NodeEnv {
                         env: vec![
                             format!("NETWORK={}", fleet.network),
                             format!("RPC_USER={}", fleet.rpc_user),
                             format!("RPC_PASSWORD={}", self.rpc_password(&fleet)),
                         ],
-                        rpc_port: fleet.rpc_port,
-                        host_port: fleet.host_port_base.map(|b| b + ordinal as u16),
+                        credentials: self.credentials(),
                     };
-                    if let Err(e) = target.replace(&spec, self.credentials()).await {
+                    if let Err(e) = target.update(&fleet, ordinal, &image, direction, env).await {
                         self.fail_or_turn(&r, &nodes, direction, ordinal, e.to_string())
                             .await?;
                     }
@@ -407,7 +396,7 @@ impl Rollouts {
                         "the node did not exist before the rollout".into(),
                     )
                     .await;
-                    if let Err(e) = target.remove(&fleet.name, ordinal).await {
+                    if let Err(e) = target.remove(&fleet, ordinal).await {
                         self.fail(id, format!("cannot remove node {ordinal}: {e}"))
                             .await?;
                         return Ok(());
@@ -532,7 +521,7 @@ impl Rollouts {
     /// interrupted (paused or turned back by an operator).
     async fn gate(
         &self,
-        target: &DockerTarget,
+        target: &Target,
         fleet: &FleetConfig,
         ordinal: u32,
         id: i64,
@@ -603,12 +592,12 @@ impl Rollouts {
             match self.target(f).await {
                 Ok(target) => {
                     for o in 0..f.nodes {
-                        let status = target.status(&f.name, o).await.ok().flatten();
+                        let status = target.status(f, o).await.ok().flatten();
                         let obs = self.observe(&target, f, o).await;
                         nodes.push(NodeView {
                             ordinal: o,
                             image: status.as_ref().and_then(|s| s.image.clone()),
-                            rpc_port: status.and_then(|s| s.host_port),
+                            rpc: status.and_then(|s| s.rpc_url),
                             health: health::judge(&obs, None, u64::MAX)
                                 .and_then(|()| obs.rpc.map(|i| i.blocks)),
                         });
@@ -617,7 +606,7 @@ impl Rollouts {
                 Err(e) => nodes.extend((0..f.nodes).map(|o| NodeView {
                     ordinal: o,
                     image: None,
-                    rpc_port: None,
+                    rpc: None,
                     health: Err(e.clone()),
                 })),
             }

@@ -1,0 +1,104 @@
+//! The rollout targets behind one face: what a node runs and where its RPC
+//! answers, moving a node to an image, removing one, and recording a step
+//! where the target's own tools show it.
+
+use bollard::auth::DockerCredentials;
+
+use super::{docker::DockerTarget, plan::Direction};
+use crate::config::FleetConfig;
+
+/// A node as any target reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// The pinned image it runs.
+    pub image: Option<String>,
+    /// Running (and, on Kubernetes, Ready).
+    pub running: bool,
+    /// Its RPC URL (`http://127.0.0.1:18500/`).
+    pub rpc_url: Option<String>,
+}
+
+/// What a node is given besides its image.
+#[derive(Debug, Clone)]
+pub struct NodeEnv {
+    /// Environment (`NETWORK`, `RPC_USER`, `RPC_PASSWORD`).
+    pub env: Vec<String>,
+    /// Credentials to pull from the registry.
+    pub credentials: Option<DockerCredentials>,
+}
+
+/// A rollout target.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// Containers on one Docker host.
+    Docker(DockerTarget),
+}
+
+impl Target {
+    /// What node `ordinal` of `fleet` runs; None when it does not exist.
+    ///
+    /// # Errors
+    /// The target could not be asked.
+    pub async fn status(
+        &self,
+        fleet: &FleetConfig,
+        ordinal: u32,
+    ) -> Result<Option<NodeStatus>, String> {
+        match self {
+            Target::Docker(d) => Ok(d
+                .status(&fleet.name, ordinal)
+                .await
+                .map_err(|e| e.to_string())?
+                .map(|s| NodeStatus {
+                    image: s.image,
+                    running: s.running,
+                    rpc_url: s.host_port.map(|p| format!("http://127.0.0.1:{p}/")),
+                })),
+        }
+    }
+
+    /// Moves node `ordinal` to `image` (the rollout's target going forward,
+    /// what it ran before going back).
+    ///
+    /// # Errors
+    /// The target refused, in words.
+    pub async fn update(
+        &self,
+        fleet: &FleetConfig,
+        ordinal: u32,
+        image: &str,
+        _direction: Direction,
+        env: NodeEnv,
+    ) -> Result<(), String> {
+        match self {
+            Target::Docker(d) => {
+                let spec = super::docker::NodeSpec {
+                    fleet: fleet.name.clone(),
+                    ordinal,
+                    image: image.to_string(),
+                    env: env.env,
+                    rpc_port: fleet.rpc_port,
+                    host_port: fleet
+                        .host_port_base
+                        .and_then(|b| b.checked_add(u16::try_from(ordinal).ok()?)),
+                };
+                d.replace(&spec, env.credentials)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// Removes node `ordinal` (rolling back a node that did not exist).
+    ///
+    /// # Errors
+    /// The target refused, in words.
+    pub async fn remove(&self, fleet: &FleetConfig, ordinal: u32) -> Result<(), String> {
+        match self {
+            Target::Docker(d) => d
+                .remove(&fleet.name, ordinal)
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
