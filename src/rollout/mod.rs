@@ -4,6 +4,7 @@
 //! Docker target.
 
 pub mod docker;
+pub mod kube;
 pub mod plan;
 pub mod target;
 
@@ -224,10 +225,12 @@ impl Rollouts {
             .await
             .map(Target::Docker)
             .map_err(|e| e.to_string()),
-            TargetKind::Kubernetes => Err(format!(
-                "target {} is a Kubernetes target, which this habd does not roll yet",
-                t.name
-            )),
+            TargetKind::Kubernetes => kube::KubeTarget::connect(
+                t.endpoint.as_deref(),
+                t.namespace.as_deref().unwrap_or("default"),
+            )
+            .await
+            .map(Target::Kubernetes),
         }
     }
 
@@ -411,11 +414,21 @@ impl Rollouts {
                             format!("healthy at height {tip} for {:.0?}", fleet.gates.soak),
                         )
                         .await;
+                        target
+                            .record(
+                                &fleet,
+                                "GatePassed",
+                                &format!("node {ordinal} healthy at {tip}"),
+                            )
+                            .await;
                         let store = self.store.clone();
                         blocking(move || store.set_node_settled(id, ordinal, true)).await?;
                     }
                     Err(GateStop::Failed(reason)) => {
                         self.step(id, Some(ordinal), "gate_failed", reason.clone())
+                            .await;
+                        target
+                            .record(&fleet, "GateFailed", &format!("node {ordinal}: {reason}"))
                             .await;
                         self.fail_or_turn(&r, &nodes, direction, ordinal, reason)
                             .await?;
@@ -433,6 +446,17 @@ impl Rollouts {
                             "rolled back: every node runs what it ran before".to_string(),
                         ),
                     };
+                    target
+                        .record(
+                            &fleet,
+                            if direction == Direction::Forward {
+                                "RolloutSucceeded"
+                            } else {
+                                "RolledBack"
+                            },
+                            &what,
+                        )
+                        .await;
                     self.step(id, None, state.as_str(), what).await;
                     let store = self.store.clone();
                     blocking(move || store.set_rollout_state(id, state, None)).await?;

@@ -4,7 +4,7 @@
 
 use bollard::auth::DockerCredentials;
 
-use super::{docker::DockerTarget, plan::Direction};
+use super::{docker::DockerTarget, kube::KubeTarget, plan::Direction};
 use crate::config::FleetConfig;
 
 /// A node as any target reports it.
@@ -32,6 +32,8 @@ pub struct NodeEnv {
 pub enum Target {
     /// Containers on one Docker host.
     Docker(DockerTarget),
+    /// A StatefulSet per fleet in a Kubernetes namespace.
+    Kubernetes(KubeTarget),
 }
 
 impl Target {
@@ -54,6 +56,7 @@ impl Target {
                     running: s.running,
                     rpc_url: s.host_port.map(|p| format!("http://127.0.0.1:{p}/")),
                 })),
+            Target::Kubernetes(k) => k.status(fleet, ordinal).await,
         }
     }
 
@@ -67,7 +70,7 @@ impl Target {
         fleet: &FleetConfig,
         ordinal: u32,
         image: &str,
-        _direction: Direction,
+        direction: Direction,
         env: NodeEnv,
     ) -> Result<(), String> {
         match self {
@@ -86,6 +89,11 @@ impl Target {
                     .await
                     .map_err(|e| e.to_string())
             }
+            // The StatefulSet carries the node's environment (the chart).
+            Target::Kubernetes(k) => {
+                k.update(fleet, ordinal, image, direction, fleet.gates.ready_timeout)
+                    .await
+            }
         }
     }
 
@@ -99,6 +107,18 @@ impl Target {
                 .remove(&fleet.name, ordinal)
                 .await
                 .map_err(|e| e.to_string()),
+            Target::Kubernetes(_) => Err(format!(
+                "node {ordinal} of {} is a pod of a StatefulSet: hab does not remove it",
+                fleet.name
+            )),
+        }
+    }
+
+    /// Records a step where the target's own tools show it (Kubernetes
+    /// Events on the StatefulSet); nothing on Docker.
+    pub async fn record(&self, fleet: &FleetConfig, reason: &str, message: &str) {
+        if let Target::Kubernetes(k) = self {
+            k.event(fleet, reason, message).await;
         }
     }
 }

@@ -19,11 +19,14 @@ use tempfile::TempDir;
 
 mod build;
 mod habd;
+mod kube_double;
 mod registry;
 #[allow(unused_imports)]
 pub use build::*;
 #[allow(unused_imports)]
 pub use habd::*;
+#[allow(unused_imports)]
+pub use kube_double::*;
 #[allow(unused_imports)]
 pub use registry::*;
 

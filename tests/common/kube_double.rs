@@ -1,0 +1,534 @@
+//! A Kubernetes API double for hab's Kubernetes target (no kube-apiserver
+//! can be installed here). It serves the part of the API hab calls, with the
+//! real semantics: resourceVersion and generation on every change, JSON
+//! merge and strategic merge patches (containers merged by name), Status
+//! bodies for errors, 409 Conflicts on demand; and it runs the StatefulSet
+//! controller's rolling update as Kubernetes does it: pods replaced from the
+//! highest ordinal down to the partition, one at a time, only while every pod
+//! is Ready — so a pod stuck not-Ready on a bad revision blocks it for good
+//! (kubernetes/kubernetes#67250) until someone deletes that pod. Pods are
+//! real containers (docker), each on its own 127.0.0.x address, Ready when
+//! the node's RPC answers `getblockchaininfo`; each pod's "PVC" is a docker
+//! volume the double never deletes.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    process::Command,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{
+    body::Bytes,
+    extract::{Request, State},
+    http::{Method, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde_json::{json, Value};
+use sha2::Digest;
+
+#[derive(Debug, Clone)]
+struct PodRec {
+    uid: String,
+    ordinal: u32,
+    revision: String,
+    image: String,
+    ip: String,
+    env: Vec<(String, String)>,
+    ready: bool,
+    container: String,
+}
+
+#[derive(Debug)]
+struct Sts {
+    obj: Value,
+    generation: i64,
+    revisions: BTreeMap<String, Value>,
+    current: String,
+}
+
+/// What the double holds, for tests to look at.
+#[derive(Debug, Default)]
+pub struct DoubleState {
+    rv: u64,
+    uid: u64,
+    sets: BTreeMap<String, Sts>,
+    pods: BTreeMap<String, PodRec>,
+    /// Events created, in order.
+    pub events: Vec<Value>,
+    /// 409 Conflicts still to answer to patches.
+    pub conflicts: u32,
+    /// 409 Conflicts answered.
+    pub conflicts_served: u32,
+    /// Patches received: (content type, body).
+    pub patches: Vec<(String, Value)>,
+    /// Pods deleted through the API.
+    pub deleted: Vec<String>,
+}
+
+/// A running double.
+pub struct KubeDouble {
+    pub url: String,
+    pub state: Arc<Mutex<DoubleState>>,
+    prefix: String,
+    ip_base: u8,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+fn status(code: u16, reason: &str, message: String) -> Response {
+    (
+        StatusCode::from_u16(code).unwrap(),
+        Json(
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                    "message": message, "reason": reason, "code": code}),
+        ),
+    )
+        .into_response()
+}
+
+fn revision(template: &Value) -> String {
+    hex::encode(&sha2::Sha256::digest(template.to_string().as_bytes())[..5])
+}
+
+/// RFC 7386.
+fn merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+/// A strategic merge patch, for the lists hab patches: `containers` (and
+/// `env`, `ports`) merge by `name`/`containerPort`; other lists replace.
+fn strategic(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                let keyed = match k.as_str() {
+                    "containers" | "initContainers" | "env" => Some("name"),
+                    "ports" => Some("containerPort"),
+                    _ => None,
+                };
+                match (keyed, t.get_mut(k), v) {
+                    (Some(key), Some(Value::Array(items)), Value::Array(changes)) => {
+                        for c in changes {
+                            match items.iter_mut().find(|i| i[key] == c[key]) {
+                                Some(i) => strategic(i, c),
+                                None => items.push(c.clone()),
+                            }
+                        }
+                    }
+                    _ if v.is_null() => {
+                        t.remove(k);
+                    }
+                    _ => strategic(t.entry(k.clone()).or_insert(Value::Null), v),
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+impl KubeDouble {
+    /// Starts the API on a free port; pods get addresses 127.0.0.(ip_base+N).
+    pub async fn start(prefix: &str, ip_base: u8) -> Self {
+        let state: Arc<Mutex<DoubleState>> = Arc::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(state.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        });
+        let double = KubeDouble {
+            url,
+            state,
+            prefix: prefix.to_string(),
+            ip_base,
+            stop: Some(tx),
+        };
+        double.spawn_controller();
+        double
+    }
+
+    /// Creates a StatefulSet (as `helm install` would).
+    pub fn create_statefulset(&self, sts: Value) {
+        let mut s = self.state.lock().unwrap();
+        s.rv += 1;
+        let name = sts["metadata"]["name"].as_str().unwrap().to_string();
+        let mut obj = sts;
+        obj["metadata"]["resourceVersion"] = json!(s.rv.to_string());
+        obj["metadata"]["generation"] = json!(1);
+        obj["metadata"]["namespace"] = json!("default");
+        let rev = revision(&obj["spec"]["template"]);
+        let template = obj["spec"]["template"].clone();
+        s.sets.insert(
+            name,
+            Sts {
+                obj,
+                generation: 1,
+                revisions: BTreeMap::from([(rev.clone(), template)]),
+                current: rev,
+            },
+        );
+    }
+
+    /// The docker volume standing for a pod's PVC.
+    pub fn pvc(&self, sts: &str, ordinal: u32) -> String {
+        format!("{}-{sts}-{ordinal}-data", self.prefix)
+    }
+
+    fn spawn_controller(&self) {
+        let state = self.state.clone();
+        let (prefix, ip_base) = (self.prefix.clone(), self.ip_base);
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            loop {
+                reconcile(&state, &prefix, ip_base, &http).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if Arc::strong_count(&state) == 1 {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Removes every pod container and PVC volume.
+    pub fn cleanup(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let s = self.state.lock().unwrap();
+        for (name, p) in &s.pods {
+            let _ = Command::new("/usr/bin/docker")
+                .args(["rm", "-f", &p.container])
+                .output();
+            let _ = name;
+        }
+        for (name, set) in &s.sets {
+            let replicas = set.obj["spec"]["replicas"].as_u64().unwrap_or(1) as u32;
+            for o in 0..replicas {
+                let _ = Command::new("/usr/bin/docker")
+                    .args([
+                        "volume",
+                        "rm",
+                        "-f",
+                        &format!("{}-{name}-{o}-data", self.prefix),
+                    ])
+                    .output();
+            }
+        }
+    }
+}
+
+fn pod_json(name: &str, sts: &str, p: &PodRec, rv: u64) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default", "uid": p.uid,
+                     "resourceVersion": rv.to_string(),
+                     "labels": {"app.kubernetes.io/instance": sts,
+                                "controller-revision-hash": format!("{sts}-{}", p.revision),
+                                "apps.kubernetes.io/pod-index": p.ordinal.to_string()}},
+        "spec": {"containers": [{"name": "node", "image": p.image,
+                 "env": p.env.iter().map(|(k, v)| json!({"name": k, "value": v})).collect::<Vec<_>>()}]},
+        "status": {"phase": "Running", "podIP": p.ip,
+                   "conditions": [{"type": "Ready", "status": if p.ready { "True" } else { "False" }}]},
+    })
+}
+
+async fn handle(State(state): State<Arc<Mutex<DoubleState>>>, req: Request) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let ctype = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body: Bytes = axum::body::to_bytes(req.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let mut s = state.lock().unwrap();
+    match (method, parts.as_slice()) {
+        (Method::GET, ["apis", "apps", "v1", "namespaces", _, "statefulsets", name]) => {
+            match s.sets.get(*name) {
+                Some(set) => Json(set.obj.clone()).into_response(),
+                None => status(
+                    404,
+                    "NotFound",
+                    format!("statefulsets.apps \"{name}\" not found"),
+                ),
+            }
+        }
+        (Method::PATCH, ["apis", "apps", "v1", "namespaces", _, "statefulsets", name]) => {
+            let patch: Value = match serde_json::from_slice(&body) {
+                Ok(p) => p,
+                Err(e) => return status(400, "BadRequest", e.to_string()),
+            };
+            s.patches.push((ctype.clone(), patch.clone()));
+            if s.conflicts > 0 {
+                s.conflicts -= 1;
+                s.conflicts_served += 1;
+                return status(
+                    409,
+                    "Conflict",
+                    format!("Operation cannot be fulfilled on statefulsets.apps \"{name}\": the object has been modified; please apply your changes to the latest version and try again"),
+                );
+            }
+            s.rv += 1;
+            let rv = s.rv;
+            let Some(set) = s.sets.get_mut(*name) else {
+                return status(
+                    404,
+                    "NotFound",
+                    format!("statefulsets.apps \"{name}\" not found"),
+                );
+            };
+            let before = set.obj["spec"].clone();
+            if ctype.starts_with("application/merge-patch+json") {
+                merge(&mut set.obj, &patch);
+            } else if ctype.starts_with("application/strategic-merge-patch+json") {
+                strategic(&mut set.obj, &patch);
+            } else {
+                return status(
+                    415,
+                    "UnsupportedMediaType",
+                    format!("content type {ctype:?}"),
+                );
+            }
+            if set.obj["spec"] != before {
+                set.generation += 1;
+                set.obj["metadata"]["generation"] = json!(set.generation);
+            }
+            set.obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+            let template = set.obj["spec"]["template"].clone();
+            set.revisions.insert(revision(&template), template);
+            Json(set.obj.clone()).into_response()
+        }
+        (Method::GET, ["api", "v1", "namespaces", _, "pods", name]) => {
+            let rv = s.rv;
+            match s.pods.get(*name) {
+                Some(p) => {
+                    let sts = name.rsplit_once('-').map_or(*name, |(a, _)| a);
+                    Json(pod_json(name, sts, p, rv)).into_response()
+                }
+                None => status(404, "NotFound", format!("pods \"{name}\" not found")),
+            }
+        }
+        (Method::DELETE, ["api", "v1", "namespaces", _, "pods", name]) => {
+            match s.pods.remove(*name) {
+                Some(p) => {
+                    s.rv += 1;
+                    s.deleted.push(name.to_string());
+                    let _ = Command::new("/usr/bin/docker")
+                        .args(["rm", "-f", &p.container])
+                        .output();
+                    let sts = name.rsplit_once('-').map_or(*name, |(a, _)| a);
+                    Json(pod_json(name, sts, &p, s.rv)).into_response()
+                }
+                None => status(404, "NotFound", format!("pods \"{name}\" not found")),
+            }
+        }
+        (Method::POST, ["api", "v1", "namespaces", _, "events"]) => {
+            let mut ev: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            s.rv += 1;
+            let gen = ev["metadata"]["generateName"]
+                .as_str()
+                .unwrap_or("ev-")
+                .to_string();
+            ev["metadata"]["name"] = json!(format!("{gen}{}", s.rv));
+            ev["metadata"]["resourceVersion"] = json!(s.rv.to_string());
+            s.events.push(ev.clone());
+            (StatusCode::CREATED, Json(ev)).into_response()
+        }
+        (m, _) => status(
+            404,
+            "NotFound",
+            format!("the double does not serve {m} {path}"),
+        ),
+    }
+}
+
+/// One pass of the StatefulSet controller and the kubelet.
+async fn reconcile(
+    state: &Arc<Mutex<DoubleState>>,
+    prefix: &str,
+    ip_base: u8,
+    http: &reqwest::Client,
+) {
+    // Kubelet: readiness from the node's RPC.
+    let pods: Vec<(String, PodRec)> = state
+        .lock()
+        .unwrap()
+        .pods
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (name, p) in pods {
+        let env: HashMap<_, _> = p.env.iter().cloned().collect();
+        let ready = http
+            .post(format!("http://{}:18443/", p.ip))
+            .basic_auth(
+                env.get("RPC_USER").cloned().unwrap_or_default(),
+                env.get("RPC_PASSWORD").cloned(),
+            )
+            .timeout(Duration::from_secs(2))
+            .body(r#"{"jsonrpc":"1.0","id":"probe","method":"getblockchaininfo","params":[]}"#)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if let Some(rec) = state.lock().unwrap().pods.get_mut(&name) {
+            if rec.uid == p.uid {
+                rec.ready = ready;
+            }
+        }
+    }
+    // Controller.
+    let mut to_start = Vec::new();
+    {
+        let mut s = state.lock().unwrap();
+        let names: Vec<String> = s.sets.keys().cloned().collect();
+        for name in names {
+            let (replicas, partition, update, current, template_of) = {
+                let set = &s.sets[&name];
+                let replicas = set.obj["spec"]["replicas"].as_u64().unwrap_or(1) as u32;
+                let partition = set.obj["spec"]["updateStrategy"]["rollingUpdate"]["partition"]
+                    .as_u64()
+                    .unwrap_or(0) as u32;
+                let update = revision(&set.obj["spec"]["template"]);
+                (
+                    replicas,
+                    partition,
+                    update,
+                    set.current.clone(),
+                    set.revisions.clone(),
+                )
+            };
+            // Create missing pods: from ordinal 0 up, each once the one
+            // before is Ready (OrderedReady).
+            for o in 0..replicas {
+                let pod = format!("{name}-{o}");
+                match s.pods.get(&pod) {
+                    Some(p) if p.ready => continue,
+                    Some(_) => break,
+                    None => {
+                        let rev = if o >= partition {
+                            update.clone()
+                        } else {
+                            current.clone()
+                        };
+                        let template = &template_of[&rev];
+                        let c = &template["spec"]["containers"][0];
+                        let env: Vec<(String, String)> = c["env"]
+                            .as_array()
+                            .map(|e| {
+                                e.iter()
+                                    .map(|v| {
+                                        (
+                                            v["name"].as_str().unwrap_or("").to_string(),
+                                            v["value"].as_str().unwrap_or("").to_string(),
+                                        )
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        s.uid += 1;
+                        let rec = PodRec {
+                            uid: format!("uid-{}", s.uid),
+                            ordinal: o,
+                            revision: rev,
+                            image: c["image"].as_str().unwrap_or("").to_string(),
+                            ip: format!("127.0.0.{}", ip_base + o as u8),
+                            env,
+                            ready: false,
+                            container: format!("{prefix}-{name}-{o}-{}", s.uid),
+                        };
+                        s.rv += 1;
+                        to_start.push((rec.clone(), format!("{prefix}-{name}-{o}-data")));
+                        s.pods.insert(pod, rec);
+                        break;
+                    }
+                }
+            }
+            // Rolling update: only while every pod exists and is Ready.
+            let all_ready =
+                (0..replicas).all(|o| s.pods.get(&format!("{name}-{o}")).is_some_and(|p| p.ready));
+            if all_ready {
+                let stale = (partition..replicas)
+                    .rev()
+                    .find(|o| s.pods[&format!("{name}-{o}")].revision != update);
+                if let Some(o) = stale {
+                    let p = s.pods.remove(&format!("{name}-{o}")).unwrap();
+                    s.rv += 1;
+                    let _ = Command::new("/usr/bin/docker")
+                        .args(["rm", "-f", &p.container])
+                        .output();
+                }
+            }
+            // Status, as the controller reports it.
+            let pods: Vec<PodRec> = (0..replicas)
+                .filter_map(|o| s.pods.get(&format!("{name}-{o}")).cloned())
+                .collect();
+            let updated = pods.iter().filter(|p| p.revision == update).count();
+            let ready = pods.iter().filter(|p| p.ready).count();
+            let currentn = pods.iter().filter(|p| p.revision == current).count();
+            let generation = s.sets[&name].generation;
+            let set = s.sets.get_mut(&name).unwrap();
+            if updated as u32 == replicas && ready as u32 == replicas {
+                set.current = update.clone();
+            }
+            set.obj["status"] = json!({
+                "replicas": pods.len(), "readyReplicas": ready, "updatedReplicas": updated,
+                "currentReplicas": currentn, "observedGeneration": generation,
+                "currentRevision": format!("{name}-{}", set.current), "updateRevision": format!("{name}-{update}"),
+            });
+        }
+    }
+    for (p, volume) in to_start {
+        let mut args = vec![
+            "run".to_string(),
+            "-d".into(),
+            "--name".into(),
+            p.container.clone(),
+            "-v".into(),
+            format!("{volume}:/data"),
+            "-p".into(),
+            format!("{}:18443:18443", p.ip),
+        ];
+        for (k, v) in &p.env {
+            args.push("-e".into());
+            args.push(format!("{k}={v}"));
+        }
+        args.push(p.image.clone());
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new("/usr/bin/docker")
+                .args(&args)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "docker run: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

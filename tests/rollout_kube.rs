@@ -1,0 +1,232 @@
+//! The Kubernetes target through kube-rs against the API double
+//! (tests/common/kube_double.rs: real API semantics, the StatefulSet
+//! controller's rolling-update order, pods as real fixture-node containers).
+
+mod common;
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use common::*;
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "kube-test-pw";
+
+async fn build(habd: &Habd, tag: &str) -> Value {
+    let (s, b) = call(
+        habd.api(reqwest::Method::POST, "/pipelines/node/builds")
+            .json(&json!({ "ref": tag })),
+    )
+    .await;
+    assert!(s == 202 || s == 200, "{b}");
+    let b = wait_build(habd, b["id"].as_i64().unwrap()).await;
+    assert_eq!(b["state"], "verified", "{b}");
+    b
+}
+
+async fn promote_and_wait(habd: &Habd, build: &Value) -> Value {
+    let (s, p) = call(
+        habd.api(reqwest::Method::POST, "/pipelines/node/promote")
+            .json(&json!({ "target": build["id"].to_string(), "channel": "stable", "by": "test" })),
+    )
+    .await;
+    assert_eq!(s, 200, "{p}");
+    let id = p["rollouts"][0]["id"].as_i64().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    loop {
+        let (_, r) = call(habd.api(reqwest::Method::GET, &format!("/rollouts/{id}"))).await;
+        if ["succeeded", "failed"].contains(&r["state"].as_str().unwrap_or("")) {
+            return r;
+        }
+        assert!(std::time::Instant::now() < deadline, "rollout stuck: {r}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statefulset_partition_walk_and_rollback_unsticks_the_pod() {
+    let bw = BuildWorld::new();
+    let up = &bw.world.upstream;
+    for (tag, conf) in [
+        ("v1.1.0", "behaviour=healthy\n"),
+        ("v1.2.0", "behaviour=never-healthy\n"),
+        ("v1.3.0", "behaviour=lagging\nlag=5\n"),
+    ] {
+        up.write("node.conf", conf);
+        let c = up.commit(tag);
+        up.signed_tag(&bw.world.gpg, &bw.fpr, tag, &c, T2020_02_01);
+    }
+    let registry = TestRegistry::start(&bw.world.path("registry"), None, None);
+    let fleet = format!("kn{}", free_port());
+    let mut double = KubeDouble::start(&format!("kd{fleet}"), 30).await;
+    bw.write_hab(&registry.url(), None);
+    std::fs::write(bw.world.path("rpc-password"), PASSWORD).unwrap();
+    let mut hab = std::fs::read_to_string(bw.world.path("hab.toml")).unwrap();
+    hab.push_str(&format!(
+        "[[target]]\nname = \"cluster\"\nkind = \"kubernetes\"\nendpoint = \"{}\"\nnamespace = \"default\"\n\
+         [[fleet]]\nname = \"{fleet}\"\npipeline = \"node\"\nchannel = \"stable\"\ntarget = \"cluster\"\nnodes = 2\n\
+         rpc_user = \"hab\"\nrpc_password_file = \"rpc-password\"\n\
+         [fleet.gates]\nsoak = \"1s\"\nready_timeout = \"8s\"\n",
+        double.url
+    ));
+    std::fs::write(bw.world.path("hab.toml"), hab).unwrap();
+    bw.write_pipeline(
+        "node",
+        &repo_root().join("dockerfiles/fixture"),
+        AMD64,
+        r#"["fixture-node", "--version"]"#,
+        "[[channel]]\nname = \"stable\"\n",
+    );
+    let habd = Habd::start_config(bw.load()).await;
+    habd.sync_node().await;
+    let a = build(&habd, "v1.0.0").await;
+    let b = build(&habd, "v1.1.0").await;
+    let bad = build(&habd, "v1.2.0").await;
+    let lagging = build(&habd, "v1.3.0").await;
+    let image = |b: &Value| b["reference"].as_str().unwrap().to_string();
+
+    // The StatefulSet as the chart installs it, on A.
+    double.create_statefulset(json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": fleet},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app.kubernetes.io/instance": fleet}},
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}},
+            "template": {"metadata": {"labels": {"app.kubernetes.io/instance": fleet}},
+                "spec": {"containers": [{"name": "node", "image": image(&a),
+                    "env": [{"name": "RPC_USER", "value": "hab"}, {"name": "RPC_PASSWORD", "value": PASSWORD},
+                            {"name": "NETWORK", "value": "regtest"}],
+                    "ports": [{"containerPort": 18443}]}]}},
+        },
+    }));
+    // A on the channel: the nodes already run it; they are only checked.
+    let r = promote_and_wait(&habd, &a).await;
+    assert_eq!(r["state"], "succeeded", "{r}");
+
+    // Every pod's RPC, probed throughout: never both down.
+    let fewest = Arc::new(AtomicUsize::new(usize::MAX));
+    let stop = Arc::new(AtomicBool::new(false));
+    let prober = {
+        let (fewest, stop) = (fewest.clone(), stop.clone());
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            while !stop.load(Ordering::SeqCst) {
+                let mut healthy = 0;
+                for o in 0..2 {
+                    let url = format!("http://127.0.0.{}:18443/", 30 + o);
+                    if hab::health::blockchain_info(&http, &url, "hab", PASSWORD)
+                        .await
+                        .is_ok()
+                    {
+                        healthy += 1;
+                    }
+                }
+                fewest.fetch_min(healthy, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+
+    // A to B, with one 409 Conflict on the way.
+    double.state.lock().unwrap().conflicts = 1;
+    let r = promote_and_wait(&habd, &b).await;
+    assert_eq!(r["state"], "succeeded", "{r}");
+    {
+        let s = double.state.lock().unwrap();
+        assert_eq!(
+            s.conflicts_served, 1,
+            "the conflict was answered and the patch retried"
+        );
+        let kinds: Vec<&str> = s.patches.iter().map(|(c, _)| c.as_str()).collect();
+        assert!(
+            kinds
+                .iter()
+                .any(|c| c.starts_with("application/strategic-merge-patch+json")),
+            "{kinds:?}"
+        );
+        assert!(
+            kinds
+                .iter()
+                .any(|c| c.starts_with("application/merge-patch+json")),
+            "{kinds:?}"
+        );
+        let partitions: Vec<i64> = s
+            .patches
+            .iter()
+            .filter_map(|(_, p)| p["spec"]["updateStrategy"]["rollingUpdate"]["partition"].as_i64())
+            .collect();
+        assert!(
+            partitions.ends_with(&[2, 1, 0]),
+            "freeze, then walk down: {partitions:?}"
+        );
+        let reasons: Vec<&str> = s
+            .events
+            .iter()
+            .filter_map(|e| e["reason"].as_str())
+            .collect();
+        for want in [
+            "ImageSet",
+            "PartitionMoved",
+            "GatePassed",
+            "RolloutSucceeded",
+        ] {
+            assert!(reasons.contains(&want), "event {want} in {reasons:?}");
+        }
+        assert!(s.deleted.is_empty(), "going forward hab deletes no pod");
+    }
+    let pods_url = format!("{}/api/v1/namespaces/default/pods/{fleet}", double.url);
+    let pod_image = |o: u32| {
+        let url = format!("{pods_url}-{o}");
+        async move {
+            let (_, p) = call(client().get(url)).await;
+            p["spec"]["containers"][0]["image"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        }
+    };
+    assert_eq!(pod_image(0).await, image(&b));
+    assert_eq!(pod_image(1).await, image(&b));
+
+    // A release that never becomes Ready: pod 1 sticks on it, the gate
+    // fails, hab sets the template back and deletes the stuck pod (the
+    // controller alone would wait forever), keeping its PVC.
+    let r = promote_and_wait(&habd, &bad).await;
+    assert_eq!(r["state"], "failed", "{r}");
+    assert!(r["reason"].as_str().unwrap().contains("not healthy"), "{r}");
+    {
+        let s = double.state.lock().unwrap();
+        assert_eq!(
+            s.deleted,
+            [format!("{fleet}-1")],
+            "only the stuck pod was deleted"
+        );
+    }
+    assert_eq!(pod_image(1).await, image(&b), "back on B");
+    assert_eq!(pod_image(0).await, image(&b), "never touched");
+    let pvc = double.pvc(&fleet, 1);
+    docker(&["volume", "inspect", &pvc]);
+
+    // A release that lags 5 blocks (max 2): Ready, but the gate fails.
+    let r = promote_and_wait(&habd, &lagging).await;
+    assert_eq!(r["state"], "failed", "{r}");
+    assert!(
+        r["reason"].as_str().unwrap().contains("blocks behind"),
+        "{r}"
+    );
+    assert_eq!(pod_image(1).await, image(&b), "back on B");
+    assert_eq!(pod_image(0).await, image(&b), "never touched");
+
+    stop.store(true, Ordering::SeqCst);
+    prober.await.unwrap();
+    let fewest = fewest.load(Ordering::SeqCst);
+    assert!(fewest >= 1, "at some instant no node of 2 was healthy");
+    habd.stop().await;
+    double.cleanup();
+}
