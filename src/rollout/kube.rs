@@ -272,18 +272,28 @@ impl KubeTarget {
         }
         let deadline = Instant::now() + wait;
         loop {
+            // The controller has seen the change (observedGeneration) and
+            // the pod has been recreated on the image.
+            let sts = self.sets().get(name).await.map_err(|e| e.to_string())?;
+            let generation = sts.metadata.generation.unwrap_or(0);
+            let observed = sts
+                .status
+                .as_ref()
+                .and_then(|s| s.observed_generation)
+                .unwrap_or(0);
             let pod = self
                 .pods()
                 .get_opt(&pod_name)
                 .await
                 .map_err(|e| e.to_string())?;
-            if let Some(p) = pod {
-                let fresh = old_uid.is_none()
-                    || p.metadata.uid != old_uid
-                    || pod_image(&p).as_deref() == Some(image);
-                if fresh
+            if let Some(p) = pod.filter(|_| observed >= generation) {
+                let recreated = old_uid.is_none() || p.metadata.uid != old_uid;
+                let on_image = pod_image(&p).as_deref() == Some(image);
+                // Going forward, a pod already on the image (a resumed
+                // rollout) is done; going back, it must be a new pod.
+                if on_image
                     && p.metadata.deletion_timestamp.is_none()
-                    && pod_image(&p).as_deref() == Some(image)
+                    && (recreated || direction == Direction::Forward)
                 {
                     return Ok(());
                 }
