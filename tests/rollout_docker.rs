@@ -441,3 +441,64 @@ async fn a_rollout_survives_habd_killed_at_every_step_kind() {
     drop(process);
     cleanup(&names);
 }
+
+/// Pause holds a rollout between steps, resume carries on, undo turns it
+/// back; each answered over the API and habctl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollouts_pause_resume_and_undo() {
+    let fx = Fleets::with_gates("soak = \"2s\"\nready_timeout = \"10s\"");
+    let names = fx.names.clone();
+    let habd = Habd::start_config(fx.bw.load()).await;
+    habd.sync_node().await;
+    let a = build(&habd, "node", "v1.0.0").await;
+    let b = build(&habd, "node", "v1.1.0").await;
+    for r in promote(&habd, "node", a).await {
+        assert_eq!(wait_rollout(&habd, r).await["state"], "succeeded");
+    }
+    let on_a = images(&names[0]);
+
+    // Pause while node 1 soaks: the rollout stops there.
+    let id = promote(&habd, "node", b).await[0];
+    until_step(&habd, id, "soaking").await;
+    let out = run(habctl(&habd).args(["rollout", "pause", &names[0]]));
+    assert!(out.contains("PAUSED"), "{out}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, r) = call(habd.api(reqwest::Method::GET, &format!("/rollouts/{id}"))).await;
+    assert_eq!(r["state"], "paused", "{r}");
+    assert_eq!(
+        images(&names[0])[0],
+        on_a[0],
+        "node 0 untouched while paused"
+    );
+    // Resume: it carries on and ends with both nodes on B.
+    let out = run(habctl(&habd).args(["rollout", "resume", &names[0]]));
+    assert!(out.contains("RUNNING"), "{out}");
+    assert_eq!(wait_rollout(&habd, id).await["state"], "succeeded");
+    let on_b = images(&names[0]);
+    assert!(on_b.iter().all(|i| !on_a.contains(i)));
+
+    // Undo in the middle of going back to A: every node returns to B.
+    let id = promote(&habd, "node", a).await[0];
+    until_step(&habd, id, "gate_passed").await;
+    let out = run(habctl(&habd).args(["rollout", "undo", &names[0]]));
+    assert!(out.contains("ROLLING_BACK"), "{out}");
+    let r = wait_rollout(&habd, id).await;
+    assert_eq!(r["state"], "failed", "{r}");
+    assert!(
+        r["reason"]
+            .as_str()
+            .unwrap()
+            .contains("undone by an operator"),
+        "{r}"
+    );
+    assert_eq!(images(&names[0]), on_b);
+    // Nothing in progress: pause is refused with the reason.
+    let out = habctl(&habd)
+        .args(["rollout", "pause", &names[0]])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no rollout in progress"));
+    habd.stop().await;
+    cleanup(&names);
+}
