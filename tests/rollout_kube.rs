@@ -6,7 +6,7 @@ mod common;
 
 use std::{
     sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, Ordering},
         Arc,
     },
     time::Duration,
@@ -48,78 +48,102 @@ async fn promote_and_wait(habd: &Habd, build: &Value) -> Value {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn statefulset_partition_walk_and_rollback_unsticks_the_pod() {
-    let bw = BuildWorld::new();
-    let up = &bw.world.upstream;
-    for (tag, conf) in [
-        ("v1.1.0", "behaviour=healthy\n"),
-        ("v1.2.0", "behaviour=never-healthy\n"),
-        ("v1.3.0", "behaviour=lagging\nlag=5\n"),
-    ] {
-        up.write("node.conf", conf);
-        let c = up.commit(tag);
-        up.signed_tag(&bw.world.gpg, &bw.fpr, tag, &c, T2020_02_01);
+/// A world with releases A (v1.0.0), B (v1.1.0), a never-Ready one
+/// (v1.2.0) and a lagging one (v1.3.0); a registry; the API double; and
+/// hab.toml with a Kubernetes target and a fleet of two nodes on it.
+struct KubeWorld {
+    bw: BuildWorld,
+    _registry: TestRegistry,
+    double: KubeDouble,
+    fleet: String,
+    ip_base: u8,
+}
+
+impl KubeWorld {
+    async fn new(ip_base: u8) -> Self {
+        let bw = BuildWorld::new();
+        let up = &bw.world.upstream;
+        for (tag, conf) in [
+            ("v1.1.0", "behaviour=healthy\n"),
+            ("v1.2.0", "behaviour=never-healthy\n"),
+            ("v1.3.0", "behaviour=lagging\nlag=5\n"),
+        ] {
+            up.write("node.conf", conf);
+            let c = up.commit(tag);
+            up.signed_tag(&bw.world.gpg, &bw.fpr, tag, &c, T2020_02_01);
+        }
+        let registry = TestRegistry::start(&bw.world.path("registry"), None, None);
+        let fleet = format!("kn{}", free_port());
+        let double = KubeDouble::start(&format!("kd{fleet}"), ip_base).await;
+        bw.write_hab(&registry.url(), None);
+        std::fs::write(bw.world.path("rpc-password"), PASSWORD).unwrap();
+        let mut hab = std::fs::read_to_string(bw.world.path("hab.toml")).unwrap();
+        hab.push_str(&format!(
+            "[[target]]\nname = \"cluster\"\nkind = \"kubernetes\"\nendpoint = \"{}\"\nnamespace = \"default\"\n\
+             [[fleet]]\nname = \"{fleet}\"\npipeline = \"node\"\nchannel = \"stable\"\ntarget = \"cluster\"\nnodes = 2\n\
+             rpc_user = \"hab\"\nrpc_password_file = \"rpc-password\"\n\
+             [fleet.gates]\nsoak = \"1s\"\nready_timeout = \"8s\"\n",
+            double.url
+        ));
+        std::fs::write(bw.world.path("hab.toml"), hab).unwrap();
+        bw.write_pipeline(
+            "node",
+            &repo_root().join("dockerfiles/fixture"),
+            AMD64,
+            r#"["fixture-node", "--version"]"#,
+            "[[channel]]\nname = \"stable\"\n",
+        );
+        KubeWorld {
+            bw,
+            _registry: registry,
+            double,
+            fleet,
+            ip_base,
+        }
     }
-    let registry = TestRegistry::start(&bw.world.path("registry"), None, None);
-    let fleet = format!("kn{}", free_port());
-    let mut double = KubeDouble::start(&format!("kd{fleet}"), 30).await;
-    bw.write_hab(&registry.url(), None);
-    std::fs::write(bw.world.path("rpc-password"), PASSWORD).unwrap();
-    let mut hab = std::fs::read_to_string(bw.world.path("hab.toml")).unwrap();
-    hab.push_str(&format!(
-        "[[target]]\nname = \"cluster\"\nkind = \"kubernetes\"\nendpoint = \"{}\"\nnamespace = \"default\"\n\
-         [[fleet]]\nname = \"{fleet}\"\npipeline = \"node\"\nchannel = \"stable\"\ntarget = \"cluster\"\nnodes = 2\n\
-         rpc_user = \"hab\"\nrpc_password_file = \"rpc-password\"\n\
-         [fleet.gates]\nsoak = \"1s\"\nready_timeout = \"8s\"\n",
-        double.url
-    ));
-    std::fs::write(bw.world.path("hab.toml"), hab).unwrap();
-    bw.write_pipeline(
-        "node",
-        &repo_root().join("dockerfiles/fixture"),
-        AMD64,
-        r#"["fixture-node", "--version"]"#,
-        "[[channel]]\nname = \"stable\"\n",
-    );
-    let habd = Habd::start_config(bw.load()).await;
-    habd.sync_node().await;
-    let a = build(&habd, "v1.0.0").await;
-    let b = build(&habd, "v1.1.0").await;
-    let bad = build(&habd, "v1.2.0").await;
-    let lagging = build(&habd, "v1.3.0").await;
-    let image = |b: &Value| b["reference"].as_str().unwrap().to_string();
 
-    // The StatefulSet as the chart installs it, on A.
-    double.create_statefulset(json!({
-        "apiVersion": "apps/v1", "kind": "StatefulSet",
-        "metadata": {"name": fleet},
-        "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": {"app.kubernetes.io/instance": fleet}},
-            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}},
-            "template": {"metadata": {"labels": {"app.kubernetes.io/instance": fleet}},
-                "spec": {"containers": [{"name": "node", "image": image(&a),
-                    "env": [{"name": "RPC_USER", "value": "hab"}, {"name": "RPC_PASSWORD", "value": PASSWORD},
-                            {"name": "NETWORK", "value": "regtest"}],
-                    "ports": [{"containerPort": 18443}]}]}},
-        },
-    }));
-    // A on the channel: the nodes already run it; they are only checked.
-    let r = promote_and_wait(&habd, &a).await;
-    assert_eq!(r["state"], "succeeded", "{r}");
+    /// The StatefulSet as the chart installs it, on `image`.
+    fn install(&self, image: &str) {
+        let fleet = &self.fleet;
+        self.double.create_statefulset(json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": fleet},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app.kubernetes.io/instance": fleet}},
+                "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}},
+                "template": {"metadata": {"labels": {"app.kubernetes.io/instance": fleet}},
+                    "spec": {"containers": [{"name": "node", "image": image,
+                        "env": [{"name": "RPC_USER", "value": "hab"}, {"name": "RPC_PASSWORD", "value": PASSWORD},
+                                {"name": "NETWORK", "value": "regtest"}],
+                        "ports": [{"containerPort": 18443}]}]}},
+            },
+        }));
+    }
 
-    // Every pod's RPC, probed throughout: never both down.
-    let fewest = Arc::new(AtomicUsize::new(usize::MAX));
-    let stop = Arc::new(AtomicBool::new(false));
-    let prober = {
-        let (fewest, stop) = (fewest.clone(), stop.clone());
-        tokio::spawn(async move {
+    async fn pod_image(&self, o: u32) -> String {
+        let url = format!(
+            "{}/api/v1/namespaces/default/pods/{}-{o}",
+            self.double.url, self.fleet
+        );
+        let (_, p) = call(client().get(url)).await;
+        p["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    /// Probes both pods' RPC until stopped; returns the fewest healthy seen.
+    fn prober(&self) -> (Arc<AtomicBool>, tokio::task::JoinHandle<usize>) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, base) = (stop.clone(), self.ip_base);
+        let task = tokio::spawn(async move {
             let http = reqwest::Client::new();
-            while !stop.load(Ordering::SeqCst) {
+            let mut fewest = usize::MAX;
+            while !s.load(Ordering::SeqCst) {
                 let mut healthy = 0;
-                for o in 0..2 {
-                    let url = format!("http://127.0.0.{}:18443/", 30 + o);
+                for o in 0..2u8 {
+                    let url = format!("http://127.0.0.{}:18443/", base + o);
                     if hab::health::blockchain_info(&http, &url, "hab", PASSWORD)
                         .await
                         .is_ok()
@@ -127,18 +151,43 @@ async fn statefulset_partition_walk_and_rollback_unsticks_the_pod() {
                         healthy += 1;
                     }
                 }
-                fewest.fetch_min(healthy, Ordering::SeqCst);
+                fewest = fewest.min(healthy);
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-        })
-    };
+            fewest
+        });
+        (stop, task)
+    }
+}
+
+fn image(b: &Value) -> String {
+    b["reference"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statefulset_partition_walk_and_rollback_unsticks_the_pod() {
+    let mut kw = KubeWorld::new(30).await;
+    let (bw, fleet) = (&kw.bw, kw.fleet.clone());
+    let habd = Habd::start_config(bw.load()).await;
+    habd.sync_node().await;
+    let a = build(&habd, "v1.0.0").await;
+    let b = build(&habd, "v1.1.0").await;
+    let bad = build(&habd, "v1.2.0").await;
+    let lagging = build(&habd, "v1.3.0").await;
+    kw.install(&image(&a));
+    // A on the channel: the nodes already run it; they are only checked.
+    let r = promote_and_wait(&habd, &a).await;
+    assert_eq!(r["state"], "succeeded", "{r}");
+
+    // Every pod's RPC, probed throughout: never both down.
+    let (stop, prober) = kw.prober();
 
     // A to B, with one 409 Conflict on the way.
-    double.state.lock().unwrap().conflicts = 1;
+    kw.double.state.lock().unwrap().conflicts = 1;
     let r = promote_and_wait(&habd, &b).await;
     assert_eq!(r["state"], "succeeded", "{r}");
     {
-        let s = double.state.lock().unwrap();
+        let s = kw.double.state.lock().unwrap();
         assert_eq!(
             s.conflicts_served, 1,
             "the conflict was answered and the patch retried"
@@ -180,19 +229,9 @@ async fn statefulset_partition_walk_and_rollback_unsticks_the_pod() {
         }
         assert!(s.deleted.is_empty(), "going forward hab deletes no pod");
     }
-    let pods_url = format!("{}/api/v1/namespaces/default/pods/{fleet}", double.url);
-    let pod_image = |o: u32| {
-        let url = format!("{pods_url}-{o}");
-        async move {
-            let (_, p) = call(client().get(url)).await;
-            p["spec"]["containers"][0]["image"]
-                .as_str()
-                .unwrap_or("")
-                .to_string()
-        }
-    };
-    assert_eq!(pod_image(0).await, image(&b));
-    assert_eq!(pod_image(1).await, image(&b));
+
+    assert_eq!(kw.pod_image(0).await, image(&b));
+    assert_eq!(kw.pod_image(1).await, image(&b));
 
     // A release that never becomes Ready: pod 1 sticks on it, the gate
     // fails, hab sets the template back and deletes the stuck pod (the
@@ -201,16 +240,16 @@ async fn statefulset_partition_walk_and_rollback_unsticks_the_pod() {
     assert_eq!(r["state"], "failed", "{r}");
     assert!(r["reason"].as_str().unwrap().contains("not healthy"), "{r}");
     {
-        let s = double.state.lock().unwrap();
+        let s = kw.double.state.lock().unwrap();
         assert_eq!(
             s.deleted,
             [format!("{fleet}-1")],
             "only the stuck pod was deleted"
         );
     }
-    assert_eq!(pod_image(1).await, image(&b), "back on B");
-    assert_eq!(pod_image(0).await, image(&b), "never touched");
-    let pvc = double.pvc(&fleet, 1);
+    assert_eq!(kw.pod_image(1).await, image(&b), "back on B");
+    assert_eq!(kw.pod_image(0).await, image(&b), "never touched");
+    let pvc = kw.double.pvc(&fleet, 1);
     docker(&["volume", "inspect", &pvc]);
 
     // A release that lags 5 blocks (max 2): Ready, but the gate fails.
@@ -220,13 +259,71 @@ async fn statefulset_partition_walk_and_rollback_unsticks_the_pod() {
         r["reason"].as_str().unwrap().contains("blocks behind"),
         "{r}"
     );
-    assert_eq!(pod_image(1).await, image(&b), "back on B");
-    assert_eq!(pod_image(0).await, image(&b), "never touched");
+    assert_eq!(kw.pod_image(1).await, image(&b), "back on B");
+    assert_eq!(kw.pod_image(0).await, image(&b), "never touched");
 
     stop.store(true, Ordering::SeqCst);
-    prober.await.unwrap();
-    let fewest = fewest.load(Ordering::SeqCst);
+    let fewest = prober.await.unwrap();
     assert!(fewest >= 1, "at some instant no node of 2 was healthy");
     habd.stop().await;
-    double.cleanup();
+    kw.double.cleanup();
+}
+
+/// habd killed with SIGKILL mid-rollout on the Kubernetes target (after
+/// the image change, during a soak, during a rollback) and started again:
+/// the rollout resumes or rolls back; a node answers throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kube_rollout_survives_habd_killed_at_every_step_kind() {
+    let mut kw = KubeWorld::new(40).await;
+    let config = kw.bw.world.path("hab.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!("[api]\ntokens = [\"{TOKEN}\"]\n"));
+    std::fs::write(&config, text).unwrap();
+    let port = free_port();
+    let mut process = HabdProcess::start(&config, port);
+    let store = hab::store::Store::open(&kw.bw.world.path("state/hab.sqlite3")).unwrap();
+    let habd = Habd::external(format!("http://127.0.0.1:{port}"), store);
+    habd.sync_node().await;
+    let a = build(&habd, "v1.0.0").await;
+    let b = build(&habd, "v1.1.0").await;
+    let bad = build(&habd, "v1.2.0").await;
+    kw.install(&image(&a));
+    assert_eq!(promote_and_wait(&habd, &a).await["state"], "succeeded");
+
+    let (stop, prober) = kw.prober();
+    for (target, kill_at, ends, on) in [
+        (&b, "update", "succeeded", image(&b)),
+        (&a, "soaking", "succeeded", image(&a)),
+        (&bad, "rollback", "failed", image(&a)),
+    ] {
+        let (s, p) = call(
+            habd.api(reqwest::Method::POST, "/pipelines/node/promote")
+                .json(&json!({ "target": target["id"].to_string(), "channel": "stable" })),
+        )
+        .await;
+        assert_eq!(s, 200, "{p}");
+        let id = p["rollouts"][0]["id"].as_i64().unwrap();
+        until_step(&habd, id, kill_at).await;
+        process.kill9_and_restart();
+        let deadline = std::time::Instant::now() + Duration::from_secs(240);
+        let r = loop {
+            let (_, r) = call(habd.api(reqwest::Method::GET, &format!("/rollouts/{id}"))).await;
+            if ["succeeded", "failed"].contains(&r["state"].as_str().unwrap_or("")) {
+                break r;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "stuck after a kill at {kill_at}: {r}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert_eq!(r["state"], ends, "killed at {kill_at}: {r}");
+        assert_eq!(kw.pod_image(0).await, on, "killed at {kill_at}");
+        assert_eq!(kw.pod_image(1).await, on, "killed at {kill_at}");
+    }
+    stop.store(true, Ordering::SeqCst);
+    let fewest = prober.await.unwrap();
+    assert!(fewest >= 1, "at some instant no node of 2 was healthy");
+    drop(process);
+    kw.double.cleanup();
 }

@@ -1,6 +1,6 @@
 //! habd in this process, on a free port of 127.0.0.1, and JSON helpers.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use hab::{
     config::{Config, Overrides},
@@ -100,4 +100,66 @@ pub async fn call(req: reqwest::RequestBuilder) -> (u16, Value) {
         status,
         serde_json::from_str(&body).unwrap_or(Value::String(body)),
     )
+}
+
+/// `habd serve` as a child process, to be killed with SIGKILL.
+pub struct HabdProcess {
+    child: std::process::Child,
+    port: u16,
+    config: std::path::PathBuf,
+}
+
+impl HabdProcess {
+    pub fn start(config: &std::path::Path, port: u16) -> Self {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(config.with_file_name("habd.log"))
+            .unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_habd"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env_remove("HAB_STATE_DIR")
+            .env_remove("HAB_PIPELINES_DIR")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        super::wait_for_port(port);
+        HabdProcess {
+            child,
+            port,
+            config: config.to_path_buf(),
+        }
+    }
+
+    pub fn kill9_and_restart(&mut self) {
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+        *self = HabdProcess::start(&self.config.clone(), self.port);
+    }
+}
+
+impl Drop for HabdProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until the rollout has recorded a step of `kind`.
+pub async fn until_step(habd: &Habd, id: i64, kind: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, r) = call(habd.api(reqwest::Method::GET, &format!("/rollouts/{id}"))).await;
+        if r["steps"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s["kind"] == kind))
+        {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "no {kind} step: {r}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
