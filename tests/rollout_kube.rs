@@ -228,6 +228,7 @@ async fn statefulset_partition_walk_and_rollback_unsticks_the_pod() {
             assert!(reasons.contains(&want), "event {want} in {reasons:?}");
         }
         assert!(s.deleted.is_empty(), "going forward hab deletes no pod");
+        assert!(s.watches >= 2, "each recreated pod was followed by a watch");
     }
 
     assert_eq!(kw.pod_image(0).await, image(&b));

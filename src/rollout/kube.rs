@@ -14,6 +14,7 @@
 
 use std::time::{Duration, Instant};
 
+use futures_util::{StreamExt, TryStreamExt};
 use k8s_openapi::{
     api::{
         apps::v1::StatefulSet,
@@ -21,7 +22,10 @@ use k8s_openapi::{
     },
     apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time},
 };
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::{
+    api::{Api, DeleteParams, Patch, PatchParams, PostParams, WatchParams},
+    core::WatchEvent,
+};
 use serde_json::json;
 
 use super::{plan::Direction, target::NodeStatus};
@@ -271,9 +275,59 @@ impl KubeTarget {
             }
         }
         let deadline = Instant::now() + wait;
+        let done = |p: &Pod| {
+            let recreated = old_uid.is_none() || p.metadata.uid != old_uid;
+            // Going forward, a pod already on the image (a resumed rollout)
+            // is done; going back, it must be a new pod.
+            pod_image(p).as_deref() == Some(image)
+                && p.metadata.deletion_timestamp.is_none()
+                && (recreated || direction == Direction::Forward)
+        };
+        // The pod is followed by a watch: hab moves on as soon as the
+        // controller has recreated it, with no polling interval to wait out.
         loop {
-            // The controller has seen the change (observedGeneration) and
-            // the pod has been recreated on the image.
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!(
+                    "pod {pod_name} was not recreated on {image} within {wait:.0?}"
+                ));
+            }
+            let wp = WatchParams::default()
+                .fields(&format!("metadata.name={pod_name}"))
+                .timeout(u32::try_from(left.as_secs().clamp(1, 290)).unwrap_or(290));
+            let mut events = self
+                .pods()
+                .watch(&wp, "0")
+                .await
+                .map_err(|e| format!("watch pod {pod_name}: {e}"))?
+                .boxed();
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let next = match tokio::time::timeout(left, events.try_next()).await {
+                    Ok(Ok(Some(ev))) => ev,
+                    // The watch ended (its timeout) or failed: watch again.
+                    Ok(Ok(None)) | Ok(Err(_)) => break,
+                    Err(_) => break,
+                };
+                match next {
+                    WatchEvent::Added(p) | WatchEvent::Modified(p) if done(&p) => {
+                        return self.observed(name, deadline).await;
+                    }
+                    WatchEvent::Error(e) => {
+                        tracing::debug!(pod = %pod_name, error = %e.message, "watch error; watching again");
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Waits until the StatefulSet controller has observed the latest spec
+    /// (`observedGeneration` ≥ `generation`), as `kubectl rollout status`
+    /// requires before it trusts the status.
+    async fn observed(&self, name: &str, deadline: Instant) -> Result<(), String> {
+        loop {
             let sts = self.sets().get(name).await.map_err(|e| e.to_string())?;
             let generation = sts.metadata.generation.unwrap_or(0);
             let observed = sts
@@ -281,26 +335,12 @@ impl KubeTarget {
                 .as_ref()
                 .and_then(|s| s.observed_generation)
                 .unwrap_or(0);
-            let pod = self
-                .pods()
-                .get_opt(&pod_name)
-                .await
-                .map_err(|e| e.to_string())?;
-            if let Some(p) = pod.filter(|_| observed >= generation) {
-                let recreated = old_uid.is_none() || p.metadata.uid != old_uid;
-                let on_image = pod_image(&p).as_deref() == Some(image);
-                // Going forward, a pod already on the image (a resumed
-                // rollout) is done; going back, it must be a new pod.
-                if on_image
-                    && p.metadata.deletion_timestamp.is_none()
-                    && (recreated || direction == Direction::Forward)
-                {
-                    return Ok(());
-                }
+            if observed >= generation {
+                return Ok(());
             }
             if Instant::now() >= deadline {
                 return Err(format!(
-                    "pod {pod_name} was not recreated on {image} within {wait:.0?}"
+                    "statefulset {name}: the controller has not observed generation {generation}"
                 ));
             }
             tokio::time::sleep(LOOK_EVERY).await;

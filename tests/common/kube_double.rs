@@ -65,6 +65,8 @@ pub struct DoubleState {
     pub patches: Vec<(String, Value)>,
     /// Pods deleted through the API.
     pub deleted: Vec<String>,
+    /// Pod watches served.
+    pub watches: u32,
 }
 
 /// A running double.
@@ -252,9 +254,89 @@ fn pod_json(name: &str, sts: &str, p: &PodRec, rv: u64) -> Value {
     })
 }
 
+/// `GET …/pods?watch=true&fieldSelector=metadata.name=X`: a stream of
+/// watch events for that pod (ADDED for what exists at the start, then
+/// MODIFIED, DELETED, ADDED as it changes), until `timeoutSeconds`.
+fn watch_pod(state: Arc<Mutex<DoubleState>>, query: &str) -> Response {
+    let param = |k: &str| {
+        url::form_urlencoded::parse(query.as_bytes())
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.into_owned())
+    };
+    let Some(name) =
+        param("fieldSelector").and_then(|f| f.strip_prefix("metadata.name=").map(str::to_string))
+    else {
+        return status(
+            400,
+            "BadRequest",
+            "the double watches one pod: fieldSelector=metadata.name=<pod>".into(),
+        );
+    };
+    state.lock().unwrap().watches += 1;
+    let timeout = param("timeoutSeconds")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(290u64);
+    let until = std::time::Instant::now() + Duration::from_secs(timeout);
+    type Seen = Option<(String, bool)>;
+    let stream = futures_util::stream::unfold((None::<Seen>, state), move |(seen, state)| {
+        let name = name.clone();
+        async move {
+            loop {
+                if std::time::Instant::now() >= until {
+                    return None;
+                }
+                let (now, line) = {
+                    let s = state.lock().unwrap();
+                    let sts = name.rsplit_once('-').map_or(name.as_str(), |(a, _)| a);
+                    match s.pods.get(&name) {
+                        Some(p) => {
+                            let now: Seen = Some((p.uid.clone(), p.ready));
+                            let kind = match &seen {
+                                Some(Some((uid, _))) if *uid == p.uid => "MODIFIED",
+                                _ => "ADDED",
+                            };
+                            (
+                                now,
+                                json!({"type": kind, "object": pod_json(&name, sts, p, s.rv)}),
+                            )
+                        }
+                        None => (
+                            None,
+                            json!({"type": "DELETED", "object": {"apiVersion": "v1", "kind": "Pod",
+                                   "metadata": {"name": name, "namespace": "default"}}}),
+                        ),
+                    }
+                };
+                let changed = match &seen {
+                    None => now.is_some(),
+                    Some(before) => *before != now,
+                };
+                if changed {
+                    let mut bytes = serde_json::to_vec(&line).unwrap();
+                    bytes.push(b'\n');
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(Bytes::from(bytes)),
+                        (Some(now), state),
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    });
+    Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from_stream(stream))
+        .unwrap()
+}
+
 async fn handle(State(state): State<Arc<Mutex<DoubleState>>>, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    if method == Method::GET && path.ends_with("/pods") && query.contains("watch=true") {
+        return watch_pod(state, &query);
+    }
     let ctype = req
         .headers()
         .get("content-type")
