@@ -21,13 +21,7 @@ use serde_json::Value;
 async fn fixture_builds_publishes_and_verifies_both_platforms() {
     let bw = BuildWorld::new();
     let registry = TestRegistry::start(&bw.world.path("registry"), None, None);
-    let habd = bw
-        .habd(
-            &registry.url(),
-            &repo_root().join("dockerfiles/fixture"),
-            BOTH,
-        )
-        .await;
+    let habd = bw.habd(&registry.url(), &fixture_recipe(), BOTH).await;
 
     // habctl build --wait: progress per platform, exit 0, the build's JSON.
     let h = habd.url.clone();
@@ -244,7 +238,7 @@ async fn corrupted_blob_fails_verification_naming_the_blob() {
     let habd = bw
         .habd(
             &format!("http://127.0.0.1:{proxy_port}"),
-            &repo_root().join("dockerfiles/fixture"),
+            &fixture_recipe(),
             AMD64,
         )
         .await;
@@ -286,13 +280,7 @@ async fn corrupted_blob_fails_verification_naming_the_blob() {
 async fn refused_ref_cannot_be_built() {
     let bw = BuildWorld::new();
     let registry = TestRegistry::start(&bw.world.path("registry"), None, None);
-    let habd = bw
-        .habd(
-            &registry.url(),
-            &repo_root().join("dockerfiles/fixture"),
-            BOTH,
-        )
-        .await;
+    let habd = bw.habd(&registry.url(), &fixture_recipe(), BOTH).await;
     let (s, b) = start_build(&habd, "v2.0.0-unsigned").await;
     assert_eq!(s, 409, "{b}");
     assert_eq!(b["detail"]["verdict"]["verdict"], "unsigned", "{b}");
@@ -318,7 +306,7 @@ async fn registry_with_htpasswd_auth() {
         Some(("hab", "s3cret-pass")),
         None,
     );
-    let recipe = repo_root().join("dockerfiles/fixture");
+    let recipe = fixture_recipe();
 
     let wrong = bw.config(&registry.url(), Some(("hab", "wrong")), &recipe, AMD64);
     let habd = Habd::start_config(wrong).await;
@@ -500,13 +488,7 @@ async fn fixture_node_behaves_as_its_release_says() {
         up.signed_tag(&bw.world.gpg, &bw.fpr, tag, &c, T2020_02_01);
     }
     let registry = TestRegistry::start(&bw.world.path("registry"), None, None);
-    let habd = bw
-        .habd(
-            &registry.url(),
-            &repo_root().join("dockerfiles/fixture"),
-            AMD64,
-        )
-        .await;
+    let habd = bw.habd(&registry.url(), &fixture_recipe(), AMD64).await;
     let rpc = client();
     for (tag, status, blocks) in [
         ("v1.0.0", 200, Some(850_000)),

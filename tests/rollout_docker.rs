@@ -33,17 +33,7 @@ impl Fleets {
     }
 
     fn with_gates(gates: &str) -> Self {
-        let bw = BuildWorld::new();
-        let up = &bw.world.upstream;
-        for (tag, conf) in [
-            ("v1.1.0", "behaviour=healthy\n"),
-            ("v1.2.0", "behaviour=never-healthy\n"),
-            ("v1.3.0", "behaviour=lagging\nlag=5\n"),
-        ] {
-            up.write("node.conf", conf);
-            let c = up.commit(tag);
-            up.signed_tag(&bw.world.gpg, &bw.fpr, tag, &c, T2020_02_01);
-        }
+        let bw = BuildWorld::with_node_releases();
         let registry = TestRegistry::start(&bw.world.path("registry"), None, None);
         bw.write_hab(&registry.url(), None);
         std::fs::write(bw.world.path("rpc-password"), PASSWORD).unwrap();
@@ -58,7 +48,7 @@ impl Fleets {
             ));
         }
         std::fs::write(bw.world.path("hab.toml"), hab).unwrap();
-        let recipe = repo_root().join("dockerfiles/fixture");
+        let recipe = fixture_recipe();
         for p in ["node", "node2"] {
             bw.write_pipeline(
                 p,

@@ -61,17 +61,7 @@ struct KubeWorld {
 
 impl KubeWorld {
     async fn new(ip_base: u8) -> Self {
-        let bw = BuildWorld::new();
-        let up = &bw.world.upstream;
-        for (tag, conf) in [
-            ("v1.1.0", "behaviour=healthy\n"),
-            ("v1.2.0", "behaviour=never-healthy\n"),
-            ("v1.3.0", "behaviour=lagging\nlag=5\n"),
-        ] {
-            up.write("node.conf", conf);
-            let c = up.commit(tag);
-            up.signed_tag(&bw.world.gpg, &bw.fpr, tag, &c, T2020_02_01);
-        }
+        let bw = BuildWorld::with_node_releases();
         let registry = TestRegistry::start(&bw.world.path("registry"), None, None);
         let fleet = format!("kn{}", free_port());
         let double = KubeDouble::start(&format!("kd{fleet}"), ip_base).await;
@@ -88,7 +78,7 @@ impl KubeWorld {
         std::fs::write(bw.world.path("hab.toml"), hab).unwrap();
         bw.write_pipeline(
             "node",
-            &repo_root().join("dockerfiles/fixture"),
+            &fixture_recipe(),
             AMD64,
             r#"["fixture-node", "--version"]"#,
             "[[channel]]\nname = \"stable\"\n",

@@ -18,6 +18,11 @@ use super::*;
 pub const BOTH: &str = r#"["linux/amd64", "linux/arm64"]"#;
 pub const AMD64: &str = r#"["linux/amd64"]"#;
 
+/// The fixture node's recipe.
+pub fn fixture_recipe() -> PathBuf {
+    repo_root().join("dockerfiles/fixture")
+}
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -49,6 +54,23 @@ impl BuildWorld {
         let c2 = world.upstream.commit("candidate 2");
         world.upstream.unsigned_tag("v2.0.0-unsigned", &c2);
         BuildWorld { world, commit, fpr }
+    }
+
+    /// Also signed upstream: `v1.1.0` (a healthy node), `v1.2.0` (a node
+    /// that never becomes healthy) and `v1.3.0` (a node 5 blocks behind).
+    pub fn with_node_releases() -> Self {
+        let bw = BuildWorld::new();
+        let up = &bw.world.upstream;
+        for (tag, conf) in [
+            ("v1.1.0", "behaviour=healthy\n"),
+            ("v1.2.0", "behaviour=never-healthy\n"),
+            ("v1.3.0", "behaviour=lagging\nlag=5\n"),
+        ] {
+            up.write("node.conf", conf);
+            let c = up.commit(tag);
+            up.signed_tag(&bw.world.gpg, &bw.fpr, tag, &c, T2020_02_01);
+        }
+        bw
     }
 
     /// Writes hab.toml and pipelines/node.toml; loads them.

@@ -149,15 +149,7 @@ impl KubeDouble {
         let app = axum::Router::new()
             .fallback(handle)
             .with_state(state.clone());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await
-                .unwrap();
-        });
+        let tx = super::serve_in_background(listener, app);
         let double = KubeDouble {
             url,
             state,
