@@ -320,13 +320,16 @@ impl Rollouts {
         if r.state == RolloutState::Queued {
             let mut before = Vec::new();
             for o in 0..fleet.nodes {
-                let image = target
-                    .status(&fleet, o)
-                    .await
-                    .ok()
-                    .flatten()
-                    .and_then(|s| s.image);
-                before.push((o, image));
+                // What each node runs must be known for sure: a node taken
+                // for absent would be removed by a rollback.
+                match target.status(&fleet, o).await {
+                    Ok(s) => before.push((o, s.and_then(|s| s.image))),
+                    Err(e) => {
+                        tracing::warn!(fleet = %fleet.name, node = o, error = %e, "cannot read the node; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        return Ok(());
+                    }
+                }
             }
             let store = self.store.clone();
             blocking(move || store.begin_rollout(id, &before)).await?;
@@ -350,12 +353,16 @@ impl Rollouts {
             };
             let mut nodes = Vec::new();
             for (ordinal, before, settled) in &r.nodes {
-                let running = target
-                    .status(&fleet, *ordinal)
-                    .await
-                    .ok()
-                    .flatten()
-                    .and_then(|s| s.image);
+                // Never decide on a node whose state could not be read: a
+                // healthy node taken for missing would be replaced.
+                let running = match target.status(&fleet, *ordinal).await {
+                    Ok(s) => s.and_then(|s| s.image),
+                    Err(e) => {
+                        tracing::warn!(fleet = %fleet.name, node = ordinal, error = %e, "cannot read the node; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        return Ok(());
+                    }
+                };
                 nodes.push(NodeState {
                     ordinal: *ordinal,
                     running,
