@@ -18,9 +18,16 @@ use serde_json::{json, Value};
 const PASSWORD: &str = "kube-test-pw";
 
 async fn build(habd: &Habd, tag: &str) -> Value {
+    build_of(habd, "node", tag).await
+}
+
+async fn build_of(habd: &Habd, pipeline: &str, tag: &str) -> Value {
     let (s, b) = call(
-        habd.api(reqwest::Method::POST, "/pipelines/node/builds")
-            .json(&json!({ "ref": tag })),
+        habd.api(
+            reqwest::Method::POST,
+            &format!("/pipelines/{pipeline}/builds"),
+        )
+        .json(&json!({ "ref": tag })),
     )
     .await;
     assert!(s == 202 || s == 200, "{b}");
@@ -30,9 +37,13 @@ async fn build(habd: &Habd, tag: &str) -> Value {
 }
 
 async fn promote_and_wait(habd: &Habd, build: &Value) -> Value {
+    let pipeline = build["pipeline"].as_str().unwrap();
     let (s, p) = call(
-        habd.api(reqwest::Method::POST, "/pipelines/node/promote")
-            .json(&json!({ "target": build["id"].to_string(), "channel": "stable", "by": "test" })),
+        habd.api(
+            reqwest::Method::POST,
+            &format!("/pipelines/{pipeline}/promote"),
+        )
+        .json(&json!({ "target": build["id"].to_string(), "channel": "stable", "by": "test" })),
     )
     .await;
     assert_eq!(s, 200, "{p}");
@@ -50,12 +61,14 @@ async fn promote_and_wait(habd: &Habd, build: &Value) -> Value {
 
 /// A world with releases A (v1.0.0), B (v1.1.0), a never-Ready one
 /// (v1.2.0) and a lagging one (v1.3.0); a registry; the API double; and
-/// hab.toml with a Kubernetes target and a fleet of two nodes on it.
+/// hab.toml with a Kubernetes target and two fleets of two nodes on it
+/// (pipelines `node` and `node2`, two "implementations").
 struct KubeWorld {
     bw: BuildWorld,
     _registry: TestRegistry,
     double: KubeDouble,
     fleet: String,
+    fleet2: String,
     ip_base: u8,
 }
 
@@ -64,37 +77,40 @@ impl KubeWorld {
         let bw = BuildWorld::with_node_releases();
         let registry = TestRegistry::start(&bw.world.path("registry"), None, None);
         let fleet = format!("kn{}", free_port());
+        let fleet2 = format!("{fleet}b");
         let double = KubeDouble::start(&format!("kd{fleet}"), ip_base).await;
         bw.write_hab(&registry.url(), None);
         std::fs::write(bw.world.path("rpc-password"), PASSWORD).unwrap();
         let mut hab = std::fs::read_to_string(bw.world.path("hab.toml")).unwrap();
         hab.push_str(&format!(
             "[[target]]\nname = \"cluster\"\nkind = \"kubernetes\"\nendpoint = \"{}\"\nnamespace = \"default\"\n\
-             [[fleet]]\nname = \"{fleet}\"\npipeline = \"node\"\nchannel = \"stable\"\ntarget = \"cluster\"\nnodes = 2\n\
-             rpc_user = \"hab\"\nrpc_password_file = \"rpc-password\"\n\
-             [fleet.gates]\nsoak = \"1s\"\nready_timeout = \"8s\"\n",
-            double.url
+             {}{}",
+            double.url,
+            fleet_toml(&fleet, "node"),
+            fleet_toml(&fleet2, "node2"),
         ));
         std::fs::write(bw.world.path("hab.toml"), hab).unwrap();
-        bw.write_pipeline(
-            "node",
-            &fixture_recipe(),
-            AMD64,
-            r#"["fixture-node", "--version"]"#,
-            "[[channel]]\nname = \"stable\"\n",
-        );
+        for p in ["node", "node2"] {
+            bw.write_pipeline(
+                p,
+                &fixture_recipe(),
+                AMD64,
+                r#"["fixture-node", "--version"]"#,
+                "[[channel]]\nname = \"stable\"\n",
+            );
+        }
         KubeWorld {
             bw,
             _registry: registry,
             double,
             fleet,
+            fleet2,
             ip_base,
         }
     }
 
-    /// The StatefulSet as the chart installs it, on `image`.
-    fn install(&self, image: &str) {
-        let fleet = &self.fleet;
+    /// The StatefulSet of `fleet` as the chart installs it, on `image`.
+    fn install(&self, fleet: &str, image: &str) {
         self.double.create_statefulset(json!({
             "apiVersion": "apps/v1", "kind": "StatefulSet",
             "metadata": {"name": fleet},
@@ -112,9 +128,13 @@ impl KubeWorld {
     }
 
     async fn pod_image(&self, o: u32) -> String {
+        self.pod_image_of(&self.fleet, o).await
+    }
+
+    async fn pod_image_of(&self, fleet: &str, o: u32) -> String {
         let url = format!(
-            "{}/api/v1/namespaces/default/pods/{}-{o}",
-            self.double.url, self.fleet
+            "{}/api/v1/namespaces/default/pods/{fleet}-{o}",
+            self.double.url
         );
         let (_, p) = call(client().get(url)).await;
         p["spec"]["containers"][0]["image"]
@@ -123,8 +143,9 @@ impl KubeWorld {
             .to_string()
     }
 
-    /// Probes both pods' RPC until stopped; returns the fewest healthy seen.
-    fn prober(&self) -> (Arc<AtomicBool>, tokio::task::JoinHandle<usize>) {
+    /// Probes the pods of the first `sets` StatefulSets until stopped;
+    /// returns the fewest healthy seen.
+    fn prober(&self, sets: u8) -> (Arc<AtomicBool>, tokio::task::JoinHandle<usize>) {
         let stop = Arc::new(AtomicBool::new(false));
         let (s, base) = (stop.clone(), self.ip_base);
         let task = tokio::spawn(async move {
@@ -132,7 +153,7 @@ impl KubeWorld {
             let mut fewest = usize::MAX;
             while !s.load(Ordering::SeqCst) {
                 let mut healthy = 0;
-                for o in 0..2u8 {
+                for o in (0..sets).flat_map(|k| [10 * k, 10 * k + 1]) {
                     let url = format!("http://127.0.0.{}:18443/", base + o);
                     if hab::health::blockchain_info(&http, &url, "hab", PASSWORD)
                         .await
@@ -150,6 +171,14 @@ impl KubeWorld {
     }
 }
 
+fn fleet_toml(name: &str, pipeline: &str) -> String {
+    format!(
+        "[[fleet]]\nname = \"{name}\"\npipeline = \"{pipeline}\"\nchannel = \"stable\"\ntarget = \"cluster\"\nnodes = 2\n\
+         rpc_user = \"hab\"\nrpc_password_file = \"rpc-password\"\n\
+         [fleet.gates]\nsoak = \"1s\"\nready_timeout = \"8s\"\n"
+    )
+}
+
 fn image(b: &Value) -> String {
     b["reference"].as_str().unwrap().to_string()
 }
@@ -157,25 +186,47 @@ fn image(b: &Value) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statefulset_partition_walk_and_rollback_unsticks_the_pod() {
     let mut kw = KubeWorld::new(30).await;
-    let (bw, fleet) = (&kw.bw, kw.fleet.clone());
+    let (bw, fleet, fleet2) = (&kw.bw, kw.fleet.clone(), kw.fleet2.clone());
     let habd = Habd::start_config(bw.load()).await;
-    habd.sync_node().await;
+    for p in ["node", "node2"] {
+        let (s, b) = call(habd.api(reqwest::Method::POST, &format!("/pipelines/{p}/sync"))).await;
+        assert_eq!(s, 200, "{b}");
+    }
     let a = build(&habd, "v1.0.0").await;
     let b = build(&habd, "v1.1.0").await;
     let bad = build(&habd, "v1.2.0").await;
     let lagging = build(&habd, "v1.3.0").await;
-    kw.install(&image(&a));
-    // A on the channel: the nodes already run it; they are only checked.
-    let r = promote_and_wait(&habd, &a).await;
-    assert_eq!(r["state"], "succeeded", "{r}");
+    let a2 = build_of(&habd, "node2", "v1.0.0").await;
+    let b2 = build_of(&habd, "node2", "v1.1.0").await;
+    kw.install(&fleet, &image(&a));
+    kw.install(&fleet2, &image(&a2));
+    // A on the channels: the nodes already run it; they are only checked.
+    for build in [&a, &a2] {
+        let r = promote_and_wait(&habd, build).await;
+        assert_eq!(r["state"], "succeeded", "{r}");
+    }
 
-    // Every pod's RPC, probed throughout: never both down.
-    let (stop, prober) = kw.prober();
+    // Every pod's RPC, probed throughout: never two of four down.
+    let (stop, prober) = kw.prober(2);
 
-    // A to B, with one 409 Conflict on the way.
+    // A to B on both fleets (rolled one after the other), with one 409
+    // Conflict on the way; and a promote of an image hab did not build is
+    // refused without a patch.
+    let patches = kw.double.state.lock().unwrap().patches.len();
+    let (s, e) = call(
+        habd.api(reqwest::Method::POST, "/pipelines/node/promote")
+            .json(&json!({ "target": format!("sha256:{}", "0".repeat(64)), "channel": "stable" })),
+    )
+    .await;
+    assert_eq!(s, 404, "{e}");
+    assert_eq!(kw.double.state.lock().unwrap().patches.len(), patches);
     kw.double.state.lock().unwrap().conflicts = 1;
-    let r = promote_and_wait(&habd, &b).await;
-    assert_eq!(r["state"], "succeeded", "{r}");
+    for (build, f) in [(&b, &fleet), (&b2, &fleet2)] {
+        let r = promote_and_wait(&habd, build).await;
+        assert_eq!(r["state"], "succeeded", "{r}");
+        assert_eq!(kw.pod_image_of(f, 0).await, image(build));
+        assert_eq!(kw.pod_image_of(f, 1).await, image(build));
+    }
     {
         let s = kw.double.state.lock().unwrap();
         assert_eq!(
@@ -255,7 +306,10 @@ async fn statefulset_partition_walk_and_rollback_unsticks_the_pod() {
 
     stop.store(true, Ordering::SeqCst);
     let fewest = prober.await.unwrap();
-    assert!(fewest >= 1, "at some instant no node of 2 was healthy");
+    assert!(
+        fewest >= 3,
+        "at some instant only {fewest} of 4 nodes were healthy"
+    );
     habd.stop().await;
     kw.double.cleanup();
 }
@@ -265,7 +319,7 @@ async fn statefulset_partition_walk_and_rollback_unsticks_the_pod() {
 /// the rollout resumes or rolls back; a node answers throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kube_rollout_survives_habd_killed_at_every_step_kind() {
-    let mut kw = KubeWorld::new(40).await;
+    let mut kw = KubeWorld::new(60).await;
     let config = kw.bw.world.path("hab.toml");
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str(&format!("[api]\ntokens = [\"{TOKEN}\"]\n"));
@@ -278,10 +332,11 @@ async fn a_kube_rollout_survives_habd_killed_at_every_step_kind() {
     let a = build(&habd, "v1.0.0").await;
     let b = build(&habd, "v1.1.0").await;
     let bad = build(&habd, "v1.2.0").await;
-    kw.install(&image(&a));
+    let fleet = kw.fleet.clone();
+    kw.install(&fleet, &image(&a));
     assert_eq!(promote_and_wait(&habd, &a).await["state"], "succeeded");
 
-    let (stop, prober) = kw.prober();
+    let (stop, prober) = kw.prober(1);
     for (target, kill_at, ends, on) in [
         (&b, "update", "succeeded", image(&b)),
         (&a, "soaking", "succeeded", image(&a)),

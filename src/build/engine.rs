@@ -69,7 +69,7 @@ pub struct BuildRequest<'a> {
     pub platform: &'a str,
     /// Build arguments.
     pub args: &'a std::collections::BTreeMap<String, String>,
-    /// Local tag for the result (`hab-build/<pipeline>:<id>-<arch>`).
+    /// Local tag for the result (`hab-build/<pipeline>:<id>-<arch>-<pid>-<n>`).
     pub tag: &'a str,
     /// Credentials for the registry a base image comes from.
     pub registry_auth: Option<(String, DockerCredentials)>,

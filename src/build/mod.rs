@@ -787,7 +787,14 @@ impl Builds {
             );
         }
         let arch = plan::architecture(platform);
-        let tag = format!("hab-build/{}:{id}-{arch}", prep.pipeline.name);
+        // Unique on the engine even when several habds (or tests) share it
+        // and number their builds alike: the tag is removed after the push.
+        let tag = format!(
+            "hab-build/{}:{id}-{arch}-{}-{}",
+            prep.pipeline.name,
+            std::process::id(),
+            LOCAL_TAGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         let store = self.store.clone();
         let p = platform.to_string();
         let mut log = move |lines: Vec<String>| {
@@ -1054,6 +1061,9 @@ impl Builds {
         self.verify_index(build.as_ref(), repository, digest).await
     }
 }
+
+/// Numbers the local tags of this process's builds.
+static LOCAL_TAGS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Aborts the platform tasks when the build's future is dropped (cancelled).
 struct AbortOnDrop(Vec<tokio::task::AbortHandle>);

@@ -122,7 +122,11 @@ impl KubeTarget {
     }
 
     /// Pod `<fleet>-<ordinal>` as a node; None when the StatefulSet does
-    /// not exist. A pod being recreated is a node that is not running.
+    /// not exist.
+    ///
+    /// # Errors
+    /// The API server could not be asked, or the pod does not exist (it is
+    /// being recreated): its image is then unknown.
     ///
     /// # Errors
     /// The API server could not be asked.
@@ -145,13 +149,15 @@ impl KubeTarget {
             .get_opt(&format!("{}-{ordinal}", fleet.name))
             .await
             .map_err(|e| e.to_string())?;
-        Ok(Some(match pod {
-            None => NodeStatus {
-                image: None,
-                running: false,
-                rpc_url: None,
-            },
-            Some(p) => NodeStatus {
+        match pod {
+            // Between deletion and recreation a pod is a node out of
+            // service whose image is not known: an error, so that no
+            // decision is taken on it (the engine looks again).
+            None => Err(format!(
+                "pod {}-{ordinal} does not exist (being created?)",
+                fleet.name
+            )),
+            Some(p) => Ok(Some(NodeStatus {
                 image: pod_image(&p),
                 running: pod_ready(&p),
                 rpc_url: p
@@ -159,8 +165,8 @@ impl KubeTarget {
                     .as_ref()
                     .and_then(|s| s.pod_ip.clone())
                     .map(|ip| format!("http://{ip}:{}/", fleet.rpc_port)),
-            },
-        }))
+            })),
+        }
     }
 
     /// Patches the StatefulSet, retrying a 409 Conflict.

@@ -46,6 +46,8 @@ struct Sts {
     generation: i64,
     revisions: BTreeMap<String, Value>,
     current: String,
+    /// Pod N of this set is at 127.0.0.(ip_base + ip_offset + N).
+    ip_offset: u8,
 }
 
 /// What the double holds, for tests to look at.
@@ -141,7 +143,8 @@ fn strategic(target: &mut Value, patch: &Value) {
 }
 
 impl KubeDouble {
-    /// Starts the API on a free port; pods get addresses 127.0.0.(ip_base+N).
+    /// Starts the API on a free port; pod N of the k-th StatefulSet created
+    /// gets address 127.0.0.(ip_base + 10k + N).
     pub async fn start(prefix: &str, ip_base: u8) -> Self {
         let state: Arc<Mutex<DoubleState>> = Arc::default();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -172,6 +175,7 @@ impl KubeDouble {
         obj["metadata"]["namespace"] = json!("default");
         let rev = revision(&obj["spec"]["template"]);
         let template = obj["spec"]["template"].clone();
+        let ip_offset = 10 * s.sets.len() as u8;
         s.sets.insert(
             name,
             Sts {
@@ -179,6 +183,7 @@ impl KubeDouble {
                 generation: 1,
                 revisions: BTreeMap::from([(rev.clone(), template)]),
                 current: rev,
+                ip_offset,
             },
         );
     }
@@ -228,6 +233,13 @@ impl KubeDouble {
                     .output();
             }
         }
+    }
+}
+
+impl Drop for KubeDouble {
+    /// A test that fails still removes its pods' containers and volumes.
+    fn drop(&mut self) {
+        self.cleanup();
     }
 }
 
@@ -480,7 +492,7 @@ async fn reconcile(
         let mut s = state.lock().unwrap();
         let names: Vec<String> = s.sets.keys().cloned().collect();
         for name in names {
-            let (replicas, partition, update, current, template_of) = {
+            let (replicas, partition, update, current, template_of, ip_offset) = {
                 let set = &s.sets[&name];
                 let replicas = set.obj["spec"]["replicas"].as_u64().unwrap_or(1) as u32;
                 let partition = set.obj["spec"]["updateStrategy"]["rollingUpdate"]["partition"]
@@ -493,6 +505,7 @@ async fn reconcile(
                     update,
                     set.current.clone(),
                     set.revisions.clone(),
+                    set.ip_offset,
                 )
             };
             // Create missing pods: from ordinal 0 up, each once the one
@@ -529,7 +542,7 @@ async fn reconcile(
                             ordinal: o,
                             revision: rev,
                             image: c["image"].as_str().unwrap_or("").to_string(),
-                            ip: format!("127.0.0.{}", ip_base + o as u8),
+                            ip: format!("127.0.0.{}", ip_base + ip_offset + o as u8),
                             env,
                             ready: false,
                             container: format!("{prefix}-{name}-{o}-{}", s.uid),
