@@ -28,6 +28,7 @@ use serde_json::{json, Value};
 ///   habctl promote bitcoind v28.1 --channel stable --reason "two weeks on edge"
 ///                                      point a channel at a VERIFIED build
 ///   habctl channels bitcoind           where each channel points, and its moves
+///   habctl rollout status              each fleet's nodes: image, health, last rollout
 ///   habctl status -o json              everything, for scripts
 #[derive(Parser)]
 #[command(name = "habctl", version, verbatim_doc_comment)]
@@ -452,7 +453,8 @@ async fn wait_for(client: &Client, id: i64) -> Result<BuildView, ClientError> {
 
 #[derive(Subcommand)]
 enum RolloutAction {
-    /// Every fleet (or one): each node's image and health, the last rollout and its steps.
+    /// Every fleet (or one): each node's image, RPC and health now, and its
+    /// last rollout (its steps: GET /api/v1/rollouts/ID or promote --wait).
     Status {
         /// Fleet name.
         fleet: Option<String>,
