@@ -189,7 +189,7 @@ fn short(r: &str) -> &str {
 }
 
 /// Compares runs of digits as numbers and the rest as text.
-fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+pub(crate) fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     fn chunks(s: &str) -> Vec<(bool, &str)> {
         let mut out = Vec::new();
         let mut start = 0;

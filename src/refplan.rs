@@ -223,9 +223,76 @@ pub fn may_build(
     }
 }
 
+/// Which refs a sync's changes build by themselves, for a pipeline that
+/// builds automatically: each new (or restored, or advanced) ref that may be
+/// built. On a pipeline's first sync every tag upstream ever made is new, so
+/// only the newest tag is built (by natural version order, `v1.10.0` after
+/// `v1.9.2`), not years of history; branch heads are built as they come.
+pub fn auto_builds(
+    changes: &[(String, ChangeKind)],
+    first_sync: bool,
+    buildable: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let candidates: Vec<&str> = changes
+        .iter()
+        .filter(|(_, k)| {
+            matches!(
+                k,
+                ChangeKind::Added | ChangeKind::Restored | ChangeKind::Updated
+            )
+        })
+        .map(|(n, _)| n.as_str())
+        .filter(|n| buildable(n))
+        .collect();
+    if !first_sync {
+        return candidates.into_iter().map(String::from).collect();
+    }
+    let newest_tag = candidates
+        .iter()
+        .filter(|n| n.starts_with("refs/tags/"))
+        .max_by(|a, b| crate::channel::natural_cmp(a, b));
+    candidates
+        .iter()
+        .filter(|n| !n.starts_with("refs/tags/") || Some(*n) == newest_tag)
+        .map(|n| n.to_string())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_first_sync_builds_only_the_newest_tag() {
+        let changes: Vec<(String, ChangeKind)> = [
+            ("refs/tags/v1.9.2", ChangeKind::Added),
+            ("refs/tags/v1.10.0", ChangeKind::Added),
+            ("refs/tags/v1.11.0-unsigned", ChangeKind::Added),
+            ("refs/heads/master", ChangeKind::Added),
+        ]
+        .into_iter()
+        .map(|(n, k)| (n.to_string(), k))
+        .collect();
+        let signed = |n: &str| !n.contains("unsigned");
+        assert_eq!(
+            auto_builds(&changes, true, signed),
+            vec!["refs/tags/v1.10.0", "refs/heads/master"]
+        );
+        assert_eq!(auto_builds(&changes, false, signed).len(), 3);
+    }
+
+    #[test]
+    fn moved_and_deleted_refs_build_nothing() {
+        let changes = vec![
+            ("refs/tags/v2".to_string(), ChangeKind::Moved),
+            ("refs/tags/v1".to_string(), ChangeKind::Deleted),
+            ("refs/heads/master".to_string(), ChangeKind::Updated),
+        ];
+        assert_eq!(
+            auto_builds(&changes, false, |_| true),
+            vec!["refs/heads/master"]
+        );
+    }
 
     fn known(name: &str, oid: &str, state: RefState) -> Known {
         Known {

@@ -276,7 +276,21 @@ async fn habctl_talks_to_the_api() {
         .collect();
     assert_eq!(
         header,
-        ["PIPELINE", "UPSTREAM", "POLICY", "REFS", "LAST SYNC"]
+        [
+            "PIPELINE",
+            "UPSTREAM",
+            "POLICY",
+            "REFS",
+            "LAST SYNC",
+            "NEXT SYNC",
+            "NEXT REBUILD",
+            "TRIGGERS"
+        ]
+    );
+    assert!(
+        text(&pipelines).contains("habctl only"),
+        "no schedule, no webhook: {}",
+        text(&pipelines)
     );
     assert!(
         text(&pipelines).contains("node") && text(&pipelines).contains("1 verified"),

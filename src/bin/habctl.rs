@@ -6,7 +6,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use hab::{
     client::{Client, ClientError},
     rollout::FleetView,
-    server::{BuildView, ChannelsView, LogPage, PipelineView, PromoteView, RefView, RolloutView},
+    server::{
+        BuildView, Chain, ChannelsView, FleetChain, LogPage, PipelineView, PromoteView, QueueView,
+        RefView, RolloutView,
+    },
     sync::SyncReport,
 };
 use serde_json::{json, Value};
@@ -64,10 +67,12 @@ enum Output {
 
 #[derive(Subcommand)]
 enum Command {
-    /// List pipelines: upstream, policy, refs by verdict, last sync.
+    /// List pipelines: upstream, policy, refs by verdict, last sync, when
+    /// the schedules next run, and what triggers them.
     Pipelines,
-    /// Sync a pipeline now: fetch upstream, verify new and moved tags.
-    /// Joins a sync of it already running rather than starting another.
+    /// Sync a pipeline now: fetch upstream, verify new and moved tags (and,
+    /// for a pipeline with `build.auto`, queue builds of new verified tags).
+    /// Joins a sync of it already queued or running rather than adding one.
     Sync {
         /// Pipeline name.
         pipeline: String,
@@ -110,10 +115,23 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
-    /// Show one build: ref, commit, signer, build keys, digests, verification.
+    /// Show the whole chain of a build, or of the build a fleet runs: the
+    /// tag, its verdict and signer, what triggered the sync that found it
+    /// (webhook deliveries, a schedule), commit, build keys, digests, every
+    /// verification, the channel moves to it, and every rollout step.
     Show {
-        /// Build id.
-        id: i64,
+        /// A build id (12, build-12) or a fleet name.
+        target: String,
+    },
+    /// The trigger queue, newest first: each unit of work (sync, rebuild,
+    /// build), how many triggers asked for it, and how it ended.
+    Queue {
+        /// Only this pipeline's.
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
     },
     /// Print a build's output (BuildKit steps, hab's own steps).
     Logs {
@@ -367,6 +385,177 @@ fn print_build(v: &BuildView) {
             );
         }
     }
+}
+
+fn print_chain(c: &Chain) {
+    let time = |t: &chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M:%SZ").to_string();
+    println!("upstream");
+    match &c.stored_ref {
+        Some(r) => {
+            println!("  tag       {} -> commit {}", r.name, r.commit);
+            println!(
+                "  verdict   {}{}",
+                r.verdict.kind(),
+                r.verdict
+                    .signer()
+                    .map(|s| format!(", signed by {s}"))
+                    .unwrap_or_default()
+            );
+        }
+        None => println!(
+            "  ref       {} (no longer recorded)",
+            c.build.build.ref_name
+        ),
+    }
+    for e in &c.ref_events {
+        println!(
+            "  {}  {}{}{}",
+            time(&e.at),
+            e.event,
+            e.sync_id
+                .map(|s| format!(" by sync {s}"))
+                .unwrap_or_default(),
+            e.actor
+                .as_ref()
+                .map(|a| format!(" by {a}"))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(s) = &c.sync {
+        println!(
+            "  sync {}   {} at {}, triggered by {}",
+            s.id,
+            s.status,
+            time(&s.started_at),
+            s.trigger
+        );
+    }
+    for t in c.sync_triggers.iter().take(10) {
+        println!(
+            "    {}  {}{}",
+            time(&t.at),
+            t.source,
+            t.detail
+                .as_ref()
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default()
+        );
+    }
+    if c.sync_triggers.len() > 10 {
+        println!("    ... {} more triggers", c.sync_triggers.len() - 10);
+    }
+    println!();
+    print_build(&c.build);
+    for t in &c.build_triggers {
+        println!(
+            "  asked     {} by {}{}",
+            time(&t.at),
+            t.source,
+            t.detail
+                .as_ref()
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default()
+        );
+    }
+    if c.build.verifications.is_empty() {
+        for r in &c.verifications {
+            println!(
+                "  verification {} at {}: {}{}",
+                r.id,
+                time(&r.at),
+                if r.ok { "ok" } else { "FAILED" },
+                r.reason
+                    .as_ref()
+                    .map(|x| format!(": {x}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    println!();
+    println!("channels");
+    if c.channel_moves.is_empty() {
+        println!("  no channel points at this build");
+    }
+    for m in &c.channel_moves {
+        println!(
+            "  {}  {} -> build {}{} by {}{}",
+            time(&m.at),
+            m.channel,
+            m.to_build,
+            m.from_build
+                .map(|f| format!(" (from build {f})"))
+                .unwrap_or_default(),
+            m.by,
+            m.reason
+                .as_ref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        );
+    }
+    println!();
+    println!("rollouts");
+    if c.rollouts.is_empty() {
+        println!("  none");
+    }
+    for r in &c.rollouts {
+        println!(
+            "  rollout {} of fleet {}: {}{}",
+            r.rollout.id,
+            r.rollout.fleet,
+            r.rollout.state.as_str().to_uppercase(),
+            r.rollout
+                .reason
+                .as_ref()
+                .map(|x| format!(" ({x})"))
+                .unwrap_or_default()
+        );
+        for s in &r.steps {
+            println!(
+                "    {}  {:<8} {:<12} {}",
+                time(&s.at),
+                s.ordinal.map_or("-".into(), |o| format!("node {o}")),
+                s.kind,
+                s.detail
+            );
+        }
+    }
+}
+
+fn print_queue(items: &[QueueView]) {
+    if items.is_empty() {
+        println!("the queue is empty: nothing has been triggered yet");
+        return;
+    }
+    let rows = items
+        .iter()
+        .map(|q| {
+            let i = &q.item;
+            vec![
+                i.id.to_string(),
+                i.pipeline.clone(),
+                i.kind.as_str().to_string(),
+                i.ref_name
+                    .strip_prefix("refs/tags/")
+                    .unwrap_or(&i.ref_name)
+                    .to_string(),
+                format!("{:?}", i.state).to_lowercase(),
+                format!("{} x{}", i.source, i.triggers),
+                i.created_at.format("%Y-%m-%d %H:%M:%SZ").to_string(),
+                match (&i.error, &i.result) {
+                    (Some(e), _) => e.clone(),
+                    (None, Some(r)) => r.to_string(),
+                    (None, None) => "-".into(),
+                },
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        table(
+            &["ID", "PIPELINE", "KIND", "REF", "STATE", "ASKED BY", "CREATED", "RESULT"],
+            rows
+        )
+    );
 }
 
 fn print_verification(v: &Value) -> bool {
@@ -625,19 +814,48 @@ fn print_pipelines(views: &[PipelineView]) {
                         .format("%Y-%m-%d %H:%M:%SZ")
                 )
             });
+            let next = |t: &Option<chrono::DateTime<chrono::Utc>>| {
+                t.map_or("-".into(), |t| t.format("%Y-%m-%d %H:%MZ").to_string())
+            };
+            let mut triggers = Vec::new();
+            if let Some(s) = &p.sync_schedule {
+                triggers.push(format!("cron {s}"));
+            }
+            if p.webhook {
+                triggers.push("webhook".into());
+            }
+            if p.auto_build {
+                triggers.push("auto-build".into());
+            }
             vec![
                 p.name.clone(),
                 p.upstream.clone(),
                 p.policy.clone(),
                 refs,
                 last,
+                next(&p.next_sync),
+                next(&p.next_rebuild),
+                if triggers.is_empty() {
+                    "habctl only".into()
+                } else {
+                    triggers.join(", ")
+                },
             ]
         })
         .collect();
     println!(
         "{}",
         table(
-            &["PIPELINE", "UPSTREAM", "POLICY", "REFS", "LAST SYNC",],
+            &[
+                "PIPELINE",
+                "UPSTREAM",
+                "POLICY",
+                "REFS",
+                "LAST SYNC",
+                "NEXT SYNC",
+                "NEXT REBUILD",
+                "TRIGGERS"
+            ],
             rows
         )
     );
@@ -848,12 +1066,47 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 print_builds(&v);
             }
         }
-        Command::Show { id } => {
-            let v: BuildView = client.get(&format!("/builds/{id}")).await?;
+        Command::Show { target } => {
+            let id = target
+                .strip_prefix("build-")
+                .unwrap_or(&target)
+                .parse::<i64>()
+                .ok();
+            match id {
+                Some(id) => {
+                    let v: Chain = client.get(&format!("/builds/{id}/chain")).await?;
+                    if json_out {
+                        print_json(&json!(v));
+                    } else {
+                        print_chain(&v);
+                    }
+                }
+                None => {
+                    let v: FleetChain = client.get(&format!("/fleets/{target}")).await?;
+                    if json_out {
+                        print_json(&json!(v));
+                    } else {
+                        print_fleets(std::slice::from_ref(&v.fleet));
+                        match &v.chain {
+                            Some(c) => {
+                                println!();
+                                print_chain(c);
+                            }
+                            None => println!("\nno rollout of {target} has succeeded yet"),
+                        }
+                    }
+                }
+            }
+        }
+        Command::Queue { pipeline, limit } => {
+            let q = pipeline
+                .map(|p| format!("&pipeline={p}"))
+                .unwrap_or_default();
+            let v: Vec<QueueView> = client.get(&format!("/queue?limit={limit}{q}")).await?;
             if json_out {
                 print_json(&json!(v));
             } else {
-                print_build(&v);
+                print_queue(&v);
             }
         }
         Command::Logs { id, follow } => {

@@ -7,12 +7,16 @@ use clap::{Parser, Subcommand, ValueEnum};
 use hab::{
     config::{Config, ConfigError, Overrides},
     server::{self, AppState},
-    store::Store,
+    store::{Enqueue, QueueKind, Store},
 };
 
 /// habd mirrors upstream Bitcoin node repositories, verifies their release
-/// tags against pinned OpenPGP keys, and serves the verdicts and the mirrors
-/// over HTTP (API under /api/v1, mirrors under /git/<pipeline>).
+/// tags against pinned OpenPGP keys, builds verified releases for amd64 and
+/// arm64, publishes and verifies them in your registry, and rolls your node
+/// fleets to them one node at a time. Syncs run on each pipeline's cron
+/// schedule, on signed webhooks (POST /hooks/github, /hooks/gitea,
+/// /hooks/generic/<pipeline>) and on `habctl sync`; all go through one queue.
+/// The API is under /api/v1, the mirrors under /git/<pipeline>.
 ///
 /// Without --config, habd runs on its embedded defaults: listen on
 /// 127.0.0.1:8470, state under .hab/state, pipelines from ./pipelines.
@@ -60,7 +64,8 @@ enum Command {
         /// Address to listen on (overrides the file).
         #[arg(long, env = "HAB_LISTEN")]
         listen: Option<SocketAddr>,
-        /// Sync every pipeline once at start, in the background.
+        /// Queue a sync of every pipeline at start (schedules missed while
+        /// habd was down also run once at start, whatever this says).
         #[arg(long, env = "HAB_SYNC_ON_START", default_value_t = true, action = clap::ArgAction::Set)]
         sync_on_start: bool,
     },
@@ -167,18 +172,16 @@ async fn serve(config: Config, sync_on_start: bool) -> anyhow::Result<()> {
     }
     let state = AppState::new(config.clone(), store, tokens)?;
     if sync_on_start {
-        for p in config.pipelines.iter().cloned() {
-            let syncer = state.syncer().clone();
-            tokio::spawn(async move {
-                match syncer.sync(p.clone(), "start").await {
-                    Ok(r) => {
-                        tracing::info!(pipeline = %p.name, added = r.sync.added, moved = r.sync.moved, deleted = r.sync.deleted, "initial sync done")
-                    }
-                    Err(e) => {
-                        tracing::warn!(pipeline = %p.name, reason = %e.reason, "initial sync failed")
-                    }
+        for p in &config.pipelines {
+            let e = Enqueue::new(&p.name, QueueKind::Sync, "start");
+            match state.queue().request(e).await {
+                Ok(q) => {
+                    tracing::info!(pipeline = %p.name, queue = q.item.id, "sync at start queued")
                 }
-            });
+                Err(e) => {
+                    tracing::warn!(pipeline = %p.name, error = %e, "cannot queue the sync at start")
+                }
+            }
         }
     }
     server::serve(state, listen, server::shutdown_signal()).await?;

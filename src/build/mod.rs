@@ -20,6 +20,7 @@
 pub mod context;
 pub mod engine;
 pub mod plan;
+pub mod slots;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -29,7 +30,7 @@ use std::{
 
 use bollard::auth::DockerCredentials;
 use serde::Serialize;
-use tokio::sync::Semaphore;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -46,6 +47,7 @@ use crate::{
 };
 use context::ContextError;
 use engine::{BuildRequest, Engine, EngineError};
+use slots::FairSlots;
 
 /// Annotation carrying the fingerprint of the key that signed the release.
 pub const SIGNER_ANNOTATION: &str = "io.hab.signer.fingerprint";
@@ -153,9 +155,12 @@ pub struct Builds {
     store: Store,
     registry: Registry,
     rollouts: Arc<crate::rollout::Rollouts>,
-    /// One build at a time per builder: a build uses every core it gets.
-    slots: HashMap<String, Arc<Semaphore>>,
+    /// One build at a time per builder (a build uses every core it gets),
+    /// handed out fairly across pipelines.
+    slots: HashMap<String, Arc<FairSlots>>,
     running: Mutex<HashMap<i64, CancellationToken>>,
+    /// Bumped each time a build ends, for [`Builds::wait_final`].
+    ended: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Builds {
@@ -203,7 +208,7 @@ impl Builds {
         let slots = config
             .builders
             .iter()
-            .map(|b| (b.name.clone(), Arc::new(Semaphore::new(1))))
+            .map(|b| (b.name.clone(), FairSlots::new(1)))
             .collect();
         Arc::new(Builds {
             config,
@@ -212,7 +217,28 @@ impl Builds {
             rollouts,
             slots,
             running: Mutex::new(HashMap::new()),
+            ended: watch::Sender::new(0),
         })
+    }
+
+    /// Waits until build `id` has ended (verified, failed, cancelled or
+    /// interrupted) and returns it.
+    ///
+    /// # Errors
+    /// No such build, or the store fails.
+    pub async fn wait_final(&self, id: i64) -> Result<BuildRecord, BuildError> {
+        let mut ended = self.ended.subscribe();
+        loop {
+            ended.borrow_and_update();
+            let store = self.store.clone();
+            let b = blocking(move || store.build(id)?.ok_or(BuildError::NoSuchBuild(id))).await?;
+            if b.state.is_final() {
+                return Ok(b);
+            }
+            if ended.changed().await.is_err() {
+                return Err(BuildError::Internal("the build service stopped".into()));
+            }
+        }
     }
 
     /// The registry client.
@@ -365,7 +391,10 @@ impl Builds {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&id);
         let (state, reason) = match outcome {
-            Ok(()) => return,
+            Ok(()) => {
+                self.ended.send_modify(|n| *n += 1);
+                return;
+            }
             Err(BuildError::Cancelled) => {
                 (BuildState::Cancelled, "cancelled by an operator".into())
             }
@@ -377,6 +406,7 @@ impl Builds {
         if let Err(e) = r {
             tracing::error!(build = id, error = %e, "cannot record the end of a build");
         }
+        self.ended.send_modify(|n| *n += 1);
     }
 
     /// Resolves the ref, checks the policy, reads the recipe and the tree,
@@ -750,10 +780,7 @@ impl Builds {
             .cloned()
             .ok_or_else(|| BuildError::NoBuilder(platform.into()))?;
         self.update(id, platform, stage("waiting"));
-        let _permit = slot
-            .acquire_owned()
-            .await
-            .map_err(|e| BuildError::Internal(e.to_string()))?;
+        let _slot = slot.acquire(&build.pipeline).await;
         let builder_cfg = self
             .config
             .builders

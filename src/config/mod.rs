@@ -200,6 +200,37 @@ struct RawDaemon {
     target: Vec<RawTarget>,
     #[serde(default)]
     fleet: Vec<fleets::RawFleet>,
+    webhooks: Option<RawWebhooks>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhooks {
+    max_body_bytes: Option<Spanned<u64>>,
+    settle: Option<Spanned<String>>,
+}
+
+/// How habd takes webhooks (`[webhooks]` in hab.toml).
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// Bodies larger than this are refused with 413 before anything is read
+    /// into a signature check. GitHub caps its payloads at 25 MB, but a push
+    /// of a release tag is a few kB; 1 MiB leaves room for pushes of many
+    /// commits without letting strangers make habd buffer large bodies.
+    pub max_body_bytes: u64,
+    /// A sync asked for by a webhook waits this long for more of a burst
+    /// (a push sends `push` and `create` at once; a release adds `release`):
+    /// every delivery within it is one sync.
+    pub settle: std::time::Duration,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            max_body_bytes: 1024 * 1024,
+            settle: std::time::Duration::from_secs(2),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -358,6 +389,8 @@ pub struct Config {
     pub targets: Vec<TargetConfig>,
     /// Fleets of nodes.
     pub fleets: Vec<FleetConfig>,
+    /// Webhook intake.
+    pub webhooks: WebhookConfig,
     /// The pipelines, by name order.
     pub pipelines: Vec<Arc<Pipeline>>,
 }
@@ -468,6 +501,7 @@ impl Config {
             }],
             pipelines: Vec::new(),
             fleets: Vec::new(),
+            webhooks: WebhookConfig::default(),
         }
     }
 
@@ -578,6 +612,25 @@ impl Config {
             config.targets.clear();
         }
         config.fleets = fleets::parse_fleets(&mut src, base, raw.fleet);
+        if let Some(w) = raw.webhooks {
+            if let Some(max) = &w.max_body_bytes {
+                if *max.get_ref() < 1024 {
+                    src.error(
+                        max.span(),
+                        "webhooks.max_body_bytes",
+                        "at least 1024: a push of one tag is already a few kB",
+                    );
+                }
+                config.webhooks.max_body_bytes = *max.get_ref();
+            }
+            if let Some(settle) = &w.settle {
+                match fleets::parse_duration(settle.get_ref()) {
+                    Ok(d) if d <= std::time::Duration::from_secs(600) => config.webhooks.settle = d,
+                    Ok(_) => src.error(settle.span(), "webhooks.settle", "at most 10m"),
+                    Err(msg) => src.error(settle.span(), "webhooks.settle", msg),
+                }
+            }
+        }
         for (i, t) in raw.target.into_iter().enumerate() {
             if let Some(e) = &t.endpoint {
                 check_endpoint(&mut src, e, &format!("target[{i}].endpoint"));
@@ -710,6 +763,13 @@ struct RawPipeline {
     schedule: RawSchedule,
     #[serde(default)]
     channel: Vec<RawChannel>,
+    webhook: Option<RawWebhook>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    secret_file: Spanned<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -743,6 +803,8 @@ struct RawBuild {
     #[serde(default)]
     smoke: Vec<String>,
     base_image: Option<String>,
+    #[serde(default)]
+    auto: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -866,6 +928,10 @@ pub struct BuildRecipe {
     /// per platform to a digest that enters the build key and is passed as
     /// the `BASE_IMAGE` build argument. None: the recipe makes its own base.
     pub base_image: Option<String>,
+    /// Build each new verified ref a sync finds (on a pipeline's first sync,
+    /// only the newest). Off by default: a Bitcoin Core build is an hour of
+    /// CPU per platform, so building by itself is something you opt into.
+    pub auto: bool,
 }
 
 /// A release channel of a pipeline.
@@ -908,6 +974,31 @@ pub struct Pipeline {
     pub timezone: chrono_tz::Tz,
     /// Channels.
     pub channels: Vec<Channel>,
+    /// The secret webhooks for this pipeline are signed with (HMAC-SHA256).
+    /// None: webhooks cannot trigger it.
+    pub webhook_secret: Option<Secret>,
+}
+
+/// A secret read from a file; never printed.
+#[derive(Clone)]
+pub struct Secret(Arc<Vec<u8>>);
+
+impl Secret {
+    /// A secret of these bytes.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Secret(Arc::new(bytes))
+    }
+
+    /// The bytes.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 /// Loads every `*.toml` in the pipelines folder.
@@ -1100,6 +1191,7 @@ pub fn parse_pipeline(
             args: b.args,
             smoke: b.smoke,
             base_image: b.base_image,
+            auto: b.auto,
         }
     });
 
@@ -1152,6 +1244,39 @@ pub fn parse_pipeline(
         },
     };
 
+    let webhook_secret = raw.webhook.as_ref().and_then(|w| {
+        let p = resolve(base, w.secret_file.get_ref());
+        match std::fs::read(&p) {
+            Ok(bytes) => {
+                // Files written with `echo` end in a newline the sender's
+                // configuration does not have.
+                let trimmed = bytes.trim_ascii_end().to_vec();
+                if trimmed.len() < 16 {
+                    src.error(
+                        w.secret_file.span(),
+                        "webhook.secret_file",
+                        format!(
+                            "{} holds {} bytes; a webhook secret needs at least 16 (try: openssl rand -hex 32)",
+                            p.display(),
+                            trimmed.len()
+                        ),
+                    );
+                    None
+                } else {
+                    Some(Secret::new(trimmed))
+                }
+            }
+            Err(e) => {
+                src.error(
+                    w.secret_file.span(),
+                    "webhook.secret_file",
+                    format!("cannot read {}: {e}", p.display()),
+                );
+                None
+            }
+        }
+    });
+
     let mut channels: Vec<Channel> = Vec::new();
     for (i, c) in raw.channel.into_iter().enumerate() {
         if !valid_name(&c.name) || channels.iter().any(|d| d.name == c.name) {
@@ -1187,6 +1312,7 @@ pub fn parse_pipeline(
         rebuild_schedule,
         timezone,
         channels,
+        webhook_secret,
     };
     Ok((pipeline, name_at))
 }

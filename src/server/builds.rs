@@ -20,14 +20,20 @@ use crate::{
 
 impl From<BuildError> for ApiError {
     fn from(e: BuildError) -> Self {
+        ApiError::from(&e)
+    }
+}
+
+impl From<&BuildError> for ApiError {
+    fn from(e: &BuildError) -> Self {
         match e {
             BuildError::NoSuchPipeline(_)
             | BuildError::NoSuchRef { .. }
             | BuildError::NoSuchBuild(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
             BuildError::Refused {
-                ref name,
-                ref reason,
-                ref verdict,
+                name,
+                reason,
+                verdict,
             } => {
                 let mut err = ApiError::new(StatusCode::CONFLICT, e.to_string());
                 err.extra = Some(json!({ "ref": name, "reason": reason, "verdict": verdict }));
@@ -64,10 +70,14 @@ pub struct BuildView {
     /// True when a request found this build already made and verified.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reused: bool,
+    /// True when the request joined a build of the same ref already queued
+    /// or running, instead of starting another.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub joined: bool,
 }
 
 impl BuildView {
-    fn new(state: &AppState, build: BuildRecord) -> Self {
+    pub(super) fn new(state: &AppState, build: BuildRecord) -> Self {
         BuildView {
             verified: build.verified(),
             build_keys: build
@@ -87,6 +97,7 @@ impl BuildView {
             build,
             verifications: Vec::new(),
             reused: false,
+            joined: false,
         }
     }
 }
@@ -110,9 +121,14 @@ pub(super) async fn start_build(
     let Json(req) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
     let p = state.pipeline(&name)?;
     let trigger = req.trigger.unwrap_or_else(|| "api".into());
-    let started = state.builds.start(&p.name, &req.ref_name, &trigger).await?;
+    let (started, joined) = state
+        .queue
+        .build_now(&p.name, &req.ref_name, &trigger)
+        .await
+        .map_err(|e| ApiError::from(e.as_ref()))?;
     let mut view = BuildView::new(&state, started.build);
     view.reused = started.reused;
+    view.joined = joined;
     let status = if started.reused {
         StatusCode::OK
     } else {

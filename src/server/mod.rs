@@ -33,10 +33,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 mod builds;
+mod chain;
 mod channels;
+mod hooks;
 mod rollouts;
 
 pub use builds::{BuildView, LogPage};
+pub use chain::{Chain, FleetChain, QueueView};
 pub use channels::{ChannelView, ChannelsView, PromoteView};
 pub use rollouts::RolloutView;
 
@@ -101,7 +104,9 @@ type ApiResult<T> = Result<Json<T>, ApiError>;
 /// Counters habd exports on `/metrics`.
 #[derive(Default)]
 struct Metrics {
-    syncs: Family<Vec<(String, String)>, Counter>,
+    syncs: Family<Vec<(String, String)>, Gauge>,
+    webhooks: Family<Vec<(String, String)>, Counter>,
+    queue: Family<Vec<(String, String)>, Gauge>,
     refs: Family<Vec<(String, String)>, Gauge>,
     last_sync: Family<Vec<(String, String)>, Gauge>,
     builds: Family<Vec<(String, String)>, Gauge>,
@@ -118,24 +123,53 @@ pub struct AppState {
     registry: Arc<Registry>,
     builds: Arc<Builds>,
     rollouts: Arc<crate::rollout::Rollouts>,
+    queue: Arc<crate::queue::Queue>,
     started: Instant,
     requests: Arc<AtomicU64>,
 }
 
 impl AppState {
     /// State over a loaded config, an open store and the API tokens. Starts
-    /// the rollout engine's worker, so it must be called inside a tokio
-    /// runtime.
+    /// the rollout engine's worker, the trigger queue and the scheduler, so
+    /// it must be called inside a tokio runtime.
     ///
     /// # Errors
-    /// The registry's password file cannot be read.
+    /// The registry's password file cannot be read, or the store fails.
     pub fn new(config: Arc<Config>, store: Store, tokens: Vec<String>) -> Result<Self, BuildError> {
+        Self::with_clock(
+            config,
+            store,
+            tokens,
+            Arc::new(crate::schedule::SystemClock),
+        )
+    }
+
+    /// [`AppState::new`] with the schedules read from `clock`.
+    ///
+    /// # Errors
+    /// As [`AppState::new`].
+    pub fn with_clock(
+        config: Arc<Config>,
+        store: Store,
+        tokens: Vec<String>,
+        clock: Arc<dyn crate::schedule::Clock>,
+    ) -> Result<Self, BuildError> {
         let metrics = Arc::new(Metrics::default());
         let mut registry = Registry::with_prefix("hab");
         registry.register(
             "syncs",
-            "Syncs run, by pipeline and outcome",
+            "Syncs recorded, by pipeline and outcome",
             metrics.syncs.clone(),
+        );
+        registry.register(
+            "webhooks",
+            "Webhook deliveries, by provider and outcome (queued, duplicate, pong, ignored, or the HTTP status refusing it)",
+            metrics.webhooks.clone(),
+        );
+        registry.register(
+            "queue",
+            "Queue items, by kind and state",
+            metrics.queue.clone(),
         );
         registry.register(
             "refs",
@@ -161,7 +195,17 @@ impl AppState {
         let rollouts = crate::rollout::Rollouts::new(config.clone(), store.clone(), reg.clone());
         rollouts.spawn();
         let builds = Builds::new(config.clone(), store.clone(), reg, rollouts.clone());
-        let syncer = Syncer::new(store, config.state_dir.clone());
+        let syncer = Syncer::new(store.clone(), config.state_dir.clone());
+        let queue = crate::queue::Queue::new(
+            config.clone(),
+            store.clone(),
+            syncer.clone(),
+            builds.clone(),
+        );
+        queue.spawn()?;
+        let scheduler =
+            crate::schedule::Scheduler::new(config.clone(), store, clock, queue.waker());
+        tokio::spawn(scheduler.run());
         Ok(AppState {
             config,
             syncer,
@@ -170,6 +214,7 @@ impl AppState {
             registry: Arc::new(registry),
             builds,
             rollouts,
+            queue,
             started: Instant::now(),
             requests: Arc::default(),
         })
@@ -180,9 +225,14 @@ impl AppState {
         &self.builds
     }
 
-    /// The syncer (for syncs at start).
+    /// The syncer.
     pub fn syncer(&self) -> &Syncer {
         &self.syncer
+    }
+
+    /// The trigger queue (for syncs at start).
+    pub fn queue(&self) -> &Arc<crate::queue::Queue> {
+        &self.queue
     }
 
     fn pipeline(&self, name: &str) -> Result<Arc<Pipeline>, ApiError> {
@@ -252,11 +302,17 @@ pub fn router(state: AppState) -> Router {
         .route("/fleets/{name}/{action}", post(rollouts::control))
         .route("/rollouts", get(rollouts::list_rollouts))
         .route("/rollouts/{id}", get(rollouts::get_rollout))
+        .route("/fleets/{name}", get(chain::fleet))
+        .route("/builds/{id}/chain", get(chain::build_chain))
+        .route("/queue", get(chain::list_queue))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API route") })
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))
+        .route("/hooks/github", post(hooks::github))
+        .route("/hooks/gitea", post(hooks::gitea))
+        .route("/hooks/generic/{pipeline}", post(hooks::generic))
         .route("/metrics", get(metrics))
         .route("/git/{name}/info/refs", get(git_info_refs))
         .route("/git/{name}/HEAD", get(git_head))
@@ -313,16 +369,41 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
         .iter()
         .map(|p| p.name.clone())
         .collect();
-    let (snapshot, builds) = blocking(move || {
+    let snapshot = blocking(move || {
         let mut out = Vec::new();
         for name in names {
             let refs = store.refs(&name)?;
             let last = store.syncs(&name, 1)?.into_iter().next();
             out.push((name, refs, last));
         }
-        Ok((out, store.build_counts()?))
+        Ok((
+            out,
+            store.build_counts()?,
+            store.sync_counts()?,
+            store.queue_counts()?,
+        ))
     })
     .await?;
+    let (snapshot, builds, syncs, queue) = (snapshot.0, snapshot.1, snapshot.2, snapshot.3);
+    state.metrics.syncs.clear();
+    for (pipeline, status, n) in syncs {
+        state
+            .metrics
+            .syncs
+            .get_or_create(&vec![
+                ("pipeline".into(), pipeline),
+                ("status".into(), status),
+            ])
+            .set(n);
+    }
+    state.metrics.queue.clear();
+    for (kind, item_state, n) in queue {
+        state
+            .metrics
+            .queue
+            .get_or_create(&vec![("kind".into(), kind), ("state".into(), item_state)])
+            .set(n);
+    }
     state.metrics.builds.clear();
     for (pipeline, build_state, n) in builds {
         state
@@ -387,9 +468,26 @@ pub struct PipelineView {
     pub policy: String,
     /// Pinned primary fingerprints.
     pub keys: Vec<String>,
-    /// Sync schedule, as written (declared now; habd runs schedules once the
-    /// trigger queue lands, until then syncs run at start and on request).
+    /// Sync schedule, as written.
     pub sync_schedule: Option<String>,
+    /// When it next fires.
+    #[serde(default)]
+    pub next_sync: Option<chrono::DateTime<chrono::Utc>>,
+    /// Rebuild schedule, as written.
+    #[serde(default)]
+    pub rebuild_schedule: Option<String>,
+    /// When it next fires.
+    #[serde(default)]
+    pub next_rebuild: Option<chrono::DateTime<chrono::Utc>>,
+    /// The schedules' time zone.
+    #[serde(default)]
+    pub timezone: String,
+    /// True when webhooks can trigger it (a secret is configured).
+    #[serde(default)]
+    pub webhook: bool,
+    /// True when new verified refs build by themselves.
+    #[serde(default)]
+    pub auto_build: bool,
     /// Channels.
     pub channels: Vec<String>,
     /// Refs by verdict.
@@ -430,6 +528,18 @@ fn pipeline_view(
             .map(|k| k.fingerprints())
             .unwrap_or_default(),
         sync_schedule: p.sync_schedule.as_ref().map(|s| s.expression.clone()),
+        next_sync: p
+            .sync_schedule
+            .as_ref()
+            .and_then(|s| crate::schedule::next_slot(&s.cron, p.timezone, chrono::Utc::now())),
+        rebuild_schedule: p.rebuild_schedule.as_ref().map(|s| s.expression.clone()),
+        next_rebuild: p
+            .rebuild_schedule
+            .as_ref()
+            .and_then(|s| crate::schedule::next_slot(&s.cron, p.timezone, chrono::Utc::now())),
+        timezone: p.timezone.name().to_string(),
+        webhook: p.webhook_secret.is_some(),
+        auto_build: p.build.as_ref().is_some_and(|b| b.auto),
         channels: p.channels.iter().map(|c| c.name.clone()).collect(),
         refs: counts,
         last_sync: last,
@@ -487,20 +597,15 @@ async fn sync_pipeline(State(state): State<AppState>, Path(name): Path<String>) 
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let outcome = state.syncer.sync(p, "api").await;
-    let status = if outcome.is_ok() { "ok" } else { "failed" };
-    if !matches!(&outcome, Ok(r) if r.joined) {
-        state
-            .metrics
-            .syncs
-            .get_or_create(&vec![
-                ("pipeline".into(), name.clone()),
-                ("status".into(), status.into()),
-            ])
-            .inc();
-    }
+    let (outcome, joined) = match state.queue.sync_now(&p.name, "habctl", None).await {
+        Ok(o) => o,
+        Err(e) => return ApiError::internal(e).into_response(),
+    };
     match outcome {
-        Ok(report) => Json(report).into_response(),
+        Ok(mut report) => {
+            report.joined = joined;
+            Json(report).into_response()
+        }
         Err(SyncFailure {
             sync_id, reason, ..
         }) => {

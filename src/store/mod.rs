@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 mod builds;
 mod channels;
+mod queue;
 mod rollouts;
 
 pub use builds::{
@@ -24,6 +25,9 @@ pub use builds::{
     PlatformUpdate, VerificationRecord,
 };
 pub use channels::{ChannelMove, ChannelState, MoveRefused};
+pub use queue::{
+    Delivery, Enqueue, Enqueued, ItemState, Joined, QueueItem, QueueKind, TriggerRecord,
+};
 pub use rollouts::{RolloutRecord, RolloutState, RolloutStep};
 
 use crate::{
@@ -55,6 +59,9 @@ pub enum StoreError {
         /// JSON error.
         source: serde_json::Error,
     },
+    /// The blocking task running a store call died.
+    #[error("state store task failed: {0}")]
+    Task(String),
     /// No such ref.
     #[error("pipeline {pipeline} has no ref {name}")]
     NoSuchRef {
@@ -232,6 +239,53 @@ const MIGRATIONS: &[&str] = &[
         detail TEXT NOT NULL
      );
      CREATE INDEX rollout_steps_rollout ON rollout_steps (rollout_id, id);",
+    // 5: the trigger queue, every trigger received, webhook deliveries seen,
+    // and the last slot each schedule fired for.
+    "CREATE TABLE queue (
+        id INTEGER PRIMARY KEY,
+        pipeline TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('sync', 'rebuild', 'build')),
+        ref_name TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL CHECK (state IN ('pending', 'running', 'done', 'failed')),
+        due_at TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        started_at TEXT,
+        finished_at TEXT,
+        triggers INTEGER NOT NULL DEFAULT 1,
+        source TEXT NOT NULL,
+        result TEXT,
+        error TEXT
+     );
+     CREATE UNIQUE INDEX queue_one_pending ON queue (pipeline, kind, ref_name) WHERE state = 'pending';
+     CREATE INDEX queue_state ON queue (state, due_at);
+     CREATE TABLE triggers (
+        id INTEGER PRIMARY KEY,
+        queue_id INTEGER NOT NULL REFERENCES queue (id),
+        pipeline TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        ref_name TEXT NOT NULL DEFAULT '',
+        source TEXT NOT NULL,
+        detail TEXT,
+        at TEXT NOT NULL
+     );
+     CREATE INDEX triggers_queue ON triggers (queue_id);
+     CREATE INDEX triggers_pipeline ON triggers (pipeline, id);
+     CREATE TABLE deliveries (
+        provider TEXT NOT NULL,
+        delivery TEXT NOT NULL,
+        pipeline TEXT NOT NULL,
+        event TEXT NOT NULL,
+        queue_id INTEGER REFERENCES queue (id),
+        at TEXT NOT NULL,
+        PRIMARY KEY (provider, delivery)
+     );
+     CREATE TABLE schedule_runs (
+        pipeline TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        last_slot TEXT NOT NULL,
+        fired_at TEXT NOT NULL,
+        PRIMARY KEY (pipeline, kind)
+     );",
 ];
 
 /// A ref as the store knows it.

@@ -107,10 +107,21 @@ pub struct HabdProcess {
     child: std::process::Child,
     port: u16,
     config: std::path::PathBuf,
+    sync_on_start: bool,
 }
 
 impl HabdProcess {
     pub fn start(config: &std::path::Path, port: u16) -> Self {
+        Self::start_with(config, port, true)
+    }
+
+    /// Without the sync of every pipeline at start, so what runs after a
+    /// restart is only what the queue kept.
+    pub fn start_quiet(config: &std::path::Path, port: u16) -> Self {
+        Self::start_with(config, port, false)
+    }
+
+    fn start_with(config: &std::path::Path, port: u16, sync_on_start: bool) -> Self {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -120,6 +131,10 @@ impl HabdProcess {
             .args(["serve", "--config"])
             .arg(config)
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args([
+                "--sync-on-start",
+                if sync_on_start { "true" } else { "false" },
+            ])
             .env_remove("HAB_STATE_DIR")
             .env_remove("HAB_PIPELINES_DIR")
             .stdout(std::process::Stdio::null())
@@ -131,13 +146,14 @@ impl HabdProcess {
             child,
             port,
             config: config.to_path_buf(),
+            sync_on_start,
         }
     }
 
     pub fn kill9_and_restart(&mut self) {
         self.child.kill().unwrap(); // SIGKILL
         self.child.wait().unwrap();
-        *self = HabdProcess::start(&self.config.clone(), self.port);
+        *self = HabdProcess::start_with(&self.config.clone(), self.port, self.sync_on_start);
     }
 }
 

@@ -1,0 +1,221 @@
+//! The whole chain of a release, for `habctl show`: the tag, its verdict and
+//! signer, what triggered the sync that found it (webhook deliveries, a
+//! schedule), the build and its keys and digests, every verification, the
+//! channel moves to it, and the rollouts of it with every step. Also the
+//! queue, and one fleet with the chain of the build it runs.
+
+use axum::{
+    extract::{Path, Query, State},
+    http::StatusCode,
+    Json,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{blocking, builds::BuildView, rollouts::RolloutView, ApiError, ApiResult, AppState};
+use crate::{
+    rollout::FleetView,
+    store::{
+        ChannelMove, QueueItem, QueueKind, RefEvent, StoredRef, SyncRecord, TriggerRecord,
+        VerificationRecord,
+    },
+};
+
+/// Everything that happened to one build, from upstream to the nodes.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Chain {
+    /// The build: keys, digests, index.
+    pub build: BuildView,
+    /// The ref it was built from: commit, verdict, signer.
+    #[serde(rename = "ref")]
+    pub stored_ref: Option<StoredRef>,
+    /// What happened to that ref (added by sync N, moved, acknowledged).
+    pub ref_events: Vec<RefEvent>,
+    /// The sync that first saw the ref.
+    pub sync: Option<SyncRecord>,
+    /// What asked for that sync (webhook deliveries, a schedule slot, habctl).
+    pub sync_triggers: Vec<TriggerRecord>,
+    /// What asked for the build (the sync that found it, habctl, a rebuild).
+    pub build_triggers: Vec<TriggerRecord>,
+    /// Every verification run of the build.
+    pub verifications: Vec<VerificationRecord>,
+    /// Channel moves to this build.
+    pub channel_moves: Vec<ChannelMove>,
+    /// Rollouts of this build, with their steps.
+    pub rollouts: Vec<RolloutView>,
+}
+
+pub(super) async fn chain_of(state: &AppState, id: i64) -> Result<Chain, ApiError> {
+    let store = state.store();
+    let build = blocking(move || store.build(id))
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no build {id}")))?;
+    let store = state.store();
+    let b = build.clone();
+    let parts = blocking(move || {
+        let stored_ref = store.get_ref(&b.pipeline, &b.ref_name)?;
+        let ref_events = store.ref_events(&b.pipeline, &b.ref_name)?;
+        let found_by = ref_events
+            .iter()
+            .find(|e| {
+                e.sync_id.is_some()
+                    && e.new_oid.as_deref() == stored_ref.as_ref().map(|r| r.oid.as_str())
+            })
+            .or_else(|| ref_events.iter().find(|e| e.sync_id.is_some()))
+            .and_then(|e| e.sync_id);
+        let sync = match found_by {
+            Some(s) => Some(store.sync(s)?),
+            None => None,
+        };
+        let sync_triggers = match found_by {
+            Some(s) => match store.item_with_result(QueueKind::Sync, "sync_id", s)? {
+                Some(item) => store.triggers_of(item.id)?,
+                None => Vec::new(),
+            },
+            None => Vec::new(),
+        };
+        let build_triggers = match store.item_with_result(QueueKind::Build, "build_id", id)? {
+            Some(item) => store.triggers_of(item.id)?,
+            None => Vec::new(),
+        };
+        let verifications = store.verifications(id)?;
+        let channel_moves: Vec<ChannelMove> = store
+            .channel_moves(&b.pipeline, None, 1000)?
+            .into_iter()
+            .filter(|m| m.to_build == id)
+            .collect();
+        let mut rollouts = Vec::new();
+        for r in store
+            .rollouts(None, 1000)?
+            .into_iter()
+            .filter(|r| r.build_id == id)
+        {
+            let steps = store.rollout_steps(r.id)?;
+            rollouts.push(RolloutView { rollout: r, steps });
+        }
+        rollouts.reverse();
+        Ok((
+            stored_ref,
+            ref_events,
+            sync,
+            sync_triggers,
+            build_triggers,
+            verifications,
+            channel_moves,
+            rollouts,
+        ))
+    })
+    .await?;
+    let (
+        stored_ref,
+        ref_events,
+        sync,
+        sync_triggers,
+        build_triggers,
+        verifications,
+        channel_moves,
+        rollouts,
+    ) = parts;
+    Ok(Chain {
+        build: BuildView::new(state, build),
+        stored_ref,
+        ref_events,
+        sync,
+        sync_triggers,
+        build_triggers,
+        verifications,
+        channel_moves,
+        rollouts,
+    })
+}
+
+pub(super) async fn build_chain(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> ApiResult<Chain> {
+    Ok(Json(chain_of(&state, id).await?))
+}
+
+/// One fleet now, and the chain of the build its nodes run.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FleetChain {
+    /// Nodes, images, health, newest rollout.
+    pub fleet: FleetView,
+    /// The build the fleet runs (its newest succeeded rollout's), whole.
+    pub chain: Option<Chain>,
+}
+
+pub(super) async fn fleet(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<FleetChain> {
+    let fleets = state.rollouts.fleets().await.map_err(ApiError::internal)?;
+    let fleet = fleets.into_iter().find(|f| f.name == name).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no fleet named {name:?}; known: {}",
+                state
+                    .config
+                    .fleets
+                    .iter()
+                    .map(|f| f.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+    })?;
+    let store = state.store();
+    let n = name.clone();
+    let running = blocking(move || {
+        Ok(store
+            .rollouts(Some(&n), 1000)?
+            .into_iter()
+            .find(|r| r.state == crate::store::RolloutState::Succeeded)
+            .map(|r| r.build_id))
+    })
+    .await?;
+    let chain = match running {
+        Some(id) => Some(chain_of(&state, id).await?),
+        None => None,
+    };
+    Ok(Json(FleetChain { fleet, chain }))
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct QueueQuery {
+    pipeline: Option<String>,
+    limit: Option<u32>,
+}
+
+/// A queue item with the triggers that asked for it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct QueueView {
+    /// The item.
+    #[serde(flatten)]
+    pub item: QueueItem,
+    /// Its triggers, oldest first (at most 20 shown).
+    pub trigger_list: Vec<TriggerRecord>,
+}
+
+pub(super) async fn list_queue(
+    State(state): State<AppState>,
+    Query(q): Query<QueueQuery>,
+) -> ApiResult<Vec<QueueView>> {
+    let store = state.store();
+    let limit = q.limit.unwrap_or(30).min(1000);
+    Ok(Json(
+        blocking(move || {
+            let mut out = Vec::new();
+            for item in store.queue_items(q.pipeline.as_deref(), limit)? {
+                let mut t = store.triggers_of(item.id)?;
+                t.truncate(20);
+                out.push(QueueView {
+                    item,
+                    trigger_list: t,
+                });
+            }
+            Ok(out)
+        })
+        .await?,
+    ))
+}
