@@ -363,8 +363,14 @@ impl Queue {
         } else {
             sources.join("+")
         };
-        if triggers.len() > 1 {
-            s.push_str(&format!(" ({} triggers)", triggers.len()));
+        match triggers.as_slice() {
+            [only] => {
+                if let Some(d) = &only.detail {
+                    s.push_str(&format!(": {d}"));
+                }
+            }
+            [] => {}
+            many => s.push_str(&format!(" ({} triggers)", many.len())),
         }
         s.push_str(&format!(", queue {id}"));
         s
