@@ -184,7 +184,10 @@ fn main() {
     let items = store.queue_items(None, 100).unwrap();
     let triggers: i64 = items.iter().map(|i| i.triggers).sum();
     let syncs = store.syncs("bitcoind", 10).unwrap().len();
-    for (name, f) in [("GET /healthz (baseline)", &base_fig), ("POST /hooks/github", &hook)] {
+    for (name, f) in [
+        ("GET /healthz (baseline)", &base_fig),
+        ("POST /hooks/github", &hook),
+    ] {
         println!(
             "  {name:<26} {:>9.0} req/s   p50 {:>6.2} ms   p99 {:>6.2} ms   {} requests, {} not 2xx",
             f.rps, f.p50_ms, f.p99_ms, f.requests, f.non_2xx

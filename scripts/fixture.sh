@@ -10,6 +10,9 @@
 #                                  behaves: healthy (default), never-healthy, or
 #                                  lagging:N (N blocks behind its peers)
 #   scripts/fixture.sh unsigned NAME   the same, unsigned (hab refuses it)
+#   scripts/fixture.sh hook [NAME]      send habd (127.0.0.1:8470) the push webhook a
+#                                  forge would send for it, signed with the quickstart's
+#                                  secret (.hab/quickstart/webhook-secret)
 #
 # The fixture node (dockerfiles/fixture) reads node.conf from the release's
 # tree, so behaviour is chosen per release, as a real regression would be.
@@ -85,12 +88,28 @@ new_tag() {
   git_ add VERSION node.conf
   git_ commit -q -m "Release ${name#v} ($behaviour)"
   if [ "$signed" = yes ]; then git_ tag -s "$name" -m "fixture $name"; else git_ tag -a "$name" -m "fixture $name (unsigned)"; fi
-  echo "upstream now has $name at $(git_ rev-parse --short HEAD); run: habctl sync fixture && habctl refs fixture"
+  echo "upstream now has $name at $(git_ rev-parse --short HEAD); tell habd: bash scripts/fixture.sh hook $name (or: habctl sync fixture)"
+}
+
+# The GitHub push webhook for a tag, signed (HMAC-SHA256) with the secret of
+# the quickstart's fixture pipeline. Nothing in it is trusted: habd only
+# learns that the fixture upstream changed, and syncs it.
+hook() {
+  local name=${1:-} secret_file="$ROOT/.hab/quickstart/webhook-secret" body sig
+  [ -s "$secret_file" ] || { echo "no $secret_file: run scripts/quickstart.sh first" >&2; exit 1; }
+  body=$(printf '{"ref":"refs/tags/%s","repository":{"full_name":"fixture","clone_url":"git://127.0.0.1:%s/fixture.git"}}' "$name" "$PORT")
+  sig=$(printf '%s' "$body" | openssl dgst -sha256 -hmac "$(cat "$secret_file")" | sed 's/^.*= //')
+  curl -sS -X POST "${HAB_SERVER:-http://127.0.0.1:8470}/hooks/github" \
+    -H "Content-Type: application/json" -H "X-GitHub-Event: push" \
+    -H "X-GitHub-Delivery: fixture-$(date +%s%N)" -H "X-Hub-Signature-256: sha256=$sig" \
+    --data-binary "$body"
+  echo
 }
 
 case "${1:-init}" in
   init) init ;;
   tag) new_tag "${2:?tag name, like v1.3.0}" yes "${3:-healthy}" ;;
   unsigned) new_tag "${2:?tag name}" no ;;
-  *) echo "usage: $0 init | tag NAME [healthy|never-healthy|lagging:N] | unsigned NAME" >&2; exit 2 ;;
+  hook) hook "${2:-}" ;;
+  *) echo "usage: $0 init | tag NAME [healthy|never-healthy|lagging:N] | unsigned NAME | hook [NAME]" >&2; exit 2 ;;
 esac

@@ -4,8 +4,8 @@
 #
 #   - Debian packages: docker.io, docker-registry, qemu-user-static,
 #     binfmt-support, busybox-static, skopeo, git (git daemon), gnupg, wrk
-#     (the webhook benchmark), and the C toolchain bits the Rust crates
-#     build with.
+#     (the webhook benchmark), openssl (signs the quickstart's webhooks),
+#     and the C toolchain bits the Rust crates build with.
 #   - dockerd (with its API on /var/run/docker.sock)
 #   - binfmt_misc with qemu-aarch64, for linux/arm64 builds by emulation
 #   - the registry on 127.0.0.1:5000 with registry/config.yml (no auth)
@@ -22,7 +22,7 @@ need_root() {
 }
 
 PACKAGES=(docker.io docker-registry qemu-user-static binfmt-support busybox-static
-  skopeo git gnupg wrk pkg-config libssl-dev gcc iproute2 procps curl)
+  skopeo git gnupg wrk openssl pkg-config libssl-dev gcc iproute2 procps curl)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -322,3 +322,41 @@ fn fleets_name_a_pipeline_a_target_and_a_declared_channel() {
         "not a duration",
     );
 }
+
+#[test]
+fn webhook_secrets_and_intake_limits_are_checked() {
+    // A secret file that does not exist.
+    expect_pipeline_problem(
+        "[schedule]\n",
+        "[webhook]\nsecret_file = \"no-such-secret\"\n\n[schedule]\n",
+        19,
+        "webhook.secret_file",
+        "cannot read",
+    );
+    // One too short to resist guessing.
+    let dir = tempfile::tempdir().unwrap();
+    let short = dir.path().join("short");
+    std::fs::write(&short, "hunter2\n").unwrap();
+    expect_pipeline_problem(
+        "[schedule]\n",
+        &format!(
+            "[webhook]\nsecret_file = \"{}\"\n\n[schedule]\n",
+            short.display()
+        ),
+        19,
+        "webhook.secret_file",
+        "at least 16",
+    );
+    expect_daemon_problem(
+        "[webhooks]\nsettle = \"soon\"\n",
+        3,
+        "webhooks.settle",
+        "soon",
+    );
+    expect_daemon_problem(
+        "[webhooks]\nmax_body_bytes = 10\n",
+        3,
+        "webhooks.max_body_bytes",
+        "at least 1024",
+    );
+}

@@ -68,7 +68,10 @@ async fn verified_build_of(habd: &Habd, tag: &str) -> Value {
             match b["state"].as_str().unwrap() {
                 "verified" => return b.clone(),
                 "failed" | "cancelled" | "interrupted" => {
-                    panic!("{tag}: {b:#}\n{}", logs(habd, b["id"].as_i64().unwrap()).await)
+                    panic!(
+                        "{tag}: {b:#}\n{}",
+                        logs(habd, b["id"].as_i64().unwrap()).await
+                    )
                 }
                 _ => {}
             }
@@ -173,8 +176,15 @@ async fn a_signed_tag_and_a_webhook_reach_the_edge_fleet() {
         .iter()
         .any(|m| m["channel"] == "edge"));
     let id = second["id"].as_i64().unwrap();
-    let out = habctl(&habd).args(["show", &id.to_string()]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = habctl(&habd)
+        .args(["show", &id.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     for want in [
         "refs/tags/v1.1.0",
@@ -193,6 +203,28 @@ async fn a_signed_tag_and_a_webhook_reach_the_edge_fleet() {
     ] {
         assert!(text.contains(want), "habctl show lacks {want:?}:\n{text}");
     }
+    // A rebuild of what edge runs: no build key changed, so nothing is
+    // built; the verified build is reused.
+    let (s, q) = call(habd.api(reqwest::Method::POST, "/pipelines/node/rebuild")).await;
+    assert_eq!(s, 202, "{q}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let rebuilt = loop {
+        let items = habd.store.queue_items(Some("node"), 100).unwrap();
+        let b = items
+            .iter()
+            .find(|i| i.source == "rebuild" && i.finished_at.is_some())
+            .cloned();
+        if let Some(b) = b {
+            break b;
+        }
+        assert!(std::time::Instant::now() < deadline, "{items:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let result = rebuilt.result.unwrap();
+    assert_eq!(result["reused"], true, "{result}");
+    assert_eq!(result["build_id"].as_i64(), Some(id));
+    assert_eq!(habd.store.builds(Some("node"), 100).unwrap().len(), 2);
+
     let out = habctl(&habd).args(["show", &fleet]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(

@@ -95,6 +95,8 @@ enum Command {
     /// Build a verified ref for every platform of its pipeline, publish one
     /// image index, and verify it. A ref whose images were built and
     /// verified before is not built again: the existing build is returned.
+    /// A build of the ref already queued or running (by a sync, a rebuild)
+    /// is joined, not doubled.
     Build {
         /// Pipeline name.
         pipeline: String,
@@ -105,6 +107,13 @@ enum Command {
         /// unless it ends VERIFIED.
         #[arg(long)]
         wait: bool,
+    },
+    /// Queue a rebuild of what the pipeline's channels point at, as its
+    /// rebuild schedule does: picks up a new base image. Nothing is built
+    /// when no build key changed.
+    Rebuild {
+        /// Pipeline name.
+        pipeline: String,
     },
     /// List builds, newest first.
     Builds {
@@ -647,6 +656,12 @@ enum RolloutAction {
     Status {
         /// Fleet name.
         fleet: Option<String>,
+        /// Wait until the fleets' rollouts queued or running now have ended,
+        /// showing each step as it happens (useful after a webhook or a
+        /// build moved an automatic channel); exit non-zero unless every
+        /// one succeeded.
+        #[arg(long)]
+        wait: bool,
     },
     /// Pause a fleet's rollout between steps.
     Pause {
@@ -1030,6 +1045,11 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                     "{} of {pipeline} was built and verified before (build {id}): nothing to build",
                     v.build.version
                 );
+            } else if v.joined {
+                eprintln!(
+                    "build {id} of {pipeline} {} was already asked for ({}): following it (habctl logs {id} --follow for its output)",
+                    v.build.version, v.build.trigger
+                );
             } else {
                 eprintln!(
                     "build {id} of {pipeline} {} started (habctl logs {id} --follow to watch its output)",
@@ -1096,6 +1116,19 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                         }
                     }
                 }
+            }
+        }
+        Command::Rebuild { pipeline } => {
+            let v: Value = client
+                .post(&format!("/pipelines/{pipeline}/rebuild"), &json!({}))
+                .await?;
+            if json_out {
+                print_json(&v);
+            } else {
+                println!(
+                    "rebuild of {pipeline} queued (queue item {}); habctl queue --pipeline {pipeline} shows the builds it asks for",
+                    v["item"]["id"]
+                );
             }
         }
         Command::Queue { pipeline, limit } => {
@@ -1202,12 +1235,27 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             }
         }
         Command::Rollout { action } => match action {
-            RolloutAction::Status { fleet } => {
+            RolloutAction::Status { fleet, wait } => {
                 let mut v: Vec<FleetView> = client.get("/fleets").await?;
                 if let Some(f) = &fleet {
                     v.retain(|x| &x.name == f);
                     if v.is_empty() {
                         return Err(ClientError::Failed(format!("no fleet named {f:?}")));
+                    }
+                }
+                if wait {
+                    let ids: Vec<i64> = v
+                        .iter()
+                        .filter_map(|f| f.rollout.as_ref())
+                        .filter(|r| !r.state.is_final())
+                        .map(|r| r.id)
+                        .collect();
+                    if !ids.is_empty() && !wait_rollouts(&client, &ids).await? {
+                        return Err(ClientError::Failed("a rollout did not succeed".into()));
+                    }
+                    v = client.get("/fleets").await?;
+                    if let Some(f) = &fleet {
+                        v.retain(|x| &x.name == f);
                     }
                 }
                 if json_out {
@@ -1256,7 +1304,28 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
     Ok(())
 }
 
+/// `habctl show 12 | head` closes stdout early: end quietly, as a program
+/// killed by SIGPIPE would (exit 141), instead of a panic's backtrace.
+/// Rust ignores SIGPIPE, and restoring it needs unsafe code, which this
+/// crate forbids.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -202,13 +202,15 @@ async fn handle(
             .find(|p| hooks::names_upstream(&payload, &p.upstream))
         {
             Some(p) => (*p).clone(),
-            None => return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!(
+            None => {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    format!(
                     "unknown repository {}: no pipeline with that upstream has this webhook secret",
                     hooks::repository_name(&payload)
                 ),
-            )),
+                ))
+            }
         }
     };
 

@@ -285,6 +285,7 @@ pub fn router(state: AppState) -> Router {
         .route("/pipelines/{name}", get(get_pipeline))
         .route("/pipelines/{name}/sync", post(sync_pipeline))
         .route("/pipelines/{name}/syncs", get(list_syncs))
+        .route("/pipelines/{name}/rebuild", post(rebuild_pipeline))
         .route("/pipelines/{name}/refs", get(list_refs))
         .route("/pipelines/{name}/acknowledge", post(acknowledge))
         .route(
@@ -614,6 +615,32 @@ async fn sync_pipeline(State(state): State<AppState>, Path(name): Path<String>) 
             e.into_response()
         }
     }
+}
+
+/// `POST /api/v1/pipelines/{name}/rebuild`: queue a rebuild of what the
+/// pipeline's channels point at (as its rebuild schedule does). A build whose
+/// keys did not change (same commit, recipe, arguments and base digest) is
+/// reused; only a changed key builds.
+async fn rebuild_pipeline(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let p = state.pipeline(&name)?;
+    if p.build.is_none() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("pipeline {name} has no [build] section"),
+        ));
+    }
+    let queued = state
+        .queue
+        .request(crate::store::Enqueue::new(
+            &p.name,
+            crate::store::QueueKind::Rebuild,
+            "habctl",
+        ))
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(queued)).into_response())
 }
 
 async fn list_syncs(
