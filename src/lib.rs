@@ -2,11 +2,14 @@
 //! built only from upstream sources whose signatures it verified.
 //!
 //! The modules follow the flow of a release (see the README):
-//! [`config`] → [`mirror`] (git) → [`verify`] (OpenPGP) → [`refplan`] (what
-//! changed, pure) → [`store`] (SQLite) → [`sync`] (one sync, end to end) →
-//! [`build`] (BuildKit via the Docker API, plans in `build::plan`) →
-//! [`registry`] (OCI distribution: publish, read back) → [`server`] (HTTP
-//! API, git over HTTP) ← [`client`] (habctl).
+//! [`schedule`] (cron), [`hooks`] (signed webhooks) and habctl feed the
+//! [`queue`] → [`config`] → [`mirror`] (git) → [`verify`] (OpenPGP) →
+//! [`refplan`] (what changed, pure) → [`store`] (SQLite) → [`sync`] (one
+//! sync, end to end) → [`build`] (BuildKit via the Docker API, plans in
+//! `build::plan`) → [`registry`] (OCI distribution: publish, read back) →
+//! [`channel`] (promote, automatic channels) → [`rollout`] (fleets, one node
+//! at a time, gated by [`health`]) → [`server`] (HTTP API, webhooks, git
+//! over HTTP) ← [`client`] (habctl).
 
 #![forbid(unsafe_code)]
 

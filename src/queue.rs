@@ -93,6 +93,11 @@ async fn blocking<T: Send + 'static>(
 /// seen within this.
 const LOOK_AT_LEAST_EVERY: Duration = Duration::from_secs(5);
 
+/// Webhook delivery ids are kept this long to recognise replays. GitHub
+/// lets an operator redeliver for 3 days; a forged replay needs a valid
+/// signature anyway, and at worst asks for one harmless sync.
+const KEEP_DELIVERIES: chrono::Duration = chrono::Duration::days(90);
+
 impl Queue {
     /// A queue over `store`, running syncs with `syncer` and builds with `builds`.
     pub fn new(
@@ -165,6 +170,7 @@ impl Queue {
 
     fn publish(&self, id: i64, f: impl FnOnce(&mut Progress)) {
         let mut w = self.watches.lock().unwrap_or_else(|e| e.into_inner());
+        w.retain(|k, v| *k == id || v.ended.is_none_or(|t| t.elapsed() < KEEP_OUTCOMES));
         let entry = w.entry(id).or_insert_with(|| Watch {
             tx: watch::Sender::new(Progress::default()),
             ended: None,
@@ -277,7 +283,16 @@ impl Queue {
     }
 
     async fn worker(self: Arc<Self>) {
+        let mut pruned: Option<Instant> = None;
         loop {
+            if pruned.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
+                pruned = Some(Instant::now());
+                let store = self.store.clone();
+                let before = Utc::now() - KEEP_DELIVERIES;
+                if let Err(e) = blocking(move || store.prune_deliveries(before)).await {
+                    tracing::warn!(error = %e, "cannot forget old webhook deliveries");
+                }
+            }
             let store = self.store.clone();
             let pending = match blocking(move || store.pending_items()).await {
                 Ok(p) => p,

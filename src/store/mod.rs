@@ -335,7 +335,8 @@ pub struct SyncRecord {
     pub id: i64,
     /// Pipeline.
     pub pipeline: String,
-    /// What started it (`api`, `schedule`, `webhook`, `cli`).
+    /// What started it: the queue's description of its triggers
+    /// (`webhook:github (50 triggers), queue 12`, `schedule: */30 * * * * at …`).
     pub trigger: String,
     /// Start.
     pub started_at: DateTime<Utc>,

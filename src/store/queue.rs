@@ -522,6 +522,15 @@ impl Store {
             .optional()?)
     }
 
+    /// Forgets webhook deliveries older than `before` (a replay older than
+    /// that asks for one more sync, which is harmless: a sync only fetches
+    /// and verifies). Returns how many.
+    pub fn prune_deliveries(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
+        Ok(self
+            .lock()
+            .execute("DELETE FROM deliveries WHERE at < ?1", params![before])?)
+    }
+
     /// Items by kind and state (for metrics).
     pub fn queue_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
         let conn = self.lock();
