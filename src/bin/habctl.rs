@@ -381,18 +381,22 @@ fn print_build(v: &BuildView) {
     );
     if !v.verifications.is_empty() {
         println!();
-        for r in &v.verifications {
-            println!(
-                "  verification {} at {}: {}{}",
-                r.id,
-                r.at.format("%Y-%m-%d %H:%M:%SZ"),
-                if r.ok { "ok" } else { "FAILED" },
-                r.reason
-                    .as_ref()
-                    .map(|x| format!(": {x}"))
-                    .unwrap_or_default()
-            );
-        }
+        print_verifications(&v.verifications);
+    }
+}
+
+fn print_verifications(runs: &[hab::store::VerificationRecord]) {
+    for r in runs {
+        println!(
+            "  verification {} at {}: {}{}",
+            r.id,
+            r.at.format("%Y-%m-%d %H:%M:%SZ"),
+            if r.ok { "ok" } else { "FAILED" },
+            r.reason
+                .as_ref()
+                .map(|x| format!(": {x}"))
+                .unwrap_or_default()
+        );
     }
 }
 
@@ -467,18 +471,7 @@ fn print_chain(c: &Chain) {
         );
     }
     if c.build.verifications.is_empty() {
-        for r in &c.verifications {
-            println!(
-                "  verification {} at {}: {}{}",
-                r.id,
-                time(&r.at),
-                if r.ok { "ok" } else { "FAILED" },
-                r.reason
-                    .as_ref()
-                    .map(|x| format!(": {x}"))
-                    .unwrap_or_default()
-            );
-        }
+        print_verifications(&c.verifications);
     }
     println!();
     println!("channels");

@@ -49,11 +49,13 @@ pub(super) async fn chain_of(state: &AppState, id: i64) -> Result<Chain, ApiErro
     let build = blocking(move || store.build(id))
         .await?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no build {id}")))?;
+    let view = BuildView::new(state, build);
     let store = state.store();
-    let b = build.clone();
-    let parts = blocking(move || {
+    blocking(move || {
+        let b = &view.build;
         let stored_ref = store.get_ref(&b.pipeline, &b.ref_name)?;
         let ref_events = store.ref_events(&b.pipeline, &b.ref_name)?;
+        // The sync that saw the ref's current object, else the first that saw it.
         let found_by = ref_events
             .iter()
             .find(|e| {
@@ -62,22 +64,18 @@ pub(super) async fn chain_of(state: &AppState, id: i64) -> Result<Chain, ApiErro
             })
             .or_else(|| ref_events.iter().find(|e| e.sync_id.is_some()))
             .and_then(|e| e.sync_id);
-        let sync = match found_by {
-            Some(s) => Some(store.sync(s)?),
-            None => None,
-        };
-        let sync_triggers = match found_by {
-            Some(s) => match store.item_with_result(QueueKind::Sync, "sync_id", s)? {
+        let sync = found_by.map(|s| store.sync(s)).transpose()?;
+        let triggers_of_item = |kind, field, value| -> Result<_, crate::store::StoreError> {
+            Ok(match store.item_with_result(kind, field, value)? {
                 Some(item) => store.triggers_of(item.id)?,
                 None => Vec::new(),
-            },
+            })
+        };
+        let sync_triggers = match found_by {
+            Some(s) => triggers_of_item(QueueKind::Sync, "sync_id", s)?,
             None => Vec::new(),
         };
-        let build_triggers = match store.item_with_result(QueueKind::Build, "build_id", id)? {
-            Some(item) => store.triggers_of(item.id)?,
-            None => Vec::new(),
-        };
-        let verifications = store.verifications(id)?;
+        let build_triggers = triggers_of_item(QueueKind::Build, "build_id", id)?;
         let channel_moves: Vec<ChannelMove> = store
             .channel_moves(&b.pipeline, None, 1000)?
             .into_iter()
@@ -93,39 +91,19 @@ pub(super) async fn chain_of(state: &AppState, id: i64) -> Result<Chain, ApiErro
             rollouts.push(RolloutView { rollout: r, steps });
         }
         rollouts.reverse();
-        Ok((
+        Ok(Chain {
+            verifications: store.verifications(id)?,
             stored_ref,
             ref_events,
             sync,
             sync_triggers,
             build_triggers,
-            verifications,
             channel_moves,
             rollouts,
-        ))
+            build: view,
+        })
     })
-    .await?;
-    let (
-        stored_ref,
-        ref_events,
-        sync,
-        sync_triggers,
-        build_triggers,
-        verifications,
-        channel_moves,
-        rollouts,
-    ) = parts;
-    Ok(Chain {
-        build: BuildView::new(state, build),
-        stored_ref,
-        ref_events,
-        sync,
-        sync_triggers,
-        build_triggers,
-        verifications,
-        channel_moves,
-        rollouts,
-    })
+    .await
 }
 
 pub(super) async fn build_chain(

@@ -385,37 +385,10 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
         ))
     })
     .await?;
-    let (snapshot, builds, syncs, queue) = (snapshot.0, snapshot.1, snapshot.2, snapshot.3);
-    state.metrics.syncs.clear();
-    for (pipeline, status, n) in syncs {
-        state
-            .metrics
-            .syncs
-            .get_or_create(&vec![
-                ("pipeline".into(), pipeline),
-                ("status".into(), status),
-            ])
-            .set(n);
-    }
-    state.metrics.queue.clear();
-    for (kind, item_state, n) in queue {
-        state
-            .metrics
-            .queue
-            .get_or_create(&vec![("kind".into(), kind), ("state".into(), item_state)])
-            .set(n);
-    }
-    state.metrics.builds.clear();
-    for (pipeline, build_state, n) in builds {
-        state
-            .metrics
-            .builds
-            .get_or_create(&vec![
-                ("pipeline".into(), pipeline),
-                ("state".into(), build_state),
-            ])
-            .set(n);
-    }
+    let (snapshot, builds, syncs, queue) = snapshot;
+    set_counts(&state.metrics.syncs, ("pipeline", "status"), syncs);
+    set_counts(&state.metrics.queue, ("kind", "state"), queue);
+    set_counts(&state.metrics.builds, ("pipeline", "state"), builds);
     state.metrics.refs.clear();
     for (name, refs, last) in snapshot {
         for r in &refs {
@@ -450,6 +423,21 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
         text,
     )
         .into_response())
+}
+
+/// Sets a gauge family to counts read from the store, by two labels; label
+/// sets no longer counted disappear.
+fn set_counts(
+    family: &Family<Vec<(String, String)>, Gauge>,
+    labels: (&str, &str),
+    counts: Vec<(String, String, i64)>,
+) {
+    family.clear();
+    for (a, b, n) in counts {
+        family
+            .get_or_create(&vec![(labels.0.into(), a), (labels.1.into(), b)])
+            .set(n);
+    }
 }
 
 /// A pipeline as the API shows it.
