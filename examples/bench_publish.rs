@@ -322,6 +322,7 @@ async fn main() {
             url: format!("http://{host}").parse().unwrap(),
             username: None,
             password_file: None,
+            pull_host: None,
         })
         .unwrap();
         let order = if round % 2 == 0 {

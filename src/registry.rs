@@ -152,6 +152,7 @@ pub struct Registry {
     client: Arc<Client>,
     auth: RegistryAuth,
     host: String,
+    pull_host: Option<String>,
     url: String,
     credentials: Option<(String, String)>,
 }
@@ -195,6 +196,7 @@ impl Registry {
             client: Arc::new(client),
             auth,
             host: cfg.host(),
+            pull_host: cfg.pull_host.clone(),
             url: cfg.url.as_str().trim_end_matches('/').to_string(),
             credentials,
         })
@@ -261,6 +263,16 @@ impl Registry {
     /// `host/repository@digest`.
     pub fn pinned(&self, repository: &str, digest: &str) -> String {
         format!("{}/{repository}@{digest}", self.host)
+    }
+
+    /// `pull_host/repository@digest`: the same image as nodes name it, when
+    /// they reach the registry by another address than habd does (in a
+    /// cluster, kubelets pull through the node's network, not the Service).
+    pub fn pinned_for_nodes(&self, repository: &str, digest: &str) -> String {
+        format!(
+            "{}/{repository}@{digest}",
+            self.pull_host.as_deref().unwrap_or(&self.host)
+        )
     }
 
     async fn authorize(&self, r: &Reference, op: RegistryOperation) -> Result<(), RegistryError> {

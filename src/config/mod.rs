@@ -247,6 +247,7 @@ struct RawRegistry {
     url: Spanned<String>,
     username: Option<String>,
     password_file: Option<PathBuf>,
+    pull_host: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -299,6 +300,9 @@ pub struct RegistryConfig {
     pub username: Option<String>,
     /// File holding the password.
     pub password_file: Option<PathBuf>,
+    /// `host[:port]` nodes pull images from, when not the URL's (in a
+    /// cluster: the address kubelets reach the registry at).
+    pub pull_host: Option<String>,
 }
 
 impl RegistryConfig {
@@ -483,6 +487,7 @@ impl Config {
                 url: Url::parse("http://127.0.0.1:5000").expect("valid default"),
                 username: None,
                 password_file: None,
+                pull_host: None,
             },
             builders: vec![BuilderConfig {
                 name: "local".into(),
@@ -589,6 +594,20 @@ impl Config {
             }
             config.registry.username = reg.username;
             config.registry.password_file = reg.password_file.map(|p| resolve(base, &p));
+            if let Some(h) = &reg.pull_host {
+                let ok = !h.get_ref().is_empty()
+                    && !h.get_ref().contains("://")
+                    && !h.get_ref().contains('/');
+                if ok {
+                    config.registry.pull_host = Some(h.get_ref().clone());
+                } else {
+                    src.error(
+                        h.span(),
+                        "registry.pull_host",
+                        format!("{:?} is not a host[:port] (like \"registry.internal:5000\")", h.get_ref()),
+                    );
+                }
+            }
         }
         if !raw.builder.is_empty() {
             config.builders.clear();

@@ -137,7 +137,7 @@ impl Rollouts {
         index_digest: &str,
         trigger: &str,
     ) -> Result<Vec<RolloutRecord>, RolloutError> {
-        let image = self.registry.pinned(repository, index_digest);
+        let image = self.registry.pinned_for_nodes(repository, index_digest);
         let mut queued = Vec::new();
         for f in self.config.fleets_following(pipeline, channel) {
             let store = self.store.clone();
