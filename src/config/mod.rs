@@ -604,7 +604,10 @@ impl Config {
                     src.error(
                         h.span(),
                         "registry.pull_host",
-                        format!("{:?} is not a host[:port] (like \"registry.internal:5000\")", h.get_ref()),
+                        format!(
+                            "{:?} is not a host[:port] (like \"registry.internal:5000\")",
+                            h.get_ref()
+                        ),
                     );
                 }
             }

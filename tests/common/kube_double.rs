@@ -69,6 +69,10 @@ pub struct DoubleState {
     pub deleted: Vec<String>,
     /// Pod watches served.
     pub watches: u32,
+    /// Every request: (method, path, query), in order.
+    pub requests: Vec<(String, String, String)>,
+    /// Secrets, by name (created by the test, as `helm install` would).
+    secrets: BTreeMap<String, Value>,
 }
 
 /// A running double.
@@ -188,6 +192,13 @@ impl KubeDouble {
         );
     }
 
+    /// Creates a Secret (as `helm install` would); pods' `secretKeyRef`
+    /// env values are read from it.
+    pub fn create_secret(&self, secret: Value) {
+        let name = secret["metadata"]["name"].as_str().unwrap().to_string();
+        self.state.lock().unwrap().secrets.insert(name, secret);
+    }
+
     /// The docker volume standing for a pod's PVC.
     pub fn pvc(&self, sts: &str, ordinal: u32) -> String {
         format!("{}-{sts}-{ordinal}-data", self.prefix)
@@ -241,6 +252,27 @@ impl Drop for KubeDouble {
     fn drop(&mut self) {
         self.cleanup();
     }
+}
+
+/// An env entry's value: `value`, or `valueFrom.secretKeyRef` read from the
+/// Secrets the double holds (as the kubelet does).
+fn env_value(secrets: &BTreeMap<String, Value>, v: &Value) -> String {
+    if let Some(value) = v["value"].as_str() {
+        return value.to_string();
+    }
+    let r = &v["valueFrom"]["secretKeyRef"];
+    let (Some(name), Some(key)) = (r["name"].as_str(), r["key"].as_str()) else {
+        return String::new();
+    };
+    let Some(data) = secrets.get(name).and_then(|s| s["data"][key].as_str()) else {
+        return String::new();
+    };
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .unwrap_or_default()
 }
 
 fn pod_json(name: &str, sts: &str, p: &PodRec, rv: u64) -> Value {
@@ -338,6 +370,11 @@ async fn handle(State(state): State<Arc<Mutex<DoubleState>>>, req: Request) -> R
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
+    state
+        .lock()
+        .unwrap()
+        .requests
+        .push((method.to_string(), path.clone(), query.clone()));
     if method == Method::GET && path.ends_with("/pods") && query.contains("watch=true") {
         return watch_pod(state, &query);
     }
@@ -530,7 +567,7 @@ async fn reconcile(
                                     .map(|v| {
                                         (
                                             v["name"].as_str().unwrap_or("").to_string(),
-                                            v["value"].as_str().unwrap_or("").to_string(),
+                                            env_value(&s.secrets, v),
                                         )
                                     })
                                     .collect()

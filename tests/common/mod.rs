@@ -18,11 +18,14 @@ use std::{
 use tempfile::TempDir;
 
 mod build;
+mod chart;
 mod habd;
 mod kube_double;
 mod registry;
 #[allow(unused_imports)]
 pub use build::*;
+#[allow(unused_imports)]
+pub use chart::*;
 #[allow(unused_imports)]
 pub use habd::*;
 #[allow(unused_imports)]

@@ -1,0 +1,131 @@
+{{/* habd's ConfigMap data: hab.toml and the pipelines. */}}
+{{- define "hab.habdConfigData" -}}
+{{- $full := include "hab.fullname" . -}}
+{{- $root := . -}}
+{{- $impls := list -}}
+{{- range $impl := splitList " " (include "hab.implementations" .) }}
+{{- if (index $root.Values $impl).enabled }}{{ $impls = append $impls $impl }}{{ end }}
+{{- end }}
+data:
+  hab.toml: |
+    listen = "0.0.0.0:8470"
+    state_dir = "/var/lib/hab"
+    pipelines_dir = "pipelines"
+    # The build recipes ship in habd's image.
+    recipes_dir = "/usr/share/hab/dockerfiles"
+
+    [api]
+    token_file = "/run/secrets/hab/api-tokens"
+
+    [registry]
+    url = {{ include "hab.registryUrl" . | quote }}
+    username = {{ .Values.registry.auth.username | quote }}
+    password_file = "/run/secrets/hab-registry/password"
+    pull_host = {{ .Values.registry.pullHost | quote }}
+
+    [webhooks]
+    max_body_bytes = {{ .Values.habd.webhooks.maxBodyBytes | int }}
+    settle = {{ .Values.habd.webhooks.settle | quote }}
+    {{- if .Values.builders.enabled }}
+    {{- range $arch := .Values.builders.architectures }}
+
+    # Builds linux/{{ $arch }} natively; the others by emulation (qemu on
+    # its host) only when no native builder has them.
+    [[builder]]
+    name = {{ $arch | quote }}
+    {{- if $root.Values.builders.tls.secretName }}
+    endpoint = "tcp://{{ $full }}-builder-{{ $arch }}:2376"
+    tls_ca = "/run/secrets/hab-builder-tls/ca.pem"
+    tls_cert = "/run/secrets/hab-builder-tls/client-cert.pem"
+    tls_key = "/run/secrets/hab-builder-tls/client-key.pem"
+    {{- else }}
+    endpoint = "tcp://{{ $full }}-builder-{{ $arch }}:2375"
+    {{- end }}
+    platforms = ["linux/amd64", "linux/arm64"]
+    emulated = [{{ range $other := list "amd64" "arm64" }}{{ if ne $other $arch }}"linux/{{ $other }}"{{ end }}{{ end }}]
+    {{- end }}
+    {{- end }}
+
+    # The node StatefulSets of this release, in its namespace.
+    [[target]]
+    name = "cluster"
+    kind = "kubernetes"
+    namespace = {{ .Release.Namespace | quote }}
+    {{- range $impl := $impls }}
+    {{- $v := index $root.Values $impl }}
+    {{- $net := include "hab.net" (dict "root" $root "impl" $impl) | fromYaml }}
+
+    [[fleet]]
+    name = "{{ $full }}-{{ $impl }}"
+    pipeline = {{ $impl | quote }}
+    channel = {{ $root.Values.habd.channel | quote }}
+    target = "cluster"
+    nodes = {{ $v.replicas }}
+    network = {{ $root.Values.network | quote }}
+    rpc_user = {{ $root.Values.nodes.rpc.user | quote }}
+    rpc_password_file = "/run/secrets/hab-rpc/rpc-password"
+    rpc_port = {{ $net.rpc }}
+
+    [fleet.gates]
+    max_lag = {{ $root.Values.habd.gates.maxLag }}
+    soak = {{ $root.Values.habd.gates.soak | quote }}
+    ready_timeout = {{ $root.Values.habd.gates.readyTimeout | quote }}
+    {{- end }}
+  {{- range $impl := $impls }}
+  pipeline-{{ $impl }}.toml: |
+    implementation = {{ $impl | quote }}
+
+    [upstream]
+    {{- if eq $impl "bitcoind" }}
+    url = "https://github.com/bitcoin/bitcoin.git"
+    {{- else if eq $impl "btcd" }}
+    url = "https://github.com/btcsuite/btcd.git"
+    {{- else }}
+    url = "https://github.com/bcoin-org/bcoin.git"
+    {{- end }}
+
+    [refs]
+    track = ["refs/tags/v*"]
+    {{- if eq $impl "bitcoind" }}
+    ignore = ["refs/tags/*rc*", "refs/tags/v0.*"]
+    {{- else if eq $impl "btcd" }}
+    ignore = ["refs/tags/*rc*", "refs/tags/*beta*"]
+    {{- else }}
+    ignore = ["refs/tags/v1.*", "refs/tags/v0.*"]
+    {{- end }}
+
+    [signature]
+    policy = "signed"
+    keyring = "../keys/{{ $impl }}"
+
+    [build]
+    recipe = {{ $impl | quote }}
+    platforms = ["linux/amd64", "linux/arm64"]
+    {{- if eq $impl "bitcoind" }}
+    smoke = ["bitcoind", "-version"]
+    {{- else if eq $impl "btcd" }}
+    smoke = ["btcd", "--version"]
+    {{- else }}
+    smoke = ["bcoin", "--version"]
+    {{- end }}
+    auto = {{ $root.Values.habd.autoBuild }}
+
+    [image]
+    repository = {{ (index $root.Values $impl).image.repository | quote }}
+
+    [webhook]
+    secret_file = "/run/secrets/hab/webhook-{{ $impl }}"
+
+    [schedule]
+    sync = {{ $root.Values.habd.schedule.sync | quote }}
+    rebuild = {{ $root.Values.habd.schedule.rebuild | quote }}
+    timezone = {{ $root.Values.habd.schedule.timezone | quote }}
+
+    [[channel]]
+    name = "edge"
+    auto = true
+
+    [[channel]]
+    name = "stable"
+  {{- end }}
+{{- end -}}
