@@ -1,0 +1,224 @@
+//! The chart's node StatefulSet, as `helm template` renders it, rolled by
+//! habd through kube-rs against the Kubernetes API double (no kube-apiserver
+//! can be installed here; the double runs each pod as a real fixture-node
+//! container). Then the rendered Role is compared with every request habd
+//! made: it must allow each, and grant nothing habd did not use.
+
+mod common;
+
+use std::{collections::BTreeSet, time::Duration};
+
+use common::*;
+use serde_json::{json, Value};
+
+async fn build(habd: &Habd, tag: &str) -> Value {
+    let (s, b) = call(
+        habd.api(reqwest::Method::POST, "/pipelines/node/builds")
+            .json(&json!({ "ref": tag })),
+    )
+    .await;
+    assert!(s == 202 || s == 200, "{b}");
+    let b = wait_build(habd, b["id"].as_i64().unwrap()).await;
+    assert_eq!(b["state"], "verified", "{b}");
+    b
+}
+
+async fn promote_and_wait(habd: &Habd, build: &Value) -> Value {
+    let (s, p) = call(
+        habd.api(reqwest::Method::POST, "/pipelines/node/promote")
+            .json(&json!({ "target": build["id"].to_string(), "channel": "stable", "by": "test" })),
+    )
+    .await;
+    assert_eq!(s, 200, "{p}");
+    let id = p["rollouts"][0]["id"].as_i64().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    loop {
+        let (_, r) = call(habd.api(reqwest::Method::GET, &format!("/rollouts/{id}"))).await;
+        if ["succeeded", "failed"].contains(&r["state"].as_str().unwrap_or("")) {
+            return r;
+        }
+        assert!(std::time::Instant::now() < deadline, "rollout stuck: {r}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// (API group, resource, verb) of a request, as RBAC names them.
+fn rbac(method: &str, path: &str, query: &str) -> (String, String, String) {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, rest) = match parts.as_slice() {
+        ["api", "v1", rest @ ..] => ("", rest),
+        ["apis", group, _version, rest @ ..] => (*group, rest),
+        _ => panic!("not an API path: {path}"),
+    };
+    let (resource, named) = match rest {
+        ["namespaces", _, resource] => (*resource, false),
+        ["namespaces", _, resource, _name] => (*resource, true),
+        _ => panic!("not a namespaced resource: {path}"),
+    };
+    let verb = match (method, named) {
+        ("GET", true) => "get",
+        ("GET", false) if query.contains("watch=true") => "watch",
+        ("GET", false) => "list",
+        ("PATCH", _) => "patch",
+        ("PUT", _) => "update",
+        ("POST", _) => "create",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        other => panic!("unexpected request {other:?} {path}"),
+    };
+    (group.to_string(), resource.to_string(), verb.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rendered_statefulset_rolls_and_the_role_is_exactly_what_habd_uses() {
+    let bw = BuildWorld::with_node_releases();
+    let registry = TestRegistry::start(&bw.world.path("registry"), None, None);
+    let fleet = "hab-bitcoind";
+    let mut double = KubeDouble::start(&format!("chart{}", free_port()), 90).await;
+    bw.write_hab(&registry.url(), None);
+    // habd's fleet is the chart's StatefulSet; its gates read the password
+    // from the chart's Secret (written below, once rendered).
+    let mut hab = std::fs::read_to_string(bw.world.path("hab.toml")).unwrap();
+    hab.push_str(&format!(
+        "[[target]]\nname = \"cluster\"\nkind = \"kubernetes\"\nendpoint = \"{}\"\nnamespace = \"default\"\n\
+         [[fleet]]\nname = \"{fleet}\"\npipeline = \"node\"\nchannel = \"stable\"\ntarget = \"cluster\"\nnodes = 2\n\
+         network = \"regtest\"\nrpc_user = \"hab\"\nrpc_password_file = \"rpc-password\"\nrpc_port = 18443\n\
+         [fleet.gates]\nsoak = \"1s\"\nready_timeout = \"8s\"\n",
+        double.url
+    ));
+    std::fs::write(bw.world.path("hab.toml"), hab).unwrap();
+    bw.write_pipeline(
+        "node",
+        &fixture_recipe(),
+        AMD64,
+        r#"["fixture-node", "--version"]"#,
+        "[[channel]]\nname = \"stable\"\n",
+    );
+
+    // Build the releases first: the chart is installed on release A.
+    let habd = Habd::start_config(bw.load()).await;
+    let (s, r) = call(habd.api(reqwest::Method::POST, "/pipelines/node/sync")).await;
+    assert_eq!(s, 200, "{r}");
+    let a = build(&habd, "v1.0.0").await;
+    let b = build(&habd, "v1.1.0").await;
+    let never = build(&habd, "v1.2.0").await;
+    let digest_a = a["index_digest"].as_str().unwrap();
+
+    // helm template, regtest with two bitcoind nodes on release A.
+    let rendered = render(
+        Some("regtest-single-values.yaml"),
+        &[
+            "bitcoind.replicas=2",
+            &format!("registry.pullHost={}", registry.host()),
+            "bitcoind.image.repository=hab/node",
+            &format!("bitcoind.image.digest={digest_a}"),
+        ],
+    )
+    .unwrap();
+    let docs = documents(&rendered);
+    let sts = find(&docs, "StatefulSet", fleet).clone();
+    let secret = find(&docs, "Secret", "hab-rpc").clone();
+    let rpc_port = sts["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(
+        rpc_port, 18443,
+        "bitcoind's regtest RPC port, as the fleet says"
+    );
+    assert_eq!(
+        sts["spec"]["template"]["spec"]["containers"][0]["image"], a["reference"],
+        "installed on A by digest"
+    );
+    double.create_secret(secret.clone());
+    double.create_statefulset(sts);
+
+    std::fs::write(
+        bw.world.path("rpc-password"),
+        secret_value(&secret, "rpc-password"),
+    )
+    .unwrap();
+
+    // The controller brings both pods up on A (the chart's partition is
+    // `replicas`, so nothing rolls by itself).
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, sts) = call(client().get(format!(
+            "{}/apis/apps/v1/namespaces/default/statefulsets/{fleet}",
+            double.url
+        )))
+        .await;
+        if sts["status"]["readyReplicas"] == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pods never ready: {sts}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    double.state.lock().unwrap().requests.clear();
+
+    let r = promote_and_wait(&habd, &b).await;
+    assert_eq!(r["state"], "succeeded", "{r:#}");
+    let (_, sts) = call(client().get(format!(
+        "{}/apis/apps/v1/namespaces/default/statefulsets/{fleet}",
+        double.url
+    )))
+    .await;
+    assert_eq!(
+        sts["spec"]["template"]["spec"]["containers"][0]["image"],
+        b["reference"]
+    );
+    assert_eq!(
+        sts["spec"]["updateStrategy"]["rollingUpdate"]["partition"],
+        0
+    );
+    // A release that never gets ready: stopped at the first node, that
+    // pod deleted so the controller recreates it on B.
+    let r = promote_and_wait(&habd, &never).await;
+    assert_eq!(r["state"], "failed", "{r:#}");
+    assert!(
+        !double.state.lock().unwrap().deleted.is_empty(),
+        "the stuck pod was deleted"
+    );
+    habd.stop().await;
+
+    // Every request habd made, as RBAC sees it, against the rendered Role.
+    let used: BTreeSet<(String, String, String)> = double
+        .state
+        .lock()
+        .unwrap()
+        .requests
+        .iter()
+        .map(|(m, p, q)| rbac(m, p, q))
+        .collect();
+    let role = find(&docs, "Role", "hab-habd");
+    let mut granted = BTreeSet::new();
+    for rule in role["rules"].as_array().unwrap() {
+        for g in rule["apiGroups"].as_array().unwrap() {
+            for r in rule["resources"].as_array().unwrap() {
+                for v in rule["verbs"].as_array().unwrap() {
+                    let (g, r, v) = (
+                        g.as_str().unwrap(),
+                        r.as_str().unwrap(),
+                        v.as_str().unwrap(),
+                    );
+                    assert!(g != "*" && r != "*" && v != "*", "no wildcards: {rule}");
+                    granted.insert((g.to_string(), r.to_string(), v.to_string()));
+                }
+            }
+        }
+    }
+    assert_eq!(
+        used, granted,
+        "the Role grants exactly what habd's Kubernetes client calls"
+    );
+    let binding = find(&docs, "RoleBinding", "hab-habd");
+    assert_eq!(binding["roleRef"]["name"], "hab-habd");
+    let deployment = find(&docs, "Deployment", "hab-habd");
+    assert_eq!(
+        binding["subjects"][0]["name"],
+        deployment["spec"]["template"]["spec"]["serviceAccountName"]
+    );
+    double.cleanup();
+}
