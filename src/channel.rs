@@ -90,6 +90,20 @@ pub fn promote(
     by: &str,
     reason: Option<&str>,
 ) -> Result<Promoted, PromoteError> {
+    let build_id = resolve(store, pipeline, target, channel)?;
+    move_to(store, pipeline, build_id, channel, by, reason)
+}
+
+/// The build a promote of `target` to `channel` would move it to.
+///
+/// # Errors
+/// An undeclared channel, or a target that names no build of the pipeline.
+pub fn resolve(
+    store: &Store,
+    pipeline: &Pipeline,
+    target: &str,
+    channel: &str,
+) -> Result<i64, PromoteError> {
     if !pipeline.channels.iter().any(|c| c.name == channel) {
         return Err(PromoteError::UnknownChannel {
             pipeline: pipeline.name.clone(),
@@ -144,6 +158,17 @@ pub fn promote(
             })?
         }
     };
+    Ok(build_id)
+}
+
+fn move_to(
+    store: &Store,
+    pipeline: &Pipeline,
+    build_id: i64,
+    channel: &str,
+    by: &str,
+    reason: Option<&str>,
+) -> Result<Promoted, PromoteError> {
     match store.move_channel(&pipeline.name, channel, build_id, by, reason)? {
         Ok(channel_move) => Ok(Promoted {
             build_id,

@@ -555,6 +555,43 @@ impl Registry {
         }
     }
 
+    /// Deletes a manifest (or index) by digest; true when it was there.
+    /// The registry must allow deletes (`storage.delete.enabled`).
+    ///
+    /// # Errors
+    /// The registry refuses (405 when deletes are disabled) or fails.
+    pub async fn delete_manifest(
+        &self,
+        repository: &str,
+        digest: &str,
+    ) -> Result<bool, RegistryError> {
+        let reference = format!("{}/{repository}@{digest}", self.host);
+        let fail = |reason: String| RegistryError::Pull {
+            what: format!("delete of manifest {digest}"),
+            reference: reference.clone(),
+            reason,
+        };
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .map_err(|e| fail(e.to_string()))?;
+        let mut req = http.delete(format!("{}/v2/{repository}/manifests/{digest}", self.url));
+        if let Some((u, p)) = &self.credentials {
+            req = req.basic_auth(u, Some(p));
+        }
+        let res = req.send().await.map_err(|e| fail(e.to_string()))?;
+        match res.status().as_u16() {
+            200 | 202 => Ok(true),
+            404 => Ok(false),
+            405 => Err(fail(
+                "the registry does not allow deletes: set storage.delete.enabled in its config"
+                    .into(),
+            )),
+            s => Err(fail(format!("HTTP {s}"))),
+        }
+    }
+
     /// Fetches a manifest or index by digest, raw.
     async fn fetch_manifest(
         &self,

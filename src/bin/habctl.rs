@@ -132,6 +132,19 @@ enum Command {
         /// A build id (12, build-12) or a fleet name.
         target: String,
     },
+    /// Delete from the registry the manifests of builds older than the
+    /// newest KEEP verified ones of each pipeline, never one a channel
+    /// points at, a node runs, or a build still running. The registry's
+    /// garbage collector then reclaims their blobs (the chart's CronJob
+    /// runs both).
+    Prune {
+        /// Verified builds to keep per pipeline.
+        #[arg(long, default_value_t = 5)]
+        keep: usize,
+        /// Show what would go, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// The trigger queue, newest first: each unit of work (sync, rebuild,
     /// build), how many triggers asked for it, and how it ended.
     Queue {
@@ -1122,6 +1135,41 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                     "rebuild of {pipeline} queued (queue item {}); habctl queue --pipeline {pipeline} shows the builds it asks for",
                     v["item"]["id"]
                 );
+            }
+        }
+        Command::Prune { keep, dry_run } => {
+            let v: Value = client
+                .post(
+                    "/registry/prune",
+                    &json!({ "keep": keep, "dry_run": dry_run }),
+                )
+                .await?;
+            if json_out {
+                print_json(&v);
+            } else {
+                let kept: Vec<String> = v["kept"]
+                    .as_array()
+                    .map(|k| k.iter().map(|b| b.to_string()).collect())
+                    .unwrap_or_default();
+                println!("kept builds: {}", kept.join(", "));
+                for d in v["delete"].as_array().into_iter().flatten() {
+                    println!(
+                        "{} build {} {}: {}@{}",
+                        if dry_run { "would delete" } else { "deleted" },
+                        d["build"],
+                        d["what"].as_str().unwrap_or(""),
+                        d["repository"].as_str().unwrap_or(""),
+                        d["digest"].as_str().unwrap_or("")
+                    );
+                }
+                for e in v["errors"].as_array().into_iter().flatten() {
+                    eprintln!("failed: {}", e.as_str().unwrap_or(""));
+                }
+            }
+            if v["errors"].as_array().is_some_and(|e| !e.is_empty()) {
+                return Err(ClientError::Failed(
+                    "some manifests could not be deleted".into(),
+                ));
             }
         }
         Command::Queue { pipeline, limit } => {

@@ -101,6 +101,33 @@ pub(super) async fn promote_build(
 ) -> ApiResult<PromoteView> {
     let Json(req) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
     let p = state.pipeline(&name)?;
+    // A build pruned from the registry since it verified cannot run: say
+    // so before anything moves.
+    let store = state.store();
+    let (pp, target, channel) = (p.clone(), req.target.clone(), req.channel.clone());
+    let build = tokio::task::spawn_blocking(move || {
+        let id = crate::channel::resolve(&store, &pp, &target, &channel)?;
+        Ok::<_, crate::channel::PromoteError>(store.build(id)?)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    if let Some(b) = build.filter(|b| b.verified()) {
+        let index = b.index_digest.clone().unwrap_or_default();
+        if !state
+            .builds
+            .registry()
+            .has_manifest(&b.repository, &index)
+            .await
+        {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "build {} ({}) is no longer in the registry (pruned?): build it again with habctl build {} --ref {}",
+                    b.id, b.version, b.pipeline, b.version
+                ),
+            ));
+        }
+    }
     let store = state.store();
     let promoted = tokio::task::spawn_blocking(move || {
         promote(

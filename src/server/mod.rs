@@ -306,6 +306,7 @@ pub fn router(state: AppState) -> Router {
         .route("/fleets/{name}", get(chain::fleet))
         .route("/builds/{id}/chain", get(chain::build_chain))
         .route("/queue", get(chain::list_queue))
+        .route("/registry/prune", post(prune_registry))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API route") })
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
@@ -629,6 +630,101 @@ async fn rebuild_pipeline(
         ))
         .await?;
     Ok((StatusCode::ACCEPTED, Json(queued)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PruneRequest {
+    keep: usize,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// What a prune did.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PruneReport {
+    /// The plan: builds kept, manifests to delete.
+    #[serde(flatten)]
+    pub plan: crate::prune::PrunePlan,
+    /// Manifests deleted (none on a dry run).
+    pub deleted: usize,
+    /// Manifests that were already gone.
+    pub missing: usize,
+    /// Deletions that failed, with why.
+    pub errors: Vec<String>,
+    /// True on a dry run.
+    pub dry_run: bool,
+}
+
+/// `POST /api/v1/registry/prune {"keep": N, "dry_run": false}`: deletes the
+/// manifests of builds older than the newest N verified per pipeline, never
+/// one a channel points at or a node runs (see [`crate::prune`]); the
+/// registry's garbage collector then reclaims their blobs.
+async fn prune_registry(
+    State(state): State<AppState>,
+    body: Result<Json<PruneRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<PruneReport>, ApiError> {
+    let Json(req) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    if req.keep == 0 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "keep must be at least 1: the newest verified build of each pipeline always stays",
+        ));
+    }
+    let fleets = state.rollouts.fleets().await.map_err(ApiError::internal)?;
+    let running: std::collections::BTreeSet<String> = fleets
+        .iter()
+        .flat_map(|f| f.nodes.iter())
+        .filter_map(|n| {
+            n.image
+                .as_deref()?
+                .split_once('@')
+                .map(|(_, d)| d.to_string())
+        })
+        .collect();
+    let store = state.store();
+    let names: Vec<String> = state
+        .config
+        .pipelines
+        .iter()
+        .map(|p| p.name.clone())
+        .collect();
+    let (builds, protected) = blocking(move || {
+        let mut protected = std::collections::BTreeSet::new();
+        for p in &names {
+            for c in store.channels(p)? {
+                protected.insert(c.build_id);
+            }
+        }
+        Ok((store.builds(None, u32::MAX)?, protected))
+    })
+    .await?;
+    let plan = crate::prune::plan(&builds, req.keep, &protected, &running);
+    let mut report = PruneReport {
+        plan,
+        deleted: 0,
+        missing: 0,
+        errors: Vec::new(),
+        dry_run: req.dry_run,
+    };
+    if !req.dry_run {
+        let registry = state.builds.registry();
+        for d in &report.plan.delete {
+            match registry.delete_manifest(&d.repository, &d.digest).await {
+                Ok(true) => report.deleted += 1,
+                Ok(false) => report.missing += 1,
+                Err(e) => report.errors.push(e.to_string()),
+            }
+        }
+        tracing::info!(
+            deleted = report.deleted,
+            missing = report.missing,
+            errors = report.errors.len(),
+            kept = report.plan.kept.len(),
+            "registry pruned"
+        );
+    }
+    Ok(Json(report))
 }
 
 async fn list_syncs(
