@@ -494,6 +494,22 @@ impl Registry {
             .await
     }
 
+    /// Tags the index `digest` (already in the registry) as `tag`.
+    ///
+    /// # Errors
+    /// The index cannot be read or the tag pushed.
+    pub async fn tag_digest(
+        &self,
+        repository: &str,
+        digest: &str,
+        tag: &str,
+    ) -> Result<(), RegistryError> {
+        let index = self
+            .fetch_manifest(repository, digest, &[OCI_INDEX])
+            .await?;
+        self.tag(repository, tag, &index).await
+    }
+
     /// The digest of `image`'s manifest for `platform`: `image` names an
     /// index (the platform's entry is taken) or a single image manifest.
     /// Used to pin a recipe's base image, whose digest enters the build key.

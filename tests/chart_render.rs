@@ -354,3 +354,54 @@ fn the_chart_carries_the_pinned_keys_unchanged() {
         }
     }
 }
+
+#[test]
+fn the_chart_readme_documents_every_value() {
+    let values: Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(chart_dir().join("values.yaml")).unwrap())
+            .unwrap();
+    let readme = std::fs::read_to_string(chart_dir().join("README.md")).unwrap();
+    fn leaves(v: &Value, path: String, out: &mut Vec<String>) {
+        let whole = [
+            "resources",
+            "nodeSelector",
+            "podAnnotations",
+            "annotations",
+            "secrets",
+        ];
+        match v.as_object() {
+            Some(map) if !map.is_empty() && !whole.iter().any(|w| path.ends_with(w)) => {
+                for (k, x) in map {
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    leaves(x, p, out);
+                }
+            }
+            _ => out.push(path),
+        }
+    }
+    let mut all = Vec::new();
+    leaves(&values, String::new(), &mut all);
+    let missing: Vec<&String> = all
+        .iter()
+        .filter(|p| !readme.contains(&format!("| `{p}` |")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "charts/hab/README.md's values table lacks {missing:?}"
+    );
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(chart_dir().join("values.schema.json")).unwrap(),
+    )
+    .unwrap();
+    for p in &all {
+        let mut node = &schema;
+        for k in p.split('.') {
+            node = &node["properties"][k];
+        }
+        assert!(!node.is_null(), "values.schema.json does not describe {p}");
+    }
+}

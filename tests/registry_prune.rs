@@ -46,6 +46,23 @@ async fn old_builds_go_and_what_runs_or_is_promoted_stays() {
     .await;
     assert_eq!(s, 200, "{p}");
     let reference = |b: &Value| b["reference"].as_str().unwrap().to_string();
+    // The channel's name tags the index it points at (what the chart's
+    // first install pulls, before habd pins the nodes by digest).
+    let raw = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{}/hab/node:stable", registry.host()))
+        .output()
+        .unwrap();
+    assert!(
+        raw.status.success(),
+        "{}",
+        String::from_utf8_lossy(&raw.stderr)
+    );
+    use sha2::Digest;
+    assert_eq!(
+        format!("sha256:{}", hex::encode(sha2::Sha256::digest(&raw.stdout))),
+        builds[0]["index_digest"].as_str().unwrap()
+    );
     let platform = |b: &Value| {
         format!(
             "{}/hab/node@{}",

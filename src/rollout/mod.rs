@@ -137,6 +137,16 @@ impl Rollouts {
         index_digest: &str,
         trigger: &str,
     ) -> Result<Vec<RolloutRecord>, RolloutError> {
+        // The channel's name is also a tag of the index: what a node
+        // installed before any rollout pinned it (the chart's first
+        // install, by tag) starts on the channel's verified image.
+        if let Err(e) = self
+            .registry
+            .tag_digest(repository, index_digest, channel)
+            .await
+        {
+            tracing::warn!(repository, channel, error = %e, "cannot tag the index with the channel's name");
+        }
         let image = self.registry.pinned_for_nodes(repository, index_digest);
         let mut queued = Vec::new();
         for f in self.config.fleets_following(pipeline, channel) {

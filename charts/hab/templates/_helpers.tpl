@@ -104,3 +104,12 @@ bcoin:
 {{- define "hab.registrySecret" -}}
 {{- .Values.registry.auth.existingSecret | default (printf "%s-registry-auth" (include "hab.fullname" .)) -}}
 {{- end -}}
+
+{{/* The imagePullSecret for images from registry.pullHost, if any. */}}
+{{- define "hab.pullSecret" -}}
+{{- if .Values.registry.pullSecret -}}
+{{- .Values.registry.pullSecret -}}
+{{- else if and .Values.registry.enabled (not .Values.registry.auth.existingSecret) -}}
+{{- printf "%s-registry-pull" (include "hab.fullname" .) -}}
+{{- end -}}
+{{- end -}}
