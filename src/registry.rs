@@ -521,6 +521,19 @@ impl Registry {
         image: &str,
         platform: &str,
     ) -> Result<String, RegistryError> {
+        Ok(self.base_digests(image, platform).await?.1)
+    }
+
+    /// A base image's index digest (None when it is a single image, not an
+    /// index) and its digest for `platform`.
+    ///
+    /// # Errors
+    /// As [`Registry::platform_digest`].
+    pub async fn base_digests(
+        &self,
+        image: &str,
+        platform: &str,
+    ) -> Result<(Option<String>, String), RegistryError> {
         let pull_err = |reason: String| RegistryError::Pull {
             what: format!("base image for {platform}"),
             reference: image.to_string(),
@@ -552,9 +565,9 @@ impl Registry {
                         p.os == plan::os(platform) && p.architecture == plan::architecture(platform)
                     })
                 })
-                .map(|m| m.digest.clone())
+                .map(|m| (Some(sha256(&bytes)), m.digest.clone()))
                 .ok_or_else(|| pull_err(format!("its index lists no {platform} image"))),
-            Err(_) => Ok(sha256(&bytes)),
+            Err(_) => Ok((None, sha256(&bytes))),
         }
     }
 

@@ -178,6 +178,16 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| BuildError::Internal(e.to_string()))?
 }
 
+/// A pipeline's base image, resolved for one platform.
+struct Base {
+    /// `repo@platform digest`.
+    image: String,
+    /// `repo@index digest`, when the base is an index.
+    index: Option<String>,
+    /// The platform's digest.
+    digest: String,
+}
+
 /// Inputs of a build that are ready to run.
 struct Prepared {
     pipeline: Arc<Pipeline>,
@@ -484,14 +494,15 @@ impl Builds {
                 &version,
                 &stored.commit,
                 tree.commit_time,
-                base.as_ref().map(|(r, _)| r.as_str()),
+                base.as_ref()
+                    .map(|b| (b.image.as_str(), b.index.as_deref())),
             );
             let key = plan::build_key(&plan::KeyInputs {
                 commit: &stored.commit,
                 recipe: &recipe_files,
                 args: &a,
                 platform: platform.as_str(),
-                base_digest: base.as_ref().map(|(_, d)| d.as_str()),
+                base_digest: base.as_ref().map(|b| b.digest.as_str()),
             });
             platforms.push(PlatformPlan {
                 platform: platform.to_string(),
@@ -510,20 +521,21 @@ impl Builds {
         })
     }
 
-    /// A base image's digest for one platform, and the pinned reference
-    /// passed as `BASE_IMAGE`.
-    async fn resolve_base(
-        &self,
-        base: &str,
-        platform: &str,
-    ) -> Result<(String, String), BuildError> {
-        let digest = self.registry.platform_digest(base, platform).await?;
+    /// A base image's digest for one platform, pinned as `BASE_IMAGE`, and
+    /// its index pinned as `BASE_INDEX` (for a recipe's cross-compiling
+    /// stage, which runs on the builder's own platform).
+    async fn resolve_base(&self, base: &str, platform: &str) -> Result<Base, BuildError> {
+        let (index, digest) = self.registry.base_digests(base, platform).await?;
         let repo = base.split('@').next().unwrap_or(base);
         let repo = match repo.rfind(':') {
             Some(i) if !repo[i..].contains('/') => &repo[..i],
             _ => repo,
         };
-        Ok((format!("{repo}@{digest}"), digest))
+        Ok(Base {
+            image: format!("{repo}@{digest}"),
+            index: index.map(|i| format!("{repo}@{i}")),
+            digest,
+        })
     }
 
     async fn set_state(&self, id: i64, state: BuildState) -> Result<(), BuildError> {

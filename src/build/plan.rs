@@ -95,21 +95,25 @@ pub fn version_tag(ref_name: &str) -> String {
 
 /// The build arguments hab passes to every recipe, over the pipeline's own:
 /// `VERSION`, `COMMIT`, `SOURCE_DATE_EPOCH` (the commit time, so timestamps
-/// in the image are the commit's), and `BASE_IMAGE` when the pipeline names a
-/// base. hab's win over the pipeline's: they describe what is built.
+/// in the image are the commit's), and, when the pipeline names a base,
+/// `BASE_IMAGE` (the target platform's image, by digest) and `BASE_INDEX`
+/// (the base's index by digest: a cross-compiling stage takes the builder's
+/// own platform from it). hab's win over the pipeline's: they describe
+/// what is built.
 pub fn build_args(
     pipeline_args: &BTreeMap<String, String>,
     version: &str,
     commit: &str,
     commit_time: i64,
-    base_reference: Option<&str>,
+    base: Option<(&str, Option<&str>)>,
 ) -> BTreeMap<String, String> {
     let mut args = pipeline_args.clone();
     args.insert("VERSION".into(), version.into());
     args.insert("COMMIT".into(), commit.into());
     args.insert("SOURCE_DATE_EPOCH".into(), commit_time.to_string());
-    if let Some(base) = base_reference {
-        args.insert("BASE_IMAGE".into(), base.into());
+    if let Some((image, index)) = base {
+        args.insert("BASE_IMAGE".into(), image.into());
+        args.insert("BASE_INDEX".into(), index.unwrap_or(image).into());
     }
     args
 }
@@ -225,11 +229,18 @@ mod tests {
             ("VERSION".to_string(), "fake".to_string()),
             ("JOBS".to_string(), "4".to_string()),
         ]);
-        let args = build_args(&mine, "v1", "c1", 1700000000, Some("r/b@sha256:1"));
+        let args = build_args(
+            &mine,
+            "v1",
+            "c1",
+            1700000000,
+            Some(("r/b@sha256:1", Some("r/b@sha256:i"))),
+        );
         assert_eq!(args["VERSION"], "v1");
         assert_eq!(args["JOBS"], "4");
         assert_eq!(args["SOURCE_DATE_EPOCH"], "1700000000");
         assert_eq!(args["BASE_IMAGE"], "r/b@sha256:1");
+        assert_eq!(args["BASE_INDEX"], "r/b@sha256:i");
         assert_eq!(architecture("linux/arm64"), "arm64");
         assert_eq!(os("linux/arm64"), "linux");
     }
