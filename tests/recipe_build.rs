@@ -119,3 +119,14 @@ fn every_recipe_passes_hadolint() {
     }
     assert!(checked >= 2, "recipes found: {checked}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bitcoind_builds_for_both_platforms_by_cmake_cross_compilation() {
+    let (_bw, build) =
+        build_recipe("bitcoind", "bitcoind", "v29.0", r#"["bitcoind", "-version"]"#).await;
+    let amd = smoke_output(&build, "linux/amd64");
+    let arm = smoke_output(&build, "linux/arm64");
+    assert!(amd.contains("Bitcoin Core version v29.0.0-fixture (libevent 2.1"), "{amd}");
+    assert!(amd.contains(", x86_64,"), "{amd}");
+    assert!(arm.contains(", aarch64,"), "{arm}");
+}
