@@ -4,6 +4,7 @@
 # against Debian's archive keys): no image is pulled from any registry.
 #
 #   scripts/base-image.sh [REGISTRY_HOST] [REPOSITORY:TAG]
+#   habctl base-image [--registry HOST] [--name REPOSITORY:TAG]   (the same, carried in habctl)
 #
 # defaults: 127.0.0.1:5000 and hab/base:bookworm. Each architecture's root
 # filesystem is made with `debootstrap --variant=minbase` (arm64 runs its
@@ -16,7 +17,6 @@
 # Re-running makes a fresh base (Debian's security updates); the index tag
 # moves, the old digests stay until pruned.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 REGISTRY=${1:-127.0.0.1:5000}
 NAME=${2:-hab/base:bookworm}
 REPO=${NAME%:*}

@@ -122,11 +122,19 @@ fn every_recipe_passes_hadolint() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bitcoind_builds_for_both_platforms_by_cmake_cross_compilation() {
-    let (_bw, build) =
-        build_recipe("bitcoind", "bitcoind", "v29.0", r#"["bitcoind", "-version"]"#).await;
+    let (_bw, build) = build_recipe(
+        "bitcoind",
+        "bitcoind",
+        "v29.0",
+        r#"["bitcoind", "-version"]"#,
+    )
+    .await;
     let amd = smoke_output(&build, "linux/amd64");
     let arm = smoke_output(&build, "linux/arm64");
-    assert!(amd.contains("Bitcoin Core version v29.0.0-fixture (libevent 2.1"), "{amd}");
+    assert!(
+        amd.contains("Bitcoin Core version v29.0.0-fixture (libevent 2.1"),
+        "{amd}"
+    );
     assert!(amd.contains(", x86_64,"), "{amd}");
     assert!(arm.contains(", aarch64,"), "{arm}");
 }
@@ -136,6 +144,12 @@ async fn bcoin_builds_for_both_platforms_with_its_native_addon() {
     let (_bw, build) = build_recipe("bcoin", "bcoin", "v2.2.0", r#"["bcoin", "--version"]"#).await;
     let amd = smoke_output(&build, "linux/amd64");
     let arm = smoke_output(&build, "linux/arm64");
-    assert!(amd.contains("bcoin v2.2.0-fixture (bcrypto native on x86_64"), "{amd}");
-    assert!(arm.contains("bcoin v2.2.0-fixture (bcrypto native on aarch64"), "{arm}");
+    assert!(
+        amd.contains("bcoin v2.2.0-fixture (bcrypto native on x86_64"),
+        "{amd}"
+    );
+    assert!(
+        arm.contains("bcoin v2.2.0-fixture (bcrypto native on aarch64"),
+        "{arm}"
+    );
 }

@@ -145,6 +145,20 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Make the node recipes' Debian bookworm base image for linux/amd64
+    /// and linux/arm64 from Debian's packages (debootstrap, then one image
+    /// index pushed to the registry), on this machine: needs root,
+    /// debootstrap, qemu-user-static for arm64, and a Docker engine. Run it
+    /// again for Debian's security updates; the next rebuild picks the new
+    /// base up (its digest is in every build key). Talks to no habd.
+    BaseImage {
+        /// Registry to push to (host:port).
+        #[arg(long, default_value = "127.0.0.1:5000")]
+        registry: String,
+        /// Repository and tag of the index.
+        #[arg(long, default_value = "hab/base:bookworm")]
+        name: String,
+    },
     /// The trigger queue, newest first: each unit of work (sync, rebuild,
     /// build), how many triggers asked for it, and how it ended.
     Queue {
@@ -1172,6 +1186,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 ));
             }
         }
+        Command::BaseImage { .. } => unreachable!("handled before connecting"),
         Command::Queue { pipeline, limit } => {
             let q = pipeline
                 .map(|p| format!("&pipeline={p}"))
@@ -1365,9 +1380,42 @@ fn quiet_on_broken_pipe() {
     }));
 }
 
+/// scripts/base-image.sh, carried inside habctl so the command works where
+/// only the binary is installed.
+const BASE_IMAGE_SCRIPT: &str = include_str!("../../scripts/base-image.sh");
+
+fn base_image(registry: &str, name: &str) -> ExitCode {
+    let dir = std::env::temp_dir().join(format!("habctl-base-image-{}", std::process::id()));
+    let script = dir.join("base-image.sh");
+    let run = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(&script, BASE_IMAGE_SCRIPT))
+        .and_then(|()| {
+            std::process::Command::new("bash")
+                .arg(&script)
+                .args([registry, name])
+                .current_dir(&dir)
+                .status()
+        });
+    let _ = std::fs::remove_dir_all(&dir);
+    match run {
+        Ok(s) if s.success() => ExitCode::SUCCESS,
+        Ok(s) => {
+            eprintln!("habctl: making the base image failed ({s})");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("habctl: cannot run bash: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     quiet_on_broken_pipe();
     let cli = Cli::parse();
+    if let Command::BaseImage { registry, name } = &cli.command {
+        return base_image(registry, name);
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -109,6 +109,7 @@ data:
     smoke = ["bcoin", "--version"]
     {{- end }}
     auto = {{ $root.Values.habd.autoBuild }}
+    base_image = {{ $root.Values.habd.baseImage | default (printf "%s/hab/base:bookworm" (include "hab.registryUrl" $root | trimPrefix "http://" | trimPrefix "https://")) | quote }}
 
     [image]
     repository = {{ (index $root.Values $impl).image.repository | quote }}
