@@ -9,38 +9,6 @@ mod common;
 use std::{collections::BTreeSet, time::Duration};
 
 use common::*;
-use serde_json::{json, Value};
-
-async fn build(habd: &Habd, tag: &str) -> Value {
-    let (s, b) = call(
-        habd.api(reqwest::Method::POST, "/pipelines/node/builds")
-            .json(&json!({ "ref": tag })),
-    )
-    .await;
-    assert!(s == 202 || s == 200, "{b}");
-    let b = wait_build(habd, b["id"].as_i64().unwrap()).await;
-    assert_eq!(b["state"], "verified", "{b}");
-    b
-}
-
-async fn promote_and_wait(habd: &Habd, build: &Value) -> Value {
-    let (s, p) = call(
-        habd.api(reqwest::Method::POST, "/pipelines/node/promote")
-            .json(&json!({ "target": build["id"].to_string(), "channel": "stable", "by": "test" })),
-    )
-    .await;
-    assert_eq!(s, 200, "{p}");
-    let id = p["rollouts"][0]["id"].as_i64().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(240);
-    loop {
-        let (_, r) = call(habd.api(reqwest::Method::GET, &format!("/rollouts/{id}"))).await;
-        if ["succeeded", "failed"].contains(&r["state"].as_str().unwrap_or("")) {
-            return r;
-        }
-        assert!(std::time::Instant::now() < deadline, "rollout stuck: {r}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 /// (API group, resource, verb) of a request, as RBAC names them.
 fn rbac(method: &str, path: &str, query: &str) -> (String, String, String) {
@@ -99,9 +67,9 @@ async fn the_rendered_statefulset_rolls_and_the_role_is_exactly_what_habd_uses()
     let habd = Habd::start_config(bw.load()).await;
     let (s, r) = call(habd.api(reqwest::Method::POST, "/pipelines/node/sync")).await;
     assert_eq!(s, 200, "{r}");
-    let a = build(&habd, "v1.0.0").await;
-    let b = build(&habd, "v1.1.0").await;
-    let never = build(&habd, "v1.2.0").await;
+    let a = build_of(&habd, "node", "v1.0.0").await;
+    let b = build_of(&habd, "node", "v1.1.0").await;
+    let never = build_of(&habd, "node", "v1.2.0").await;
     let digest_a = a["index_digest"].as_str().unwrap();
 
     // helm template, regtest with two bitcoind nodes on release A.

@@ -21,44 +21,6 @@ async fn build(habd: &Habd, tag: &str) -> Value {
     build_of(habd, "node", tag).await
 }
 
-async fn build_of(habd: &Habd, pipeline: &str, tag: &str) -> Value {
-    let (s, b) = call(
-        habd.api(
-            reqwest::Method::POST,
-            &format!("/pipelines/{pipeline}/builds"),
-        )
-        .json(&json!({ "ref": tag })),
-    )
-    .await;
-    assert!(s == 202 || s == 200, "{b}");
-    let b = wait_build(habd, b["id"].as_i64().unwrap()).await;
-    assert_eq!(b["state"], "verified", "{b}");
-    b
-}
-
-async fn promote_and_wait(habd: &Habd, build: &Value) -> Value {
-    let pipeline = build["pipeline"].as_str().unwrap();
-    let (s, p) = call(
-        habd.api(
-            reqwest::Method::POST,
-            &format!("/pipelines/{pipeline}/promote"),
-        )
-        .json(&json!({ "target": build["id"].to_string(), "channel": "stable", "by": "test" })),
-    )
-    .await;
-    assert_eq!(s, 200, "{p}");
-    let id = p["rollouts"][0]["id"].as_i64().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(240);
-    loop {
-        let (_, r) = call(habd.api(reqwest::Method::GET, &format!("/rollouts/{id}"))).await;
-        if ["succeeded", "failed"].contains(&r["state"].as_str().unwrap_or("")) {
-            return r;
-        }
-        assert!(std::time::Instant::now() < deadline, "rollout stuck: {r}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// A world with releases A (v1.0.0), B (v1.1.0), a never-Ready one
 /// (v1.2.0) and a lagging one (v1.3.0); a registry; the API double; and
 /// hab.toml with a Kubernetes target and two fleets of two nodes on it

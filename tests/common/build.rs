@@ -219,3 +219,43 @@ pub fn habctl(habd: &Habd) -> Command {
         .env_remove("HAB_TOKEN_FILE");
     c
 }
+
+/// Builds `tag` of `pipeline` and waits until it is VERIFIED.
+pub async fn build_of(habd: &Habd, pipeline: &str, tag: &str) -> Value {
+    let (s, b) = call(
+        habd.api(
+            reqwest::Method::POST,
+            &format!("/pipelines/{pipeline}/builds"),
+        )
+        .json(&serde_json::json!({ "ref": tag })),
+    )
+    .await;
+    assert!(s == 202 || s == 200, "{b}");
+    let b = wait_build(habd, b["id"].as_i64().unwrap()).await;
+    assert_eq!(b["state"], "verified", "{b}");
+    b
+}
+
+/// Promotes `build` to `stable` and waits for the rollout it queues to end.
+pub async fn promote_and_wait(habd: &Habd, build: &Value) -> Value {
+    let pipeline = build["pipeline"].as_str().unwrap();
+    let (s, p) = call(
+        habd.api(
+            reqwest::Method::POST,
+            &format!("/pipelines/{pipeline}/promote"),
+        )
+        .json(&serde_json::json!({ "target": build["id"].to_string(), "channel": "stable", "by": "test" })),
+    )
+    .await;
+    assert_eq!(s, 200, "{p}");
+    let id = p["rollouts"][0]["id"].as_i64().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+    loop {
+        let (_, r) = call(habd.api(reqwest::Method::GET, &format!("/rollouts/{id}"))).await;
+        if ["succeeded", "failed"].contains(&r["state"].as_str().unwrap_or("")) {
+            return r;
+        }
+        assert!(std::time::Instant::now() < deadline, "rollout stuck: {r}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
