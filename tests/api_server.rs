@@ -238,6 +238,27 @@ async fn habctl_talks_to_the_api() {
             .env("HAB_SERVER", &url)
             .output()
             .unwrap();
+        // A token file as habd reads them: comments, one token a line.
+        let file = std::env::temp_dir().join(format!("hab-tokens-{}", std::process::id()));
+        std::fs::write(
+            &file,
+            format!("# operators\n{TOKEN}\nanother-token-for-ci\n"),
+        )
+        .unwrap();
+        let from_file = Command::new(env!("CARGO_BIN_EXE_habctl"))
+            .arg("--token-file")
+            .arg(&file)
+            .arg("pipelines")
+            .env("HAB_SERVER", &url)
+            .env_remove("HAB_TOKEN")
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_file(&file);
+        assert!(
+            from_file.status.success(),
+            "{}",
+            String::from_utf8_lossy(&from_file.stderr)
+        );
         (sync, refs, json, pipelines, status, missing, bad)
     })
     .await

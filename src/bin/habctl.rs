@@ -984,12 +984,17 @@ fn print_sync(r: &SyncReport) {
 async fn run(cli: Cli) -> Result<(), ClientError> {
     let token = match (&cli.token, &cli.token_file) {
         (Some(t), _) => Some(t.clone()),
+        // habd's token files hold one token a line, `#` comments: the
+        // first token is habctl's.
         (None, Some(f)) => Some(
             std::fs::read_to_string(f)
                 .map_err(|e| {
                     ClientError::Decode(format!("cannot read token file {}: {e}", f.display()))
                 })?
-                .trim()
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty() && !l.starts_with('#'))
+                .unwrap_or_default()
                 .to_string(),
         ),
         (None, None) => None,
