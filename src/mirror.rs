@@ -188,6 +188,11 @@ impl Mirror {
     /// Reads what `oid` is, and checks its signature against `keyring`
     /// (`None`: no keyring pinned, every signed object reads as unknown key).
     ///
+    /// A ref that does not lead to a commit (a tag on a tree or blob, a tag
+    /// object of another type) is not an error: it reads as
+    /// [`Verdict::NotACommit`] with an empty commit, so one odd ref upstream
+    /// never stops the sync of the others.
+    ///
     /// # Errors
     /// The object is missing or unreadable.
     pub fn inspect(
@@ -199,17 +204,29 @@ impl Mirror {
         let repo = self.repo()?;
         let id = Oid::from_str(oid).map_err(|e| self.git_err(e))?;
         let object = repo.find_object(id, None).map_err(|e| self.git_err(e))?;
-        let commit = object
-            .peel(ObjectType::Commit)
-            .map_err(|e| self.git_err(e))?
-            .id();
+        // Peel tags (however nested) down to what they finally name.
+        let peeled = object.peel(ObjectType::Any).map_err(|e| self.git_err(e))?;
+        let commit = match peeled.kind() {
+            Some(ObjectType::Commit) => Some(peeled.id()),
+            _ => None,
+        };
+        let not_a_commit = || Verdict::NotACommit {
+            object_type: peeled
+                .kind()
+                .map_or_else(|| "unknown object".to_string(), |k| k.str().to_string()),
+        };
         let empty = Keyring::empty();
         let keyring = keyring.unwrap_or(&empty);
         let (kind, verdict) = match object.kind() {
             Some(ObjectType::Tag) => {
                 let odb = repo.odb().map_err(|e| self.git_err(e))?;
                 let raw = odb.read(id).map_err(|e| self.git_err(e))?;
-                (RefKind::AnnotatedTag, keyring.verify_tag_object(raw.data()))
+                let verdict = match keyring.verify_tag(refname, raw.data()) {
+                    // The header said commit; what it points at must be one too.
+                    v if commit.is_none() && !v.is_misbound() => not_a_commit(),
+                    v => v,
+                };
+                (RefKind::AnnotatedTag, verdict)
             }
             _ => {
                 let kind = if refname.starts_with("refs/tags/") {
@@ -217,16 +234,16 @@ impl Mirror {
                 } else {
                     RefKind::Branch
                 };
-                let verdict = if kind == RefKind::LightweightTag {
+                let verdict = match commit {
+                    None => not_a_commit(),
                     // A lightweight tag carries no signature of its own; the
                     // commit's signature does not vouch for the tag name.
-                    Verdict::Unsigned
-                } else {
-                    match repo.extract_signature(&commit, None) {
+                    Some(_) if kind == RefKind::LightweightTag => Verdict::Unsigned,
+                    Some(commit) => match repo.extract_signature(&commit, None) {
                         Ok((sig, data)) => keyring.verify_detached(&data, &sig),
                         Err(e) if e.code() == git2::ErrorCode::NotFound => Verdict::Unsigned,
                         Err(e) => return Err(self.git_err(e)),
-                    }
+                    },
                 };
                 (kind, verdict)
             }
@@ -235,7 +252,7 @@ impl Mirror {
             Target {
                 kind,
                 oid: oid.to_string(),
-                commit: commit.to_string(),
+                commit: commit.map(|c| c.to_string()).unwrap_or_default(),
             },
             verdict,
         ))

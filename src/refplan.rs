@@ -136,7 +136,8 @@ pub struct Target {
     pub kind: RefKind,
     /// The ref's direct target.
     pub oid: String,
-    /// The commit it resolves to.
+    /// The commit it resolves to (empty when it resolves to none: the
+    /// verdict is then [`Verdict::NotACommit`]).
     pub commit: String,
 }
 
@@ -216,6 +217,9 @@ pub fn may_build(
         }
         RefState::Deleted => return Err("the ref was deleted upstream".into()),
         RefState::Active => {}
+    }
+    if verdict.is_misbound() {
+        return Err(format!("refused whatever the signature policy: {verdict}"));
     }
     match (policy, verdict) {
         (SignaturePolicy::None, _) | (SignaturePolicy::Signed, Verdict::Verified { .. }) => Ok(()),
@@ -382,5 +386,14 @@ mod tests {
         )
         .is_err());
         assert!(may_build(RefState::Active, &Verdict::Unsigned, SignaturePolicy::None).is_ok());
+        let misbound = Verdict::TagNameMismatch {
+            tag_name: "v1".into(),
+            ref_name: "refs/tags/v9".into(),
+        };
+        assert!(may_build(RefState::Active, &misbound, SignaturePolicy::None).is_err());
+        let tree = Verdict::NotACommit {
+            object_type: "tree".into(),
+        };
+        assert!(may_build(RefState::Active, &tree, SignaturePolicy::None).is_err());
     }
 }

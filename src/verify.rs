@@ -100,6 +100,22 @@ pub enum Verdict {
         /// The revocation reason, as the key holder gave it.
         reason: String,
     },
+    /// A tag object found under a ref whose name is not the one its own
+    /// header gives: a genuine signature of one release republished under
+    /// another name. The signature vouches only for the name it signed.
+    TagNameMismatch {
+        /// The name the tag object's `tag` line gives (what was signed).
+        tag_name: String,
+        /// The ref it was found at.
+        ref_name: String,
+    },
+    /// The ref does not lead to a commit: a tag object of `type tree`,
+    /// `blob` or `tag`, or a ref that points at a tree or blob. Nothing can
+    /// be built from it.
+    NotACommit {
+        /// What it leads to (`tree`, `blob`, `tag`, ...).
+        object_type: String,
+    },
 }
 
 impl Verdict {
@@ -112,7 +128,19 @@ impl Verdict {
             Verdict::BadSignature { .. } => "bad_signature",
             Verdict::KeyExpired { .. } => "key_expired",
             Verdict::KeyRevoked { .. } => "key_revoked",
+            Verdict::TagNameMismatch { .. } => "tag_name_mismatch",
+            Verdict::NotACommit { .. } => "not_a_commit",
         }
+    }
+
+    /// True when the ref itself is inconsistent (a tag object under another
+    /// name, or no commit behind it): refused whatever the signature policy,
+    /// since no signature can vouch for what the ref claims.
+    pub fn is_misbound(&self) -> bool {
+        matches!(
+            self,
+            Verdict::TagNameMismatch { .. } | Verdict::NotACommit { .. }
+        )
     }
 
     /// True only for [`Verdict::Verified`].
@@ -162,6 +190,13 @@ impl fmt::Display for Verdict {
                 f,
                 "key revoked: {fingerprint} revoked at {revoked_at} ({reason}), signature made at {signed_at}"
             ),
+            Verdict::TagNameMismatch { tag_name, ref_name } => write!(
+                f,
+                "tag name mismatch: the tag object names {tag_name:?} but was found at {ref_name}; a signature counts only for the name it signed"
+            ),
+            Verdict::NotACommit { object_type } => {
+                write!(f, "not a commit: the ref leads to a {object_type}, nothing to build")
+            }
         }
     }
 }
@@ -578,12 +613,65 @@ impl Keyring {
         Verdict::UnknownKey { issuer }
     }
 
-    /// Checks a raw annotated tag object (as stored in git's object database).
-    pub fn verify_tag_object(&self, raw: &[u8]) -> Verdict {
+    /// Checks a raw annotated tag object (as stored in git's object database)
+    /// found at `ref_name`. It verifies only when its header says `type
+    /// commit` and its `tag` line is the ref's short name (`refs/tags/X` →
+    /// `X`): a signature counts only for the release it names. Those checks
+    /// come first, so a misbound tag is refused whoever signed it.
+    pub fn verify_tag(&self, ref_name: &str, raw: &[u8]) -> Verdict {
+        if let Some(refusal) = tag_binding(ref_name, raw) {
+            return refusal;
+        }
         match split_signed_tag(raw) {
             Some((payload, signature)) => self.verify_detached(payload, signature),
             None => Verdict::Unsigned,
         }
+    }
+}
+
+/// The header fields of a tag object that bind it (`type`, `tag`).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct TagHeader {
+    object_type: Option<String>,
+    tag: Option<String>,
+}
+
+fn tag_header(raw: &[u8]) -> TagHeader {
+    let mut header = TagHeader::default();
+    // The header ends at the first empty line; each field is `key value`.
+    for line in raw.split(|b| *b == b'\n') {
+        if line.is_empty() {
+            break;
+        }
+        let line = String::from_utf8_lossy(line);
+        if let Some((key, value)) = line.split_once(' ') {
+            let slot = match key {
+                "type" => &mut header.object_type,
+                "tag" => &mut header.tag,
+                _ => continue,
+            };
+            // A second `type` or `tag` line makes the object ambiguous:
+            // keep the first, and let the mismatch show below if they differ.
+            slot.get_or_insert_with(|| value.to_string());
+        }
+    }
+    header
+}
+
+/// Why a tag object may not stand for `ref_name`, if it may not.
+fn tag_binding(ref_name: &str, raw: &[u8]) -> Option<Verdict> {
+    let header = tag_header(raw);
+    let object_type = header.object_type.unwrap_or_else(|| "nothing".into());
+    if object_type != "commit" {
+        return Some(Verdict::NotACommit { object_type });
+    }
+    let short = ref_name.strip_prefix("refs/tags/").unwrap_or(ref_name);
+    match header.tag {
+        Some(tag) if tag == short => None,
+        tag => Some(Verdict::TagNameMismatch {
+            tag_name: tag.unwrap_or_default(),
+            ref_name: ref_name.to_string(),
+        }),
     }
 }
 
@@ -612,6 +700,44 @@ mod tests {
         assert!(payload.ends_with(b"msg\n"));
         assert!(sig.starts_with(PGP_SIGNATURE_BEGIN));
         assert!(split_signed_tag(b"object abc\n\nmsg\n").is_none());
+    }
+
+    #[test]
+    fn a_tag_object_binds_only_its_own_name_and_a_commit() {
+        let raw = |typ: &str, tag: &str| {
+            format!("object abc\ntype {typ}\ntag {tag}\ntagger x 1 +0000\n\nmsg\ntag v9\n")
+        };
+        assert_eq!(
+            tag_binding("refs/tags/v1", raw("commit", "v1").as_bytes()),
+            None
+        );
+        assert_eq!(
+            tag_binding("refs/tags/v9", raw("commit", "v1").as_bytes()),
+            Some(Verdict::TagNameMismatch {
+                tag_name: "v1".into(),
+                ref_name: "refs/tags/v9".into()
+            })
+        );
+        for typ in ["tree", "blob", "tag"] {
+            assert_eq!(
+                tag_binding("refs/tags/v1", raw(typ, "v1").as_bytes()),
+                Some(Verdict::NotACommit {
+                    object_type: typ.into()
+                })
+            );
+        }
+        // Nested directories are part of the name; a message line is not a header.
+        assert_eq!(
+            tag_binding("refs/tags/rc/v1", raw("commit", "rc/v1").as_bytes()),
+            None
+        );
+        let doubled = "object abc\ntype commit\ntag v1\ntag v9\n\nmsg\n";
+        assert!(tag_binding("refs/tags/v9", doubled.as_bytes()).is_some());
+        let unnamed = "object abc\ntype commit\n\nmsg\n";
+        assert!(matches!(
+            tag_binding("refs/tags/v1", unnamed.as_bytes()),
+            Some(Verdict::TagNameMismatch { .. })
+        ));
     }
 
     #[test]

@@ -299,7 +299,7 @@ pub struct StoredRef {
     pub kind: RefKind,
     /// What the ref points at upstream (tag object or commit).
     pub oid: String,
-    /// The commit it resolves to.
+    /// The commit it resolves to (empty when none: verdict `not_a_commit`).
     pub commit: String,
     /// Active, moved (awaiting acknowledgement) or deleted upstream.
     pub state: RefState,
