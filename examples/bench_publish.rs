@@ -323,6 +323,7 @@ async fn main() {
             username: None,
             password_file: None,
             pull_host: None,
+            timeout: hab::config::DEFAULT_REGISTRY_TIMEOUT,
         })
         .unwrap();
         let order = if round % 2 == 0 {

@@ -11,7 +11,7 @@
 //! at a time, gated by [`health`]) → [`server`] (HTTP API, webhooks, git
 //! over HTTP) ← [`client`] (habctl).
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod build;
 pub mod channel;

@@ -10,6 +10,10 @@
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        mpsc, Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -25,9 +29,31 @@ use crate::{
 const REFSPECS: &[&str] = &["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
 /// Where objects that upstream dropped are kept.
 pub const KEPT_PREFIX: &str = "refs/hab/kept/";
-/// The longest a fetch may take once connected. A first fetch of Bitcoin Core
-/// (about 300 MB) takes a few minutes on a slow link; an hour is generous.
+/// The longest a fetch may take once connected, even while it progresses. A
+/// first fetch of Bitcoin Core (about 300 MB) takes a few minutes on a slow
+/// link; an hour is generous.
 const FETCH_DEADLINE: Duration = Duration::from_secs(3600);
+
+/// Sets libgit2's socket timeouts for the whole process: connecting, and
+/// each read or write, may take at most `timeout`. habd calls it once at
+/// start with its longest `[upstream] timeout`, so a transfer that
+/// [`Mirror::fetch`] abandoned still ends and frees its thread and socket.
+///
+/// # Errors
+/// libgit2 refuses the option.
+#[allow(unsafe_code)]
+pub fn set_socket_timeouts(timeout: Duration) -> Result<(), git2::Error> {
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: libgit2 reads these two process-wide integers when it opens a
+    // socket; git2 marks the setters unsafe because writing them while
+    // another thread opens a socket is a data race. habd calls this once,
+    // from main, before any thread (sync, server, scheduler) uses libgit2.
+    unsafe {
+        git2::opts::set_server_connect_timeout_in_milliseconds(ms)?;
+        git2::opts::set_server_timeout_in_milliseconds(ms)?;
+    }
+    Ok(())
+}
 
 /// Mirror errors.
 #[derive(Debug, thiserror::Error)]
@@ -48,8 +74,19 @@ pub enum MirrorError {
         /// Why, in libgit2's words.
         reason: String,
     },
-    /// Reading the mirror failed.
-    #[error("mirror {path}: {source}")]
+    /// Upstream sent nothing for the pipeline's `[upstream] timeout`: the
+    /// fetch was abandoned and the mirror is as it was before.
+    #[error("fetch from {url} made no progress for {}s ([upstream] timeout): upstream connected but stopped answering", timeout.as_secs_f64())]
+    Stalled {
+        /// Upstream.
+        url: String,
+        /// The pipeline's timeout.
+        timeout: Duration,
+    },
+    /// Reading the mirror failed. The message names libgit2's cause, not
+    /// the mirror's folder: it reaches API clients, and paths on the server
+    /// are not theirs to see (the folder is logged).
+    #[error("mirror: {source}")]
     Git {
         /// Its folder.
         path: PathBuf,
@@ -126,6 +163,7 @@ impl Mirror {
     }
 
     fn git_err(&self, source: git2::Error) -> MirrorError {
+        tracing::debug!(mirror = %self.path.display(), error = %source, "mirror error");
         MirrorError::Git {
             path: self.path.clone(),
             source,
@@ -136,22 +174,98 @@ impl Mirror {
     /// objects stay in the object database; the sync keeps them reachable).
     /// Only missing objects are transferred.
     ///
+    /// # Guarantees
+    /// Returns within about `timeout` of upstream going silent, whatever the
+    /// socket does: the transfer runs on a thread of its own, watched for
+    /// progress (libgit2 reports each chunk received and each progress line
+    /// the server sends; a stalled socket reports nothing, and libgit2 has
+    /// no per-operation timeout). An abandoned transfer aborts at its next
+    /// callback and never updates refs; its socket ends at habd's
+    /// process-wide socket timeout ([`set_socket_timeouts`]).
+    ///
     /// # Errors
-    /// [`MirrorError::Fetch`] with libgit2's reason (unreachable host, no such
-    /// repository, ...). A failed fetch leaves the refs as they were.
-    pub fn fetch(&self, url: &str) -> Result<FetchStats, MirrorError> {
+    /// [`MirrorError::Stalled`] when nothing arrived for `timeout`;
+    /// [`MirrorError::Fetch`] with libgit2's reason (unreachable host, no
+    /// such repository, ...). A failed fetch leaves the refs as they were.
+    pub fn fetch(&self, url: &str, timeout: Duration) -> Result<FetchStats, MirrorError> {
+        let started = Instant::now();
+        let progress_ms = Arc::new(AtomicU64::new(0));
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        let (this, url_owned) = (self.clone(), url.to_string());
+        let (progress, gone) = (progress_ms.clone(), abandoned.clone());
+        std::thread::Builder::new()
+            .name("hab-fetch".into())
+            .spawn(move || {
+                let alive = move || {
+                    let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    progress.store(ms, Ordering::Relaxed);
+                    !gone.load(Ordering::Relaxed) && started.elapsed() < FETCH_DEADLINE
+                };
+                // The receiver is gone only when the fetch was abandoned.
+                let _ = tx.send(this.fetch_on_this_thread(&url_owned, alive));
+            })
+            .map_err(|e| MirrorError::Fetch {
+                url: url.to_string(),
+                reason: format!("cannot start the fetch thread: {e}"),
+            })?;
+        // Check for silence a few times per timeout, so a stall is noticed
+        // within a quarter of it past the deadline.
+        let tick = (timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+        loop {
+            match rx.recv_timeout(tick) {
+                Ok(result) => return result,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(MirrorError::Fetch {
+                        url: url.to_string(),
+                        reason: "the fetch thread died".into(),
+                    })
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let last = Duration::from_millis(progress_ms.load(Ordering::Relaxed));
+                    if started.elapsed().saturating_sub(last) >= timeout {
+                        abandoned.store(true, Ordering::Relaxed);
+                        tracing::warn!(%url, timeout_s = timeout.as_secs_f64(),
+                            "upstream stopped answering; fetch abandoned");
+                        return Err(MirrorError::Stalled {
+                            url: url.to_string(),
+                            timeout,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// The fetch itself, blocking this thread. `alive` is called at every
+    /// sign of progress; returning false aborts the transfer.
+    fn fetch_on_this_thread(
+        &self,
+        url: &str,
+        alive: impl Fn() -> bool + Clone,
+    ) -> Result<FetchStats, MirrorError> {
         let repo = self.repo()?;
-        let fetch_err = |e: git2::Error| MirrorError::Fetch {
-            url: url.to_string(),
-            reason: e.message().to_string(),
+        let fetch_err = |e: git2::Error| {
+            if e.class() == git2::ErrorClass::Net && e.message().contains("timed out") {
+                // habd's process-wide socket timeout ended it.
+                MirrorError::Fetch {
+                    url: url.to_string(),
+                    reason: format!("{} (habd's socket timeout)", e.message()),
+                }
+            } else {
+                MirrorError::Fetch {
+                    url: url.to_string(),
+                    reason: e.message().to_string(),
+                }
+            }
         };
         let mut remote = repo.remote_anonymous(url).map_err(fetch_err)?;
-        let started = Instant::now();
         let mut callbacks = RemoteCallbacks::new();
-        // Returning false aborts the transfer: the only way to bound a fetch
-        // without unsafe code (libgit2's socket timeouts are set through an
-        // unsafe global option).
-        callbacks.transfer_progress(move |_| started.elapsed() < FETCH_DEADLINE);
+        let (a, b, c) = (alive.clone(), alive.clone(), alive);
+        callbacks
+            .transfer_progress(move |_| a())
+            .sideband_progress(move |_| b())
+            .update_tips(move |_, _, _| c());
         let mut opts = FetchOptions::new();
         opts.remote_callbacks(callbacks)
             .prune(FetchPrune::On)

@@ -76,6 +76,13 @@ impl RefState {
     }
 }
 
+/// The version of the rules a verdict is reached by. Bump it whenever
+/// verification changes what it accepts (1: tag objects bound to their name
+/// and a commit, the OpenPGP standard policy): every recorded ref is then
+/// judged again at its pipeline's next sync, so a verdict reached under
+/// looser rules never stands.
+pub const JUDGED_BY: i64 = 1;
+
 /// A ref as recorded after the last good sync.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Known {
@@ -85,6 +92,8 @@ pub struct Known {
     pub oid: String,
     /// Recorded state.
     pub state: RefState,
+    /// The rules its verdict was reached by ([`JUDGED_BY`] when current).
+    pub judged_by: i64,
 }
 
 /// Kinds of change.
@@ -101,6 +110,9 @@ pub enum ChangeKind {
     Deleted,
     /// Deleted before, back now at the same target.
     Restored,
+    /// Unchanged upstream, judged again because its verdict was reached by
+    /// older rules ([`JUDGED_BY`]); its state stays as it was.
+    Rejudged,
 }
 
 impl ChangeKind {
@@ -112,6 +124,7 @@ impl ChangeKind {
             ChangeKind::Updated => "updated",
             ChangeKind::Deleted => "deleted",
             ChangeKind::Restored => "restored",
+            ChangeKind::Rejudged => "rejudged",
         }
     }
 }
@@ -174,6 +187,8 @@ pub fn plan(
             Some(k) if k.oid == *oid => {
                 if k.state == RefState::Deleted {
                     changes.push(change(ChangeKind::Restored, Some(&k.oid)));
+                } else if k.judged_by < JUDGED_BY {
+                    changes.push(change(ChangeKind::Rejudged, Some(&k.oid)));
                 }
             }
             Some(k) => {
@@ -303,6 +318,7 @@ mod tests {
             name: name.into(),
             oid: oid.into(),
             state,
+            judged_by: JUDGED_BY,
         }
     }
 
@@ -360,6 +376,32 @@ mod tests {
             kinds(&plan(&k, &up(&[("refs/tags/v1", "z")]), ALL)),
             vec![("refs/tags/v1", ChangeKind::Moved)]
         );
+    }
+
+    #[test]
+    fn verdicts_reached_by_older_rules_are_judged_again() {
+        let mut old = known("refs/tags/v9", "a", RefState::Moved);
+        old.judged_by = JUDGED_BY - 1;
+        let gone = Known {
+            state: RefState::Deleted,
+            ..old.clone()
+        };
+        assert_eq!(
+            kinds(&plan(&[old.clone()], &up(&[("refs/tags/v9", "a")]), ALL)),
+            vec![("refs/tags/v9", ChangeKind::Rejudged)]
+        );
+        // A move is reported as a move (and judged by the new rules anyway).
+        assert_eq!(
+            kinds(&plan(&[old], &up(&[("refs/tags/v9", "b")]), ALL)),
+            vec![("refs/tags/v9", ChangeKind::Moved)]
+        );
+        // Deleted refs are not judged again until they come back.
+        assert_eq!(
+            kinds(&plan(&[gone], &up(&[("refs/tags/v9", "a")]), ALL)),
+            vec![("refs/tags/v9", ChangeKind::Restored)]
+        );
+        let ref_now = known("refs/tags/v9", "a", RefState::Active);
+        assert!(plan(&[ref_now], &up(&[("refs/tags/v9", "a")]), ALL).is_empty());
     }
 
     #[test]

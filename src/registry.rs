@@ -85,6 +85,17 @@ pub enum RegistryError {
         /// oci-client's error.
         source: oci_client::errors::OciDistributionError,
     },
+    /// The registry stopped answering: nothing arrived for the configured
+    /// `[registry] timeout`.
+    #[error("registry at {url} sent nothing for {}s during {what} ([registry] timeout): is it overloaded or stuck?", timeout.as_secs_f64())]
+    Timeout {
+        /// Base URL.
+        url: String,
+        /// What hab was doing (`push of blob sha256:…`).
+        what: String,
+        /// The configured timeout.
+        timeout: std::time::Duration,
+    },
     /// A read failed.
     #[error("read of {what} from {reference} failed: {reason}")]
     Pull {
@@ -155,6 +166,29 @@ pub struct Registry {
     pull_host: Option<String>,
     url: String,
     credentials: Option<(String, String)>,
+    /// For the calls oci-client does not make (the `/v2/` check, deletes),
+    /// with the same timeouts.
+    http: reqwest::Client,
+    timeout: std::time::Duration,
+}
+
+/// True when `e`, or an error it wraps, is a timeout (reqwest's, or an I/O
+/// one): the registry stopped answering rather than answered badly.
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err
+            .downcast_ref::<reqwest::Error>()
+            .is_some_and(|r| r.is_timeout())
+            || err
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 impl std::fmt::Debug for Registry {
@@ -183,15 +217,28 @@ impl Registry {
         } else {
             ClientProtocol::Https
         };
+        // A registry that accepts a connection and then says nothing must
+        // not hold a build forever: every connect and every read is bounded
+        // by the configured timeout (a read timeout restarts with each
+        // chunk, so a large layer that keeps arriving is never cut).
         let client = Client::new(ClientConfig {
             protocol,
             // One PUT per blob: the registry is near, and a monolithic upload
             // is one round trip instead of three.
             use_monolithic_push: true,
             max_concurrent_upload: PARALLEL_BLOBS,
-            connect_timeout: Some(std::time::Duration::from_secs(10)),
+            connect_timeout: Some(cfg.timeout),
+            read_timeout: Some(cfg.timeout),
             ..Default::default()
         });
+        let http = reqwest::Client::builder()
+            .connect_timeout(cfg.timeout)
+            .read_timeout(cfg.timeout)
+            .build()
+            .map_err(|e| RegistryError::Unreachable {
+                url: cfg.url.to_string(),
+                reason: e.to_string(),
+            })?;
         Ok(Registry {
             client: Arc::new(client),
             auth,
@@ -199,7 +246,28 @@ impl Registry {
             pull_host: cfg.pull_host.clone(),
             url: cfg.url.as_str().trim_end_matches('/').to_string(),
             credentials,
+            http,
+            timeout: cfg.timeout,
         })
+    }
+
+    /// The error for a failed call: [`RegistryError::Timeout`] when the
+    /// registry went silent, else what `otherwise` makes of it.
+    fn failed<E: std::error::Error + 'static>(
+        &self,
+        what: impl FnOnce() -> String,
+        e: E,
+        otherwise: impl FnOnce(E) -> RegistryError,
+    ) -> RegistryError {
+        if timed_out(&e) {
+            RegistryError::Timeout {
+                url: self.url.clone(),
+                what: what(),
+                timeout: self.timeout,
+            }
+        } else {
+            otherwise(e)
+        }
     }
 
     /// `host:port` of the registry.
@@ -218,21 +286,19 @@ impl Registry {
     /// [`RegistryError::Unreachable`] or [`RegistryError::Auth`], with how to
     /// fix it.
     pub async fn check(&self) -> Result<(), RegistryError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .timeout(std::time::Duration::from_secs(30))
-            .build()
-            .map_err(|e| RegistryError::Unreachable {
-                url: self.url.clone(),
-                reason: e.to_string(),
-            })?;
-        let mut req = http.get(format!("{}/v2/", self.url));
+        let mut req = self.http.get(format!("{}/v2/", self.url));
         if let Some((u, p)) = &self.credentials {
             req = req.basic_auth(u, Some(p));
         }
-        let res = req.send().await.map_err(|e| RegistryError::Unreachable {
-            url: self.url.clone(),
-            reason: e.to_string(),
+        let res = req.send().await.map_err(|e| {
+            self.failed(
+                || "the check of /v2/".into(),
+                e,
+                |e| RegistryError::Unreachable {
+                    url: self.url.clone(),
+                    reason: e.to_string(),
+                },
+            )
         })?;
         match res.status().as_u16() {
             200 => Ok(()),
@@ -280,9 +346,15 @@ impl Registry {
             .auth(r, &self.auth, op)
             .await
             .map(|_| ())
-            .map_err(|e| RegistryError::Auth {
-                url: self.url.clone(),
-                reason: e.to_string(),
+            .map_err(|e| {
+                self.failed(
+                    || format!("authentication for {}", r.whole()),
+                    e,
+                    |e| RegistryError::Auth {
+                        url: self.url.clone(),
+                        reason: e.to_string(),
+                    },
+                )
             })
     }
 
@@ -357,10 +429,16 @@ impl Registry {
                 let this = self.clone();
                 async move {
                     let this = &this;
-                    let push_err = |source| RegistryError::Push {
-                        what: format!("blob {}", blob.digest),
-                        reference: r.whole(),
-                        source,
+                    let push_err = |source| {
+                        this.failed(
+                            || format!("push of blob {}", blob.digest),
+                            source,
+                            |source| RegistryError::Push {
+                                what: format!("blob {}", blob.digest),
+                                reference: r.whole(),
+                                source,
+                            },
+                        )
                     };
                     let exists = this
                         .client
@@ -431,10 +509,16 @@ impl Registry {
                     .expect("a media type is a header value"),
             )
             .await
-            .map_err(|e| RegistryError::Push {
-                what: "manifest".into(),
-                reference: r.whole(),
-                source: e,
+            .map_err(|e| {
+                self.failed(
+                    || format!("push of manifest {}", r.whole()),
+                    e,
+                    |source| RegistryError::Push {
+                        what: "manifest".into(),
+                        reference: r.whole(),
+                        source,
+                    },
+                )
             })?;
         Ok(())
     }
@@ -600,16 +684,19 @@ impl Registry {
             reference: reference.clone(),
             reason,
         };
-        let http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .timeout(std::time::Duration::from_secs(60))
-            .build()
-            .map_err(|e| fail(e.to_string()))?;
-        let mut req = http.delete(format!("{}/v2/{repository}/manifests/{digest}", self.url));
+        let mut req = self
+            .http
+            .delete(format!("{}/v2/{repository}/manifests/{digest}", self.url));
         if let Some((u, p)) = &self.credentials {
             req = req.basic_auth(u, Some(p));
         }
-        let res = req.send().await.map_err(|e| fail(e.to_string()))?;
+        let res = req.send().await.map_err(|e| {
+            self.failed(
+                || format!("delete of manifest {digest}"),
+                e,
+                |e| fail(e.to_string()),
+            )
+        })?;
         match res.status().as_u16() {
             200 | 202 => Ok(true),
             404 => Ok(false),
@@ -633,10 +720,16 @@ impl Registry {
             .client
             .pull_manifest_raw(&r, &self.auth, accept)
             .await
-            .map_err(|e| RegistryError::Pull {
-                what: format!("manifest {digest}"),
-                reference: r.whole(),
-                reason: e.to_string(),
+            .map_err(|e| {
+                self.failed(
+                    || format!("read of manifest {digest}"),
+                    e,
+                    |e| RegistryError::Pull {
+                        what: format!("manifest {digest}"),
+                        reference: r.whole(),
+                        reason: e.to_string(),
+                    },
+                )
             })?;
         Ok(bytes)
     }

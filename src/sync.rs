@@ -126,7 +126,7 @@ fn run(
     id: i64,
 ) -> Result<SyncReport, SyncError> {
     let mirror = Mirror::open_or_init(&mirror_path(state_dir, &pipeline.name))?;
-    let stats = mirror.fetch(&pipeline.upstream)?;
+    let stats = mirror.fetch(&pipeline.upstream, pipeline.upstream_timeout)?;
     let upstream = mirror.refs()?;
     let known: Vec<Known> = store
         .refs(&pipeline.name)?
@@ -135,6 +135,7 @@ fn run(
             name: r.name,
             oid: r.oid,
             state: r.state,
+            judged_by: r.judged_by,
         })
         .collect();
     let changes = plan(&known, &upstream, |n| pipeline.refs.tracks(n));

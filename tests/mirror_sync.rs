@@ -205,7 +205,7 @@ fn moved_tag_is_flagged_and_its_old_object_kept() {
     assert_eq!(s.sync().unwrap().sync.moved, 0);
     let acked = s
         .store
-        .acknowledge("node", "refs/tags/v1.0.0", "tester")
+        .acknowledge("node", "refs/tags/v1.0.0", None, "tester")
         .unwrap();
     assert_eq!(acked.state, RefState::Active);
     assert_eq!(acked.acknowledged_by.as_deref(), Some("tester"));
@@ -305,7 +305,12 @@ fn a_crash_between_fetch_and_commit_loses_nothing() {
     up.signed_tag(&s.world.gpg, &s.trusted, "v1.1.0", &c, T2020_03_01);
     let crashed = s.store.begin_sync("node", "test").unwrap();
     let mirror = Mirror::open_or_init(&mirror_path(&s.world.path("state"), "node")).unwrap();
-    mirror.fetch(&s.world.daemon.url("node.git")).unwrap();
+    mirror
+        .fetch(
+            &s.world.daemon.url("node.git"),
+            std::time::Duration::from_secs(60),
+        )
+        .unwrap();
     assert!(mirror.refs().unwrap().contains_key("refs/tags/v1.1.0"));
 
     // habd restarts: the store reopens at the same schema, the dead sync is marked.

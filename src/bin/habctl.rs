@@ -10,6 +10,7 @@ use hab::{
         BuildView, Chain, ChannelsView, FleetChain, LogPage, PipelineView, PromoteView, QueueView,
         RefView, RolloutView,
     },
+    store::StoredRef,
     sync::SyncReport,
 };
 use serde_json::{json, Value};
@@ -82,12 +83,19 @@ enum Command {
         /// Pipeline name.
         pipeline: String,
     },
-    /// Acknowledge a tag that moved upstream, so it may be built again once verified.
+    /// Acknowledge a tag that moved upstream, so it may be built again once
+    /// verified. The acknowledgement binds to the object the tag points at
+    /// (the OBJECT column of `habctl refs`): without --oid it is refused if
+    /// the tag moved again since it was flagged; with --oid, unless the tag
+    /// points at that very object.
     Ack {
         /// Pipeline name.
         pipeline: String,
         /// Tag name (v27.0) or full ref (refs/tags/v27.0).
         r#ref: String,
+        /// The object you reviewed (full id, or 7+ leading hex digits).
+        #[arg(long)]
+        oid: Option<String>,
         /// Who acknowledges (recorded).
         #[arg(long, env = "USER", default_value = "habctl")]
         by: String,
@@ -912,7 +920,12 @@ fn print_refs(refs: &[RefView]) {
                 .to_string();
             vec![
                 name,
-                short(&s.commit).to_string(),
+                short(&s.oid).to_string(),
+                if s.commit.is_empty() {
+                    "-".into()
+                } else {
+                    short(&s.commit).to_string()
+                },
                 s.state.as_str().to_string(),
                 s.verdict.kind().to_string(),
                 s.verdict.signer().unwrap_or("-").to_string(),
@@ -932,6 +945,7 @@ fn print_refs(refs: &[RefView]) {
         table(
             &[
                 "REF",
+                "OBJECT",
                 "COMMIT",
                 "STATE",
                 "VERDICT",
@@ -1034,22 +1048,24 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
         Command::Ack {
             pipeline,
             r#ref,
+            oid,
             by,
         } => {
-            let v: Value = client
+            let r: StoredRef = client
                 .post(
                     &format!("/pipelines/{pipeline}/acknowledge"),
-                    &json!({ "ref": r#ref, "by": by }),
+                    &json!({ "ref": r#ref, "oid": oid, "by": by }),
                 )
                 .await?;
             if json_out {
-                print_json(&v);
+                print_json(&json!(r));
             } else {
                 println!(
-                    "acknowledged {} of {pipeline}: now {} ({})",
-                    v["name"].as_str().unwrap_or(""),
-                    v["state"].as_str().unwrap_or(""),
-                    v["verdict"]["verdict"].as_str().unwrap_or("")
+                    "acknowledged {} of {pipeline} at {}: now {} ({})",
+                    r.name,
+                    r.oid,
+                    r.state.as_str(),
+                    r.verdict.kind()
                 );
             }
         }

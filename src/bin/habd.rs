@@ -221,6 +221,19 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return report(&e),
             };
+            // Before any thread exists: libgit2's socket timeouts are
+            // process-wide. The longest pipeline timeout, so that no fetch
+            // is cut short of its own; each sync watches its own timeout.
+            let socket_timeout = config
+                .pipelines
+                .iter()
+                .map(|p| p.upstream_timeout)
+                .max()
+                .unwrap_or(hab::config::DEFAULT_UPSTREAM_TIMEOUT);
+            if let Err(e) = hab::mirror::set_socket_timeouts(socket_timeout) {
+                eprintln!("habd: cannot set libgit2's socket timeouts: {e}");
+                return ExitCode::FAILURE;
+            }
             let rt = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {

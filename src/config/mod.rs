@@ -248,6 +248,7 @@ struct RawRegistry {
     username: Option<String>,
     password_file: Option<PathBuf>,
     pull_host: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -303,6 +304,31 @@ pub struct RegistryConfig {
     /// `host[:port]` nodes pull images from, when not the URL's (in a
     /// cluster: the address kubelets reach the registry at).
     pub pull_host: Option<String>,
+    /// The longest any registry request may wait for the registry to
+    /// answer or to send more (connect, and each read). Not a bound on a
+    /// whole transfer: a large layer that keeps arriving is never cut.
+    #[serde(with = "duration_secs")]
+    pub timeout: std::time::Duration,
+}
+
+/// The registry's default `timeout`: a registry in the cluster answers in
+/// milliseconds; one that says nothing for a minute is not coming back, and
+/// a minute still covers a garbage-collecting registry's pauses.
+pub const DEFAULT_REGISTRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A pipeline's default `[upstream] timeout`: how long a fetch may go
+/// without receiving anything. A first fetch of Bitcoin Core takes minutes,
+/// but never minutes of silence; five leave room for a slow forge.
+pub const DEFAULT_UPSTREAM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Durations shown as seconds in JSON (`habd config` views).
+mod duration_secs {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
 }
 
 impl RegistryConfig {
@@ -488,6 +514,7 @@ impl Config {
                 username: None,
                 password_file: None,
                 pull_host: None,
+                timeout: DEFAULT_REGISTRY_TIMEOUT,
             },
             builders: vec![BuilderConfig {
                 name: "local".into(),
@@ -609,6 +636,12 @@ impl Config {
                             h.get_ref()
                         ),
                     );
+                }
+            }
+            if let Some(t) = &reg.timeout {
+                match parse_timeout(t.get_ref()) {
+                    Ok(d) => config.registry.timeout = d,
+                    Err(msg) => src.error(t.span(), "registry.timeout", msg),
                 }
             }
         }
@@ -798,6 +831,7 @@ struct RawWebhook {
 #[serde(deny_unknown_fields)]
 struct RawUpstream {
     url: Spanned<String>,
+    timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -976,6 +1010,9 @@ pub struct Pipeline {
     pub implementation: Implementation,
     /// Upstream git URL.
     pub upstream: String,
+    /// How long a fetch from upstream may go without receiving anything
+    /// (`[upstream] timeout`) before the sync gives up on it.
+    pub upstream_timeout: std::time::Duration,
     /// Tracked refs.
     pub refs: RefFilter,
     /// Signature policy.
@@ -1143,6 +1180,14 @@ pub fn parse_pipeline(
             format!("{url:?} is not a git URL (https://, http://, git://, ssh:// or file://)"),
         );
     }
+
+    let upstream_timeout = match &raw.upstream.timeout {
+        None => DEFAULT_UPSTREAM_TIMEOUT,
+        Some(t) => parse_timeout(t.get_ref()).unwrap_or_else(|msg| {
+            src.error(t.span(), "upstream.timeout", msg);
+            DEFAULT_UPSTREAM_TIMEOUT
+        }),
+    };
 
     let track: Vec<Spanned<String>> = raw
         .refs
@@ -1324,6 +1369,7 @@ pub fn parse_pipeline(
         source: path.to_path_buf(),
         implementation: raw.implementation,
         upstream: url.clone(),
+        upstream_timeout,
         refs: refs.expect("globs validated above"),
         policy: raw.signature.policy,
         keyring_path,
@@ -1337,6 +1383,16 @@ pub fn parse_pipeline(
         webhook_secret,
     };
     Ok((pipeline, name_at))
+}
+
+/// A timeout for talking to an outside system: a duration from 1s to 1h.
+/// Shorter would cut off healthy peers on a busy link; longer is no bound.
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let d = fleets::parse_duration(s)?;
+    if d < std::time::Duration::from_secs(1) || d > std::time::Duration::from_secs(3600) {
+        return Err(format!("{s:?}: between 1s and 1h"));
+    }
+    Ok(d)
 }
 
 #[cfg(test)]

@@ -49,7 +49,7 @@ use crate::{
     mirror::Mirror,
     refplan::may_build,
     store::{Store, StoreError, StoredRef},
-    sync::{mirror_path, SyncFailure, Syncer},
+    sync::{mirror_path, Syncer},
 };
 
 /// An API error: a status and a JSON body `{"error": reason}`.
@@ -79,6 +79,14 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NoSuchRef { .. } => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
+            StoreError::AckRefused {
+                ref current_oid, ..
+            } => {
+                let detail = json!({ "current_oid": current_oid });
+                let mut err = ApiError::new(StatusCode::CONFLICT, e.to_string());
+                err.extra = Some(detail);
+                err
+            }
             e => ApiError::internal(e),
         }
     }
@@ -596,11 +604,10 @@ async fn sync_pipeline(State(state): State<AppState>, Path(name): Path<String>) 
             report.joined = joined;
             Json(report).into_response()
         }
-        Err(SyncFailure {
-            sync_id, reason, ..
-        }) => {
-            let mut e = ApiError::new(StatusCode::BAD_GATEWAY, reason);
-            e.extra = Some(json!({ "sync_id": sync_id }));
+        Err(failure) => {
+            // "sync 12 of bitcoind failed: <cause>": the pipeline and the cause.
+            let mut e = ApiError::new(StatusCode::BAD_GATEWAY, failure.to_string());
+            e.extra = Some(json!({ "sync_id": failure.sync_id }));
             e.into_response()
         }
     }
@@ -792,6 +799,10 @@ async fn list_refs(
 #[derive(Debug, Deserialize)]
 struct AckRequest {
     r#ref: String,
+    /// The object acknowledged (a prefix of 7 or more hex digits will do);
+    /// without it, the ref must not have moved again since it was flagged.
+    #[serde(default)]
+    oid: Option<String>,
     #[serde(default)]
     by: Option<String>,
 }
@@ -816,7 +827,7 @@ async fn acknowledge(
         format!("refs/tags/{}", req.r#ref)
     };
     Ok(Json(
-        blocking(move || store.acknowledge(&p.name, &refname, &actor)).await?,
+        blocking(move || store.acknowledge(&p.name, &refname, req.oid.as_deref(), &actor)).await?,
     ))
 }
 

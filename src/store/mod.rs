@@ -31,7 +31,7 @@ pub use queue::{
 pub use rollouts::{RolloutRecord, RolloutState, RolloutStep};
 
 use crate::{
-    refplan::{ChangeKind, Observed, RefKind, RefState},
+    refplan::{ChangeKind, Observed, RefKind, RefState, JUDGED_BY},
     verify::Verdict,
 };
 
@@ -62,6 +62,18 @@ pub enum StoreError {
     /// The blocking task running a store call died.
     #[error("state store task failed: {0}")]
     Task(String),
+    /// An acknowledgement that does not name what the ref points at now.
+    #[error("{name} of {pipeline} was not acknowledged: {reason}; it now points at {current_oid}: review that object (habctl refs {pipeline}) and acknowledge it with --oid {current_oid}")]
+    AckRefused {
+        /// Pipeline.
+        pipeline: String,
+        /// Ref name.
+        name: String,
+        /// What the ref points at now.
+        current_oid: String,
+        /// Why.
+        reason: String,
+    },
     /// No such ref.
     #[error("pipeline {pipeline} has no ref {name}")]
     NoSuchRef {
@@ -286,6 +298,11 @@ const MIGRATIONS: &[&str] = &[
         fired_at TEXT NOT NULL,
         PRIMARY KEY (pipeline, kind)
      );",
+    // 6: an acknowledgement names the object it accepts; every verdict
+    // names the rules it was judged by (0: before tag binding and the
+    // OpenPGP policy), so a sync judges older ones again.
+    "ALTER TABLE refs ADD COLUMN acknowledged_oid TEXT;
+     ALTER TABLE refs ADD COLUMN judged_by INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// A ref as the store knows it.
@@ -315,6 +332,13 @@ pub struct StoredRef {
     pub acknowledged_at: Option<DateTime<Utc>>,
     /// Who acknowledged it.
     pub acknowledged_by: Option<String>,
+    /// The object the acknowledgement accepted.
+    #[serde(default)]
+    pub acknowledged_oid: Option<String>,
+    /// The verification rules the verdict was reached by
+    /// ([`crate::refplan::JUDGED_BY`] when current).
+    #[serde(default)]
+    pub judged_by: i64,
 }
 
 /// What a finished sync found, applied in one transaction.
@@ -494,6 +518,7 @@ impl Store {
                 ChangeKind::Added | ChangeKind::Restored => added += 1,
                 ChangeKind::Moved | ChangeKind::Updated => moved += 1,
                 ChangeKind::Deleted => deleted += 1,
+                ChangeKind::Rejudged => {}
             }
             apply_change(&tx, id, pipeline, observed, at)?;
         }
@@ -521,7 +546,8 @@ impl Store {
         let conn = self.lock();
         let mut stmt = conn.prepare(
             "SELECT pipeline, name, kind, oid, commit_oid, state, verdict_json, previous_oid,
-                    first_seen, updated_at, acknowledged_at, acknowledged_by
+                    first_seen, updated_at, acknowledged_at, acknowledged_by,
+                    acknowledged_oid, judged_by
              FROM refs WHERE pipeline = ?1 ORDER BY name",
         )?;
         let rows = stmt.query_map(params![pipeline], row_to_ref)?;
@@ -534,7 +560,8 @@ impl Store {
         let conn = self.lock();
         conn.query_row(
             "SELECT pipeline, name, kind, oid, commit_oid, state, verdict_json, previous_oid,
-                    first_seen, updated_at, acknowledged_at, acknowledged_by
+                    first_seen, updated_at, acknowledged_at, acknowledged_by,
+                    acknowledged_oid, judged_by
              FROM refs WHERE pipeline = ?1 AND name = ?2",
             params![pipeline, name],
             row_to_ref,
@@ -566,37 +593,83 @@ impl Store {
     }
 
     /// Acknowledges a moved tag: it becomes active again, so its new target may
-    /// be built once verified. The old target stays recorded in `previous_oid`.
+    /// be built once verified. The old target stays recorded in `previous_oid`;
+    /// the object accepted is recorded in `acknowledged_oid`.
+    ///
+    /// An acknowledgement binds to an object, not a name: with `oid`, the ref
+    /// must point at that object now; without, the ref must not have moved
+    /// again since it was flagged (the object an operator reviewed after the
+    /// first move may not be the one there now). Checked in the same
+    /// transaction as the write, so a sync in between cannot slip past it.
     ///
     /// # Errors
-    /// [`StoreError::NoSuchRef`] when the ref is unknown.
+    /// [`StoreError::NoSuchRef`] when the ref is unknown;
+    /// [`StoreError::AckRefused`], naming the current object, when it does
+    /// not match or the ref moved again.
     pub fn acknowledge(
         &self,
         pipeline: &str,
         name: &str,
+        oid: Option<&str>,
         actor: &str,
     ) -> Result<StoredRef, StoreError> {
         {
             let mut conn = self.lock();
             let tx = conn.transaction()?;
             let at = now();
-            let n = tx.execute(
-                "UPDATE refs SET acknowledged_at = ?3, acknowledged_by = ?4, updated_at = ?3,
-                        state = CASE WHEN state = 'moved' THEN 'active' ELSE state END
-                 WHERE pipeline = ?1 AND name = ?2",
-                params![pipeline, name, at, actor],
-            )?;
-            if n == 0 {
-                return Err(StoreError::NoSuchRef {
-                    pipeline: pipeline.into(),
-                    name: name.into(),
-                });
+            let no_such_ref = || StoreError::NoSuchRef {
+                pipeline: pipeline.into(),
+                name: name.into(),
+            };
+            let current: String = tx
+                .query_row(
+                    "SELECT oid FROM refs WHERE pipeline = ?1 AND name = ?2",
+                    params![pipeline, name],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .ok_or_else(no_such_ref)?;
+            let refused = |reason: String| StoreError::AckRefused {
+                pipeline: pipeline.into(),
+                name: name.into(),
+                current_oid: current.clone(),
+                reason,
+            };
+            match oid {
+                Some(asked) if !current.starts_with(asked) || asked.len() < 7 => {
+                    return Err(refused(format!(
+                        "--oid {asked} is not the object it points at"
+                    )));
+                }
+                Some(_) => {}
+                None => {
+                    let moves: i64 = tx.query_row(
+                        "SELECT COUNT(*) FROM ref_events
+                         WHERE pipeline = ?1 AND name = ?2 AND event = 'moved'
+                           AND id > COALESCE((SELECT MAX(id) FROM ref_events
+                                              WHERE pipeline = ?1 AND name = ?2
+                                                AND event = 'acknowledged'), 0)",
+                        params![pipeline, name],
+                        |r| r.get(0),
+                    )?;
+                    if moves > 1 {
+                        return Err(refused(format!(
+                            "it moved {moves} times since it was flagged, so the object reviewed may not be the one there now"
+                        )));
+                    }
+                }
             }
             tx.execute(
-                "INSERT INTO ref_events (pipeline, name, event, new_oid, actor, at)
-                 SELECT pipeline, name, 'acknowledged', oid, ?3, ?4 FROM refs
+                "UPDATE refs SET acknowledged_at = ?3, acknowledged_by = ?4, updated_at = ?3,
+                        acknowledged_oid = ?5,
+                        state = CASE WHEN state = 'moved' THEN 'active' ELSE state END
                  WHERE pipeline = ?1 AND name = ?2",
-                params![pipeline, name, actor, at],
+                params![pipeline, name, at, actor, current],
+            )?;
+            tx.execute(
+                "INSERT INTO ref_events (pipeline, name, event, new_oid, actor, at)
+                 VALUES (?1, ?2, 'acknowledged', ?3, ?4, ?5)",
+                params![pipeline, name, current, actor, at],
             )?;
             tx.commit()?;
         }
@@ -678,6 +751,8 @@ fn row_to_ref(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StoredRef, Store
         updated_at: r.get(9)?,
         acknowledged_at: r.get(10)?,
         acknowledged_by: r.get(11)?,
+        acknowledged_oid: r.get(12)?,
+        judged_by: r.get(13)?,
         pipeline,
         name,
     }))
@@ -700,6 +775,26 @@ fn apply_change(
                 params![pipeline, change.name, at],
             )?;
         }
+        (ChangeKind::Rejudged, Some(v), Some(new)) => {
+            // Same object, new rules: only the verdict changes; a moved tag
+            // stays flagged, an acknowledgement stays.
+            tx.execute(
+                "UPDATE refs SET kind = ?3, commit_oid = ?4, verdict = ?5, verdict_json = ?6,
+                        signer = ?7, judged_by = ?8, updated_at = ?9
+                 WHERE pipeline = ?1 AND name = ?2",
+                params![
+                    pipeline,
+                    change.name,
+                    new.kind.as_str(),
+                    new.commit,
+                    v.kind(),
+                    serde_json::to_string(v).expect("verdicts serialize"),
+                    v.signer(),
+                    JUDGED_BY,
+                    at
+                ],
+            )?;
+        }
         (_, Some(v), Some(new)) => {
             let json = serde_json::to_string(v).expect("verdicts serialize");
             // A move keeps the first oid seen before it (what was verified and
@@ -710,12 +805,15 @@ fn apply_change(
             };
             tx.execute(
                 "INSERT INTO refs (pipeline, name, kind, oid, commit_oid, state, verdict,
-                                   verdict_json, signer, previous_oid, first_seen, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)
+                                   verdict_json, signer, previous_oid, first_seen, updated_at,
+                                   judged_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?13)
                  ON CONFLICT (pipeline, name) DO UPDATE SET
                     kind = excluded.kind, oid = excluded.oid, commit_oid = excluded.commit_oid,
                     state = excluded.state, verdict = excluded.verdict,
                     verdict_json = excluded.verdict_json, signer = excluded.signer,
+                    judged_by = excluded.judged_by,
+                    acknowledged_oid = CASE WHEN ?12 THEN NULL ELSE refs.acknowledged_oid END,
                     previous_oid = CASE WHEN NOT ?12 THEN NULL
                                         WHEN refs.state = 'moved' THEN COALESCE(refs.previous_oid, excluded.previous_oid)
                                         ELSE excluded.previous_oid END,
@@ -735,6 +833,7 @@ fn apply_change(
                     previous,
                     at,
                     clear_ack,
+                    JUDGED_BY,
                 ],
             )?;
         }
