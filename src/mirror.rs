@@ -319,7 +319,11 @@ impl Mirror {
         let id = Oid::from_str(oid).map_err(|e| self.git_err(e))?;
         let object = repo.find_object(id, None).map_err(|e| self.git_err(e))?;
         // Peel tags (however nested) down to what they finally name.
-        let peeled = object.peel(ObjectType::Any).map_err(|e| self.git_err(e))?;
+        // (libgit2's peel to "any" refuses a tree or blob: peel by hand.)
+        let mut peeled = object.clone();
+        while let Some(tag) = peeled.as_tag() {
+            peeled = tag.target().map_err(|e| self.git_err(e))?;
+        }
         let commit = match peeled.kind() {
             Some(ObjectType::Commit) => Some(peeled.id()),
             _ => None,

@@ -177,6 +177,14 @@ pub struct Registry {
 fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur = Some(e);
     while let Some(err) = cur {
+        // oci-client wraps reqwest's error transparently: its `source()`
+        // skips the reqwest error, so ask the wrapped one itself.
+        if let Some(oci_client::errors::OciDistributionError::RequestError(r)) = err.downcast_ref()
+        {
+            if r.is_timeout() {
+                return true;
+            }
+        }
         if err
             .downcast_ref::<reqwest::Error>()
             .is_some_and(|r| r.is_timeout())
