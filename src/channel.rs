@@ -158,7 +158,28 @@ pub fn resolve(
             })?
         }
     };
+    refuse_misbound(store, pipeline, build_id)?;
     Ok(build_id)
+}
+
+/// Refuses a build whose ref is now judged misbound (a tag object under
+/// another name, or no commit) at the very commit the build was made from:
+/// a verdict reached under looser rules, and judged again since, must not
+/// still reach a channel through a build made before. A build of what the
+/// ref pointed at before it moved is not concerned.
+fn refuse_misbound(store: &Store, pipeline: &Pipeline, build_id: i64) -> Result<(), PromoteError> {
+    let Some(build) = store.build(build_id)? else {
+        return Ok(()); // the move itself reports the missing build
+    };
+    match store.get_ref(&pipeline.name, &build.ref_name)? {
+        Some(r) if r.verdict.is_misbound() && r.commit == build.commit => {
+            Err(PromoteError::Refused(format!(
+                "build {build_id} was made from {}, which is now refused: {}",
+                build.ref_name, r.verdict
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn move_to(

@@ -159,6 +159,44 @@ fn verdicts_recorded_under_older_rules_are_judged_again() {
     assert_eq!(report.sync.added + report.sync.moved, 0, "nothing moved");
     // Judged once: the next sync has nothing to say.
     assert!(sync(&world, &store).changes.is_empty());
+
+    // A build made from it while it read as verified cannot reach a
+    // channel now, by ref or by id; the genuine release's build can.
+    let mut pipeline = (*world.pipeline()).clone();
+    pipeline.channels.push(hab::config::Channel {
+        name: "edge".into(),
+        auto: true,
+    });
+    let built = |tag: &str, digest: &str| {
+        let r = stored(&store, tag);
+        let b = store
+            .create_build(&hab::store::NewBuild {
+                pipeline: "node".into(),
+                ref_name: r.name.clone(),
+                commit: r.commit.clone(),
+                version: tag.into(),
+                signer: None,
+                trigger: "test".into(),
+                repository: "hab/node".into(),
+                platforms: Vec::new(),
+            })
+            .unwrap();
+        store.finish_verified(b.id, digest).unwrap();
+        b.id
+    };
+    let forged_build = built("v9.9.9", &format!("sha256:{}", "9".repeat(64)));
+    let genuine_build = built("v1.0.0", &format!("sha256:{}", "1".repeat(64)));
+    for target in ["v9.9.9".to_string(), forged_build.to_string()] {
+        let err =
+            hab::channel::promote(&store, &pipeline, &target, "edge", "mallory", None).unwrap_err();
+        assert!(
+            matches!(err, hab::channel::PromoteError::Refused(_))
+                && err.to_string().contains("now refused: tag name mismatch"),
+            "{target}: {err}"
+        );
+    }
+    let ok = hab::channel::promote(&store, &pipeline, "v1.0.0", "edge", "alice", None).unwrap();
+    assert_eq!(ok.build_id, genuine_build);
 }
 
 #[test]
