@@ -360,3 +360,33 @@ fn webhook_secrets_and_intake_limits_are_checked() {
         "at least 1024",
     );
 }
+
+#[test]
+fn timeouts_must_be_durations_between_a_second_and_an_hour() {
+    expect_pipeline_problem(
+        "git\"\n",
+        "git\"\ntimeout = \"forever\"\n",
+        6,
+        "upstream.timeout",
+        "is not a duration",
+    );
+    expect_pipeline_problem(
+        "git\"\n",
+        "git\"\ntimeout = \"2h\"\n",
+        6,
+        "upstream.timeout",
+        "between 1s and 1h",
+    );
+    expect_daemon_problem(
+        "[registry]\nurl = \"http://127.0.0.1:5000\"\ntimeout = \"100ms\"\n",
+        4,
+        "registry.timeout",
+        "between 1s and 1h",
+    );
+    let good = good_pipeline("btcd").replace("git\"\n", "git\"\ntimeout = \"30s\"\n");
+    let (code, stderr, _d) = check(
+        "[registry]\nurl = \"http://127.0.0.1:5000\"\ntimeout = \"2m\"\n",
+        &[("btcd.toml", &good)],
+    );
+    assert_eq!(code, 0, "{stderr}");
+}
