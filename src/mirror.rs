@@ -55,11 +55,25 @@ pub fn set_socket_timeouts(timeout: Duration) -> Result<(), git2::Error> {
     Ok(())
 }
 
+/// `e` with the mirror's folder taken out of its message: libgit2 names the
+/// files it failed on, and these messages reach API clients.
+fn without_path(mirror: &Path, e: git2::Error) -> git2::Error {
+    let folder = mirror.display().to_string();
+    if folder.is_empty() || !e.message().contains(&folder) {
+        return e;
+    }
+    let message = e.message().replace(&folder, "<mirror>");
+    git2::Error::new(e.code(), e.class(), message)
+}
+
 /// Mirror errors.
 #[derive(Debug, thiserror::Error)]
 pub enum MirrorError {
-    /// The bare repository could not be created or opened.
-    #[error("cannot open mirror {path}: {source}")]
+    /// The bare repository could not be created or opened. Like every
+    /// mirror error, its message names the cause but not the folder (it
+    /// reaches API clients; paths on the server are not theirs to see): the
+    /// folder is in the value and in habd's log.
+    #[error("cannot open the mirror: {source}")]
     Open {
         /// Its folder.
         path: PathBuf,
@@ -83,9 +97,7 @@ pub enum MirrorError {
         /// The pipeline's timeout.
         timeout: Duration,
     },
-    /// Reading the mirror failed. The message names libgit2's cause, not
-    /// the mirror's folder: it reaches API clients, and paths on the server
-    /// are not theirs to see (the folder is logged).
+    /// Reading the mirror failed.
     #[error("mirror: {source}")]
     Git {
         /// Its folder.
@@ -139,9 +151,12 @@ impl Mirror {
     /// # Errors
     /// The folder cannot be created or is not a git repository.
     pub fn open_or_init(path: &Path) -> Result<Self, MirrorError> {
-        let err = |source| MirrorError::Open {
-            path: path.to_path_buf(),
-            source,
+        let err = |source| {
+            tracing::warn!(mirror = %path.display(), error = %source, "cannot open the mirror");
+            MirrorError::Open {
+                path: path.to_path_buf(),
+                source: without_path(path, source),
+            }
         };
         if path.join("HEAD").exists() {
             Repository::open_bare(path).map_err(err)?;
@@ -166,7 +181,7 @@ impl Mirror {
         tracing::debug!(mirror = %self.path.display(), error = %source, "mirror error");
         MirrorError::Git {
             path: self.path.clone(),
-            source,
+            source: without_path(&self.path, source),
         }
     }
 
@@ -246,6 +261,10 @@ impl Mirror {
     ) -> Result<FetchStats, MirrorError> {
         let repo = self.repo()?;
         let fetch_err = |e: git2::Error| {
+            // libgit2 names files it could not write ("failed to lock file
+            // '<mirror>/refs/tags/v1.lock'").
+            tracing::debug!(mirror = %self.path.display(), error = %e, "fetch error");
+            let e = without_path(&self.path, e);
             if e.class() == git2::ErrorClass::Net && e.message().contains("timed out") {
                 // habd's process-wide socket timeout ended it.
                 MirrorError::Fetch {

@@ -600,3 +600,32 @@ async fn a_republished_tag_can_be_neither_built_nor_promoted() {
     assert!(habd.store.latest_builds("node").unwrap().is_empty());
     habd.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_sync_names_the_pipeline_and_the_cause_but_no_server_path() {
+    let (world, fpr, _) = World::with_release();
+    world.write_pipeline(&world.daemon.url("node.git"));
+    let habd = Habd::start(&world).await;
+    assert_eq!(habd.sync_node().await.0, 200);
+    // A stale lock in the mirror (a crash at the wrong moment) makes
+    // libgit2 fail on a file it names by its full path.
+    let lock = world.path("state/mirrors/node.git/refs/tags/v1.1.0.lock");
+    std::fs::write(&lock, "").unwrap();
+    let c = world.upstream.commit("release 1.1");
+    world
+        .upstream
+        .signed_tag(&world.gpg, &fpr, "v1.1.0", &c, T2020_02_01);
+    let (s, body) = habd.sync_node().await;
+    assert_eq!(s, 502, "{body}");
+    let why = body["error"].as_str().unwrap();
+    assert!(
+        why.contains("of node failed") && why.contains("lock"),
+        "{why}"
+    );
+    let state = world.path("state").display().to_string();
+    assert!(!why.contains(&state), "a server path in {why}");
+    assert!(why.contains("<mirror>/refs/tags/v1.1.0.lock"), "{why}");
+    std::fs::remove_file(&lock).unwrap();
+    assert_eq!(habd.sync_node().await.0, 200);
+    habd.stop().await;
+}
