@@ -218,7 +218,7 @@ impl Mirror {
                     !gone.load(Ordering::Relaxed) && started.elapsed() < FETCH_DEADLINE
                 };
                 // The receiver is gone only when the fetch was abandoned.
-                let _ = tx.send(this.fetch_on_this_thread(&url_owned, alive));
+                let _ = tx.send(this.fetch_on_this_thread(&url_owned, timeout, alive));
             })
             .map_err(|e| MirrorError::Fetch {
                 url: url.to_string(),
@@ -257,6 +257,7 @@ impl Mirror {
     fn fetch_on_this_thread(
         &self,
         url: &str,
+        timeout: Duration,
         alive: impl Fn() -> bool + Clone,
     ) -> Result<FetchStats, MirrorError> {
         let repo = self.repo()?;
@@ -266,10 +267,12 @@ impl Mirror {
             tracing::debug!(mirror = %self.path.display(), error = %e, "fetch error");
             let e = without_path(&self.path, e);
             if e.class() == git2::ErrorClass::Net && e.message().contains("timed out") {
-                // habd's process-wide socket timeout ended it.
-                MirrorError::Fetch {
+                // habd's process-wide socket timeout (the longest pipeline
+                // timeout, so at least this one's) ended it before the
+                // watch below did: the same silence, said the same way.
+                MirrorError::Stalled {
                     url: url.to_string(),
-                    reason: format!("{} (habd's socket timeout)", e.message()),
+                    timeout,
                 }
             } else {
                 MirrorError::Fetch {

@@ -211,28 +211,18 @@ async fn mirror_is_clonable_over_http() {
     habd.stop().await;
 }
 
-fn habctl(url: &str, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_habctl"))
-        .args(args)
-        .env("HAB_SERVER", url)
-        .env("HAB_TOKEN", TOKEN)
-        .env_remove("HAB_TOKEN_FILE")
-        .output()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn habctl_talks_to_the_api() {
     let (world, fpr, commit) = world_with_release();
     let habd = Habd::start(&world).await;
     let url = habd.url.clone();
     let out = tokio::task::spawn_blocking(move || {
-        let sync = habctl(&url, &["sync", "node"]);
-        let refs = habctl(&url, &["refs", "node"]);
-        let json = habctl(&url, &["refs", "node", "-o", "json"]);
-        let pipelines = habctl(&url, &["pipelines"]);
-        let status = habctl(&url, &["status"]);
-        let missing = habctl(&url, &["refs", "nope"]);
+        let sync = habctl_at(&url, &["sync", "node"]);
+        let refs = habctl_at(&url, &["refs", "node"]);
+        let json = habctl_at(&url, &["refs", "node", "-o", "json"]);
+        let pipelines = habctl_at(&url, &["pipelines"]);
+        let status = habctl_at(&url, &["status"]);
+        let missing = habctl_at(&url, &["refs", "nope"]);
         let bad = Command::new(env!("CARGO_BIN_EXE_habctl"))
             .args(["--token", "wrong", "pipelines"])
             .env("HAB_SERVER", &url)

@@ -9,7 +9,6 @@ mod common;
 use std::{
     io::Read,
     net::{TcpListener, TcpStream},
-    process::Command,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -22,16 +21,6 @@ use hab::{
     verify::Verdict,
 };
 use serde_json::Value;
-
-fn habctl(url: &str, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_habctl"))
-        .args(args)
-        .env("HAB_SERVER", url)
-        .env("HAB_TOKEN", TOKEN)
-        .env_remove("HAB_TOKEN_FILE")
-        .output()
-        .unwrap()
-}
 
 fn text(o: &std::process::Output) -> String {
     format!(
@@ -60,16 +49,24 @@ fn republish(world: &World, object: &str, name: &str) {
         .git(&["update-ref", &format!("refs/tags/{name}"), object]);
 }
 
-#[test]
-fn a_signed_tag_republished_under_another_name_is_refused_with_both_names() {
+/// Upstream with signed releases v1.0.0 and v1.1.0 (the newest), and
+/// v1.0.0's genuine tag object republished as v9.9.9, which sorts after
+/// both. Returns the world and v1.0.0's tag object.
+fn republished_world() -> (World, String) {
     let (world, fpr, _) = World::with_release();
-    world.write_pipeline(&world.daemon.url("node.git"));
     let c2 = world.upstream.commit("release 1.1");
     world
         .upstream
         .signed_tag(&world.gpg, &fpr, "v1.1.0", &c2, T2020_02_01);
     let old = world.upstream.git(&["rev-parse", "refs/tags/v1.0.0"]);
     republish(&world, &old, "v9.9.9");
+    (world, old)
+}
+
+#[test]
+fn a_signed_tag_republished_under_another_name_is_refused_with_both_names() {
+    let (world, old) = republished_world();
+    world.write_pipeline(&world.daemon.url("node.git"));
     let store = Store::open(&world.path("hab.sqlite3")).unwrap();
     sync(&world, &store);
 
@@ -254,9 +251,9 @@ async fn a_tag_on_a_tree_is_listed_as_not_a_commit_and_the_sync_goes_on() {
     let url = habd.url.clone();
     let (sync, refs, json) = tokio::task::spawn_blocking(move || {
         (
-            habctl(&url, &["sync", "node"]),
-            habctl(&url, &["refs", "node"]),
-            habctl(&url, &["refs", "node", "-o", "json"]),
+            habctl_at(&url, &["sync", "node"]),
+            habctl_at(&url, &["refs", "node"]),
+            habctl_at(&url, &["refs", "node", "-o", "json"]),
         )
     })
     .await
@@ -331,7 +328,7 @@ fn a_stalled_upstream_ends_the_sync_at_its_timeout_and_frees_the_pipeline() {
     let url = format!("http://127.0.0.1:{api}");
 
     let started = Instant::now();
-    let first = habctl(&url, &["sync", "node"]);
+    let first = habctl_at(&url, &["sync", "node"]);
     let took = started.elapsed();
     assert!(!first.status.success());
     let said = text(&first);
@@ -346,9 +343,10 @@ fn a_stalled_upstream_ends_the_sync_at_its_timeout_and_frees_the_pipeline() {
 
     // The next sync is a sync of its own, on a connection of its own: not
     // joined to the stuck one, which still holds its socket.
-    let second = habctl(&url, &["sync", "node", "-o", "json"]);
+    let second = habctl_at(&url, &["sync", "node", "-o", "json"]);
     assert!(!second.status.success());
-    assert!(text(&second).contains("([upstream] timeout)"));
+    let said = text(&second);
+    assert!(said.contains("([upstream] timeout)"), "{said}");
     assert_eq!(held.lock().unwrap().len(), 2, "one connection per sync");
     let store = Store::open(&world.path("state/hab.sqlite3")).unwrap();
     let syncs = store.syncs("node", 10).unwrap();
@@ -390,7 +388,7 @@ async fn an_acknowledgement_binds_to_the_object_reviewed() {
     let reviewed = up.signed_tag(&world.gpg, &fpr, "v1.0.0", &c2, T2020_02_01);
     assert_eq!(habd.sync_node().await.0, 200);
     let url = habd.url.clone();
-    let refs = tokio::task::spawn_blocking(move || habctl(&url, &["refs", "node"]))
+    let refs = tokio::task::spawn_blocking(move || habctl_at(&url, &["refs", "node"]))
         .await
         .unwrap();
     assert!(
@@ -409,10 +407,13 @@ async fn an_acknowledgement_binds_to_the_object_reviewed() {
         let reviewed = reviewed.clone();
         tokio::task::spawn_blocking(move || {
             (
-                habctl(&url, &["ack", "node", "v1.0.0"]),
-                habctl(&url, &["ack", "node", "v1.0.0", "--oid", &reviewed]),
-                habctl(&url, &["ack", "node", "v1.0.0", "--oid", &now]),
-                habctl(&url, &["refs", "node"]),
+                habctl_at(&url, &["ack", "node", "v1.0.0"]),
+                habctl_at(&url, &["ack", "node", "v1.0.0", "--oid", &reviewed]),
+                habctl_at(
+                    &url,
+                    &["ack", "node", "v1.0.0", "--oid", &now[..12].to_uppercase()],
+                ),
+                habctl_at(&url, &["refs", "node"]),
             )
         })
         .await
@@ -547,13 +548,7 @@ async fn a_stalled_registry_ends_a_publish_at_its_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_republished_tag_can_be_neither_built_nor_promoted() {
-    let (world, fpr, _) = World::with_release();
-    let c2 = world.upstream.commit("release 1.1");
-    world
-        .upstream
-        .signed_tag(&world.gpg, &fpr, "v1.1.0", &c2, T2020_02_01);
-    let old = world.upstream.git(&["rev-parse", "refs/tags/v1.0.0"]);
-    republish(&world, &old, "v9.9.9");
+    let (world, _) = republished_world();
     // A pipeline that builds and has an automatic edge channel; the
     // refusals come before any builder is asked for anything.
     let recipe = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dockerfiles/fixture");

@@ -55,23 +55,49 @@ impl Lab {
         Lab { gpg, tmp }
     }
 
-    /// gpg as `common::Gpg` runs it: batch, loopback pinentry, empty
-    /// passphrase, the clock faked to `at`.
+    /// gpg on the lab's home (`common::Gpg::cmd`).
     fn cmd(&self, at: Option<&str>) -> Command {
-        let mut c = Command::new("gpg");
-        c.env("GNUPGHOME", &self.gpg.home).args([
-            "--batch",
-            "--yes",
-            "--no-tty",
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase",
-            "",
-        ]);
-        if let Some(t) = at {
-            c.arg("--faked-system-time").arg(format!("{t}!"));
-        }
-        c
+        self.gpg.cmd(at)
+    }
+
+    /// A key (with an encryption subkey) that signed `DATA` on 2020-02-01
+    /// and 2020-04-01 and was revoked on 2020-03-01 (GnuPG's reason menu
+    /// item `menu`, with `text`): its fingerprint, both signatures, and the
+    /// key as exported with the revocation in place and misplaced after the
+    /// user ID and after the subkey. GnuPG exports the revocation right
+    /// after the primary key; the misplaced copies are where a verifier
+    /// reading only rpgp's `revocation_signatures` misses it (see
+    /// `misplace_revocation`).
+    fn revoked(
+        &self,
+        name: &str,
+        menu: &str,
+        text: &str,
+    ) -> (String, String, String, [(&'static str, String); 3]) {
+        let fpr = self.gpg.gen_key(name, T2020_01_01);
+        run(self.cmd(Some(T2020_01_01)).args([
+            "--quick-add-key",
+            &fpr,
+            "cv25519",
+            "encr",
+            "never",
+        ]));
+        let before = self.gpg.sign(&fpr, DATA, T2020_02_01);
+        let after = self.gpg.sign(&fpr, DATA, T2020_04_01);
+        self.revoke_key(&fpr, T2020_03_01, menu, text);
+        let key = self.gpg.export(&fpr);
+        let keys = [
+            ("in place", key.clone()),
+            (
+                "after the user ID",
+                misplace_revocation(&key, Misplaced::AfterUserId),
+            ),
+            (
+                "after the subkey",
+                misplace_revocation(&key, Misplaced::AfterSubkey),
+            ),
+        ];
+        (fpr, before, after, keys)
     }
 
     /// Fingerprints of the key with this e-mail address: primary first, then
@@ -282,28 +308,7 @@ fn a_soft_key_revocation_refuses_only_signatures_made_after_it() {
         ("2", "superseded", "superseded"),
         ("3", "retired", "retired"),
     ] {
-        let fpr = lab.gpg.gen_key(name, T2020_01_01);
-        run(lab
-            .cmd(Some(T2020_01_01))
-            .args(["--quick-add-key", &fpr, "cv25519", "encr", "never"]));
-        let before = lab.gpg.sign(&fpr, DATA, T2020_02_01);
-        let after = lab.gpg.sign(&fpr, DATA, T2020_04_01);
-        lab.revoke_key(&fpr, T2020_03_01, menu, "moved to a new key");
-        let key = lab.gpg.export(&fpr);
-        // GnuPG exports the revocation right after the primary key; the
-        // misplaced copies are where a verifier reading only rpgp's
-        // `revocation_signatures` misses it (see `misplace_revocation`).
-        let keys = [
-            ("in place", key.clone()),
-            (
-                "after the user ID",
-                misplace_revocation(&key, Misplaced::AfterUserId),
-            ),
-            (
-                "after the subkey",
-                misplace_revocation(&key, Misplaced::AfterSubkey),
-            ),
-        ];
+        let (fpr, before, after, keys) = lab.revoked(name, menu, "moved to a new key");
         for (placed, key) in keys {
             let ring = lab.keyring(name, &key);
             let v = ring.verify_detached(DATA, before.as_bytes());
@@ -334,28 +339,7 @@ fn a_hard_key_revocation_refuses_every_signature() {
         ("0", "noreason", "no reason given"),
         ("1", "stolen", "compromised"),
     ] {
-        let fpr = lab.gpg.gen_key(name, T2020_01_01);
-        run(lab
-            .cmd(Some(T2020_01_01))
-            .args(["--quick-add-key", &fpr, "cv25519", "encr", "never"]));
-        let before = lab.gpg.sign(&fpr, DATA, T2020_02_01);
-        let after = lab.gpg.sign(&fpr, DATA, T2020_04_01);
-        lab.revoke_key(&fpr, T2020_03_01, menu, "");
-        let key = lab.gpg.export(&fpr);
-        // GnuPG exports the revocation right after the primary key; the
-        // misplaced copies are where a verifier reading only rpgp's
-        // `revocation_signatures` misses it (see `misplace_revocation`).
-        let keys = [
-            ("in place", key.clone()),
-            (
-                "after the user ID",
-                misplace_revocation(&key, Misplaced::AfterUserId),
-            ),
-            (
-                "after the subkey",
-                misplace_revocation(&key, Misplaced::AfterSubkey),
-            ),
-        ];
+        let (fpr, before, after, keys) = lab.revoked(name, menu, "");
         for (placed, key) in keys {
             let ring = lab.keyring(name, &key);
             for sig in [&before, &after] {

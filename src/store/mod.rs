@@ -636,7 +636,11 @@ impl Store {
                 reason,
             };
             match oid {
-                Some(asked) if !current.starts_with(asked) || asked.len() < 7 => {
+                // A prefix of 7 or more hex digits (as `habctl refs` shows
+                // 12), in either case; anything shorter is ambiguous.
+                Some(asked)
+                    if asked.len() < 7 || !current.starts_with(&asked.to_ascii_lowercase()) =>
+                {
                     return Err(refused(format!(
                         "--oid {asked} is not the object it points at"
                     )));

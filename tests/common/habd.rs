@@ -88,6 +88,17 @@ impl Habd {
     }
 }
 
+/// Runs the `habctl` binary against the habd at `url` with [`TOKEN`].
+pub fn habctl_at(url: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_habctl"))
+        .args(args)
+        .env("HAB_SERVER", url)
+        .env("HAB_TOKEN", TOKEN)
+        .env_remove("HAB_TOKEN_FILE")
+        .output()
+        .unwrap()
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::new()
 }

@@ -146,7 +146,9 @@ impl Gpg {
         Gpg { home }
     }
 
-    fn cmd(&self, at: Option<&str>) -> Command {
+    /// gpg on this home: batch, loopback pinentry, empty passphrase, the
+    /// clock faked to `at` when given.
+    pub fn cmd(&self, at: Option<&str>) -> Command {
         let mut c = Command::new("gpg");
         c.env("GNUPGHOME", &self.home).args([
             "--batch",
