@@ -129,7 +129,7 @@ Where to look:
                                       channel moves, every rollout step
   habctl pipelines                    schedules (next run), webhooks, refs by verdict
   habctl queue                        every sync, rebuild and build asked for, and by whom
-  habctl refs fixture                 each tag: commit, verdict, signer, its build
+  habctl refs fixture                 each tag: object, commit, verdict, signer, its build
   habctl builds; habctl logs ID       builds, and one's output
   habctl rollout status               every node's image and health now
   skopeo inspect --raw --tls-verify=false docker://127.0.0.1:5000/hab/fixture:v1.1.0
