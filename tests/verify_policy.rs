@@ -138,23 +138,7 @@ impl Lab {
     /// An armored detached signature over `data` by `signer` (a fingerprint;
     /// `FPR!` for that very subkey), dated `at`, with extra gpg options.
     fn sign(&self, signer: &str, data: &[u8], at: &str, extra: &[&str]) -> String {
-        let mut child = self
-            .cmd(Some(at))
-            .args(extra)
-            .args(["--local-user", signer, "--detach-sign", "--armor"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(data).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "gpg sign failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        self.gpg.sign_with(signer, data, at, extra)
     }
 
     /// Revokes the key by a revocation certificate dated `at`, made the way a

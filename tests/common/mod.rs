@@ -218,8 +218,14 @@ impl Gpg {
 
     /// An armored detached signature over `data`, dated `at`.
     pub fn sign(&self, fpr: &str, data: &[u8], at: &str) -> String {
+        self.sign_with(fpr, data, at, &[])
+    }
+
+    /// [`Gpg::sign`] with extra gpg options (`--digest-algo SHA1`, ...).
+    pub fn sign_with(&self, fpr: &str, data: &[u8], at: &str, extra: &[&str]) -> String {
         let mut child = self
             .cmd(Some(at))
+            .args(extra)
             .args(["--local-user", fpr, "--detach-sign", "--armor"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
