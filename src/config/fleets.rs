@@ -52,7 +52,8 @@ pub struct Gates {
     pub ready_timeout: Duration,
 }
 
-mod secs {
+/// Durations serialized as seconds (a float).
+pub(super) mod secs {
     pub fn serialize<S: serde::Serializer>(
         d: &std::time::Duration,
         s: S,

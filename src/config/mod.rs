@@ -307,7 +307,7 @@ pub struct RegistryConfig {
     /// The longest any registry request may wait for the registry to
     /// answer or to send more (connect, and each read). Not a bound on a
     /// whole transfer: a large layer that keeps arriving is never cut.
-    #[serde(with = "duration_secs")]
+    #[serde(with = "fleets::secs")]
     pub timeout: std::time::Duration,
 }
 
@@ -320,16 +320,6 @@ pub const DEFAULT_REGISTRY_TIMEOUT: std::time::Duration = std::time::Duration::f
 /// without receiving anything. A first fetch of Bitcoin Core takes minutes,
 /// but never minutes of silence; five leave room for a slow forge.
 pub const DEFAULT_UPSTREAM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
-
-/// Durations shown as seconds in JSON (`habd config` views).
-mod duration_secs {
-    pub fn serialize<S: serde::Serializer>(
-        d: &std::time::Duration,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(d.as_secs_f64())
-    }
-}
 
 impl RegistryConfig {
     /// The registry's `host:port`, as image references name it.

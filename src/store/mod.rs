@@ -613,14 +613,14 @@ impl Store {
         oid: Option<&str>,
         actor: &str,
     ) -> Result<StoredRef, StoreError> {
+        let no_such_ref = || StoreError::NoSuchRef {
+            pipeline: pipeline.into(),
+            name: name.into(),
+        };
         {
             let mut conn = self.lock();
             let tx = conn.transaction()?;
             let at = now();
-            let no_such_ref = || StoreError::NoSuchRef {
-                pipeline: pipeline.into(),
-                name: name.into(),
-            };
             let current: String = tx
                 .query_row(
                     "SELECT oid FROM refs WHERE pipeline = ?1 AND name = ?2",
@@ -677,11 +677,7 @@ impl Store {
             )?;
             tx.commit()?;
         }
-        self.get_ref(pipeline, name)?
-            .ok_or_else(|| StoreError::NoSuchRef {
-                pipeline: pipeline.into(),
-                name: name.into(),
-            })
+        self.get_ref(pipeline, name)?.ok_or_else(no_such_ref)
     }
 
     /// The most recent syncs of a pipeline, newest first.
