@@ -77,11 +77,12 @@ pub struct Promoted {
 }
 
 /// Moves `channel` of `pipeline` to the build `target` names. Blocking
-/// (SQLite).
+/// (SQLite). A known-bad build (its rollout failed its gates) moves only
+/// with `force` and a reason.
 ///
 /// # Errors
-/// Unknown channel or target, or a build that is not VERIFIED; nothing
-/// changes then.
+/// Unknown channel or target, a build that is not VERIFIED, or a known-bad
+/// one without `force` and a reason; nothing changes then.
 pub fn promote(
     store: &Store,
     pipeline: &Pipeline,
@@ -89,8 +90,17 @@ pub fn promote(
     channel: &str,
     by: &str,
     reason: Option<&str>,
+    force: bool,
 ) -> Result<Promoted, PromoteError> {
     let build_id = resolve(store, pipeline, target, channel)?;
+    if let Some(bad) = store.known_bad(build_id)? {
+        let reason_given = reason.is_some_and(|r| !r.trim().is_empty());
+        if !force || !reason_given {
+            return Err(PromoteError::Refused(format!(
+                "build {build_id} is {bad}; to promote it anyway, say why: --force --reason \"…\""
+            )));
+        }
+    }
     move_to(store, pipeline, build_id, channel, by, reason)
 }
 

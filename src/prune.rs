@@ -118,6 +118,7 @@ mod tests {
 
     fn build(id: i64, pipeline: &str, state: BuildState, platforms: &[&str]) -> BuildRecord {
         BuildRecord {
+            known_bad: None,
             id,
             pipeline: pipeline.into(),
             ref_name: format!("refs/tags/v{id}"),

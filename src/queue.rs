@@ -477,7 +477,9 @@ impl Queue {
             let mut refs: Vec<String> = Vec::new();
             for c in store.channels(&pipeline.name)? {
                 if let Some(b) = store.build(c.build_id)? {
-                    if !refs.contains(&b.ref_name) {
+                    // Not what a channel names only because an operator
+                    // forced a known-bad build onto it.
+                    if b.known_bad.is_none() && !refs.contains(&b.ref_name) {
                         refs.push(b.ref_name);
                     }
                 }
@@ -486,7 +488,7 @@ impl Queue {
                 if let Some(b) = store
                     .builds(Some(&pipeline.name), 200)?
                     .into_iter()
-                    .find(|b| b.verified())
+                    .find(|b| b.verified() && b.known_bad.is_none())
                 {
                     refs.push(b.ref_name);
                 }

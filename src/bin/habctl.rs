@@ -215,6 +215,10 @@ enum Command {
         /// Who (recorded).
         #[arg(long, env = "USER", default_value = "habctl")]
         by: String,
+        /// Promote a known-bad build (one whose rollout failed its gates)
+        /// anyway; needs --reason.
+        #[arg(long, requires = "reason")]
+        force: bool,
         /// Wait for the rollouts the move starts, showing each node's
         /// progress; exit non-zero unless every one succeeds.
         #[arg(long)]
@@ -272,6 +276,14 @@ fn print_channels(v: &ChannelsView) {
             rows
         )
     );
+    for c in &v.channels {
+        if let (Some(s), Some(bad)) = (&c.current, &c.known_bad) {
+            println!(
+                "  {}: build {} is {bad} (promoted with --force)",
+                c.name, s.build_id
+            );
+        }
+    }
     if !v.moves.is_empty() {
         println!();
         for m in &v.moves {
@@ -369,6 +381,15 @@ fn print_build(v: &BuildView) {
     println!("  index     {}", v.reference.as_deref().unwrap_or("-"));
     if let Some(r) = &b.reason {
         println!("  reason    {r}");
+    }
+    if let Some(bad) = &b.known_bad {
+        println!(
+            "  KNOWN-BAD its rollout {}to fleet {} failed its gates at {}: {}",
+            bad.rollout_id.map(|r| format!("{r} ")).unwrap_or_default(),
+            bad.fleet,
+            bad.at.format("%Y-%m-%d %H:%M:%SZ"),
+            bad.reason
+        );
     }
     println!(
         "  times     created {}{}",
@@ -935,7 +956,16 @@ fn print_refs(refs: &[RefView]) {
                     "no".into()
                 },
                 r.build.as_ref().map_or("-".into(), |b| {
-                    format!("#{} {}", b.id, b.state.as_str().to_uppercase())
+                    format!(
+                        "#{} {}{}",
+                        b.id,
+                        b.state.as_str().to_uppercase(),
+                        if b.known_bad.is_some() {
+                            " KNOWN-BAD"
+                        } else {
+                            ""
+                        }
+                    )
                 }),
             ]
         })
@@ -959,6 +989,15 @@ fn print_refs(refs: &[RefView]) {
     for r in refs.iter().filter(|r| !r.buildable) {
         if let Some(why) = &r.refusal {
             println!("  {}: {why}", r.stored.name);
+        }
+    }
+    for r in refs {
+        if let Some((b, bad)) = r
+            .build
+            .as_ref()
+            .and_then(|b| Some((b, b.known_bad.as_ref()?)))
+        {
+            println!("  {}: build {} is {bad}", r.stored.name, b.id);
         }
     }
 }
@@ -1270,12 +1309,13 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             channel,
             reason,
             by,
+            force,
             wait,
         } => {
             let p: PromoteView = client
                 .post(
                     &format!("/pipelines/{pipeline}/promote"),
-                    &json!({ "target": target, "channel": channel, "reason": reason, "by": by }),
+                    &json!({ "target": target, "channel": channel, "reason": reason, "by": by, "force": force }),
                 )
                 .await?;
             let v = json!(p);

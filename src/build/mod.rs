@@ -708,6 +708,7 @@ impl Builds {
                     &c,
                     "habd",
                     Some(&format!("automatic: build {id} of {r} verified")),
+                    false,
                 )
                 .map(|m| m.channel_move)
                 .map_err(|e| BuildError::Internal(e.to_string()))

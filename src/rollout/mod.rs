@@ -147,9 +147,37 @@ impl Rollouts {
         {
             tracing::warn!(repository, channel, error = %e, "cannot tag the index with the channel's name");
         }
+        self.queue_followers(
+            pipeline,
+            channel,
+            build_id,
+            repository,
+            index_digest,
+            trigger,
+            None,
+        )
+        .await
+    }
+
+    /// Queues a rollout to the build of every fleet that follows the
+    /// channel, but `except`.
+    #[allow(clippy::too_many_arguments)]
+    async fn queue_followers(
+        &self,
+        pipeline: &str,
+        channel: &str,
+        build_id: i64,
+        repository: &str,
+        index_digest: &str,
+        trigger: &str,
+        except: Option<&str>,
+    ) -> Result<Vec<RolloutRecord>, RolloutError> {
         let image = self.registry.pinned_for_nodes(repository, index_digest);
         let mut queued = Vec::new();
         for f in self.config.fleets_following(pipeline, channel) {
+            if Some(f.name.as_str()) == except {
+                continue;
+            }
             let store = self.store.clone();
             let (fl, p, c, i, t) = (
                 f.name.clone(),
@@ -168,11 +196,53 @@ impl Rollouts {
         Ok(queued)
     }
 
+    /// At start: a fleet hab has never rolled out (one added to the
+    /// configuration since) is rolled to the build its channel names now,
+    /// unless that build is known-bad.
+    async fn join_new_fleets(&self) -> Result<(), RolloutError> {
+        for f in &self.config.fleets {
+            let store = self.store.clone();
+            let (name, pipeline, channel) = (f.name.clone(), f.pipeline.clone(), f.channel.clone());
+            let at = blocking(move || {
+                if !store.rollouts(Some(&name), 1)?.is_empty() {
+                    return Ok(None);
+                }
+                let Some(c) = store
+                    .channels(&pipeline)?
+                    .into_iter()
+                    .find(|c| c.name == channel)
+                else {
+                    return Ok(None);
+                };
+                match store.build(c.build_id)? {
+                    Some(b) if b.known_bad.is_none() => Ok(Some((c, b.repository))),
+                    _ => Ok(None),
+                }
+            })
+            .await?;
+            let Some((c, repository)) = at else {
+                continue;
+            };
+            let image = self.registry.pinned_for_nodes(&repository, &c.index_digest);
+            let store = self.store.clone();
+            let (fl, p, ch, i) = (f.name.clone(), f.pipeline.clone(), f.channel.clone(), image);
+            let trigger = format!("fleet {} joined channel {}", f.name, f.channel);
+            let r = blocking(move || store.queue_rollout(&fl, &p, &ch, c.build_id, &i, &trigger))
+                .await?;
+            tracing::info!(fleet = %f.name, rollout = r.id, "new fleet: rollout to its channel's build queued");
+            self.wake();
+        }
+        Ok(())
+    }
+
     fn fleet(&self, name: &str) -> Option<&FleetConfig> {
         self.config.fleets.iter().find(|f| f.name == name)
     }
 
     async fn worker(self: Arc<Self>) {
+        if let Err(e) = self.join_new_fleets().await {
+            tracing::error!(error = %e, "cannot queue the rollouts of new fleets");
+        }
         loop {
             let store = self.store.clone();
             let current = blocking(move || store.current_rollout()).await;
@@ -275,24 +345,80 @@ impl Rollouts {
         }
     }
 
-    /// Every other node of every fleet on a Docker target that exists.
-    async fn peers(&self, except: (&str, u32)) -> Vec<(String, u32, Observation)> {
+    /// Every node of every fleet that should be in service, but `except`
+    /// of the rolling fleet, as seen now. A node whose state cannot be read
+    /// (its target unreachable, its container or pod missing, its status
+    /// unreadable) is seen as out of service: hab never counts on a node it
+    /// cannot see. A node that should not exist yet (one this rollout, or a
+    /// fleet's last, has not created) is left out.
+    async fn peers(&self, rolling: &RolloutRecord, except: u32) -> Vec<(String, u32, Observation)> {
         let mut out = Vec::new();
         for f in &self.config.fleets {
-            let Ok(target) = self.target(f).await else {
-                continue;
+            let expected = self.expected_nodes(f, rolling).await;
+            let wanted = |o: u32| !(f.name == rolling.fleet && o == except);
+            let target = match self.target(f).await {
+                Ok(t) => t,
+                Err(e) => {
+                    for o in (0..f.nodes).filter(|o| wanted(*o) && expected.contains(o)) {
+                        out.push((
+                            f.name.clone(),
+                            o,
+                            unseen(format!("its target {} cannot be reached: {e}", f.target)),
+                        ));
+                    }
+                    continue;
+                }
             };
-            for o in 0..f.nodes {
-                if (f.name.as_str(), o) == except {
-                    continue;
-                }
-                if let Ok(None) = target.status(f, o).await {
-                    continue;
-                }
-                out.push((f.name.clone(), o, self.observe(&target, f, o).await));
+            for o in (0..f.nodes).filter(|o| wanted(*o)) {
+                let seen = match target.status(f, o).await {
+                    Err(e) => unseen(format!("its state cannot be read: {e}")),
+                    Ok(None) if expected.contains(&o) => {
+                        unseen("its container or pod is missing".into())
+                    }
+                    Ok(None) => continue,
+                    Ok(Some(_)) => self.observe(&target, f, o).await,
+                };
+                out.push((f.name.clone(), o, seen));
             }
         }
         out
+    }
+
+    /// The nodes of `fleet` that should exist: for the rolling fleet, those
+    /// that ran before the rollout or were created and settled by it; for
+    /// another, those its last rollout left running (every node after a
+    /// success, those that ran before after a failure). A fleet hab never
+    /// rolled out counts its nodes that exist, and all of them when its
+    /// target cannot be reached (hab cannot tell).
+    async fn expected_nodes(&self, fleet: &FleetConfig, rolling: &RolloutRecord) -> Vec<u32> {
+        let from_record = |r: &RolloutRecord| -> Vec<u32> {
+            r.nodes
+                .iter()
+                .filter(|(_, before, settled)| {
+                    before.is_some()
+                        || r.state == RolloutState::Succeeded
+                        || (r.id == rolling.id && *settled)
+                })
+                .map(|(o, _, _)| *o)
+                .collect()
+        };
+        if fleet.name == rolling.fleet {
+            return from_record(rolling);
+        }
+        let store = self.store.clone();
+        let name = fleet.name.clone();
+        let last = blocking(move || {
+            Ok(store
+                .rollouts(Some(&name), 20)?
+                .into_iter()
+                .find(|r| r.started_at.is_some()))
+        })
+        .await;
+        match last {
+            Ok(Some(r)) => from_record(&r),
+            // Never rolled out (or the store failed): whatever exists counts.
+            _ => (0..fleet.nodes).collect(),
+        }
     }
 
     async fn step(&self, id: i64, ordinal: Option<u32>, kind: &str, detail: String) {
@@ -307,24 +433,65 @@ impl Rollouts {
     async fn run(&self, r: RolloutRecord) -> Result<(), RolloutError> {
         let id = r.id;
         let Some(fleet) = self.fleet(&r.fleet).cloned() else {
-            let store = self.store.clone();
-            return blocking(move || {
-                store.set_rollout_state(
-                    id,
-                    RolloutState::Failed,
-                    Some("the fleet is no longer configured"),
-                )
-            })
-            .await;
+            return self
+                .fail(&r, "the fleet is no longer configured".into())
+                .await;
         };
+        if r.state == RolloutState::Queued {
+            // A build marked known-bad since this was queued: only a channel
+            // an operator moved to it on purpose (promote --force) rolls it.
+            let store = self.store.clone();
+            let rr = r.clone();
+            let stale = blocking(move || {
+                let Some(bad) = store.known_bad(rr.build_id)? else {
+                    return Ok(None);
+                };
+                let named = store
+                    .channels(&rr.pipeline)?
+                    .into_iter()
+                    .any(|c| c.name == rr.channel && c.build_id == rr.build_id);
+                Ok((!named).then_some(bad))
+            })
+            .await?;
+            if let Some(bad) = stale {
+                let store = self.store.clone();
+                let why = format!("build {} is {bad}", r.build_id);
+                blocking(move || {
+                    store.set_rollout_state(
+                        id,
+                        &[RolloutState::Queued],
+                        RolloutState::Superseded,
+                        Some(&why),
+                    )
+                })
+                .await?;
+                return Ok(());
+            }
+        }
+        if r.state == RolloutState::RollingBack {
+            // A restart between the turn and the channels' return.
+            let nodes: Vec<(Option<String>, u32)> =
+                r.nodes.iter().map(|(o, b, _)| (b.clone(), *o)).collect();
+            self.return_channels(&r, &nodes).await?;
+        }
         let target = match self.target(&fleet).await {
             Ok(t) => t,
+            Err(reason) if r.state == RolloutState::Queued => {
+                return self
+                    .fail(
+                        &r,
+                        format!(
+                            "target {} cannot be reached: {reason}; no node was touched",
+                            fleet.target
+                        ),
+                    )
+                    .await;
+            }
             Err(reason) => {
-                let store = self.store.clone();
-                return blocking(move || {
-                    store.set_rollout_state(id, RolloutState::Failed, Some(&reason))
-                })
-                .await;
+                // Started: its nodes are mid-change; wait for the target.
+                tracing::warn!(fleet = %fleet.name, error = %reason, "cannot reach the fleet's target; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                return Ok(());
             }
         };
         if r.state == RolloutState::Queued {
@@ -382,9 +549,21 @@ impl Rollouts {
             }
             match plan::next(&nodes, &r.image, direction) {
                 Action::Update { ordinal, image } => {
-                    if let Err(reason) = self.others_healthy(&fleet, ordinal).await {
-                        self.fail_or_turn(&r, &nodes, direction, ordinal, reason)
-                            .await?;
+                    match self.others_healthy(&fleet, &r, ordinal).await {
+                        Ok(()) => {}
+                        Err(Budget::Interrupted) => continue,
+                        Err(Budget::Exhausted(reason)) => {
+                            self.budget_exhausted(&r, &nodes, direction, ordinal, reason)
+                                .await?;
+                            continue;
+                        }
+                    }
+                    // The last look at the rollout before the node changes,
+                    // and the record that it is about to: a pause or undo
+                    // that landed since wins, and this node is not touched.
+                    let store = self.store.clone();
+                    let state = r.state;
+                    if !blocking(move || store.claim_node(id, ordinal, state)).await? {
                         continue;
                     }
                     let from = nodes[ordinal as usize]
@@ -393,8 +572,6 @@ impl Rollouts {
                         .unwrap_or_else(|| "nothing".into());
                     self.step(id, Some(ordinal), "update", format!("{from} -> {image}"))
                         .await;
-                    let store = self.store.clone();
-                    blocking(move || store.set_node_settled(id, ordinal, false)).await?;
                     let env = NodeEnv {
                         env: vec![
                             format!("NETWORK={}", fleet.network),
@@ -409,6 +586,11 @@ impl Rollouts {
                     }
                 }
                 Action::Remove { ordinal } => {
+                    let store = self.store.clone();
+                    let state = r.state;
+                    if !blocking(move || store.claim_node(id, ordinal, state)).await? {
+                        continue;
+                    }
                     self.step(
                         id,
                         Some(ordinal),
@@ -417,12 +599,12 @@ impl Rollouts {
                     )
                     .await;
                     if let Err(e) = target.remove(&fleet, ordinal).await {
-                        self.fail(id, format!("cannot remove node {ordinal}: {e}"))
+                        self.fail(&r, format!("cannot remove node {ordinal}: {e}"))
                             .await?;
                         return Ok(());
                     }
                 }
-                Action::Gate { ordinal } => match self.gate(&target, &fleet, ordinal, id).await {
+                Action::Gate { ordinal } => match self.gate(&target, &fleet, ordinal, &r).await {
                     Ok(tip) => {
                         self.step(
                             id,
@@ -447,8 +629,19 @@ impl Rollouts {
                         target
                             .record(&fleet, "GateFailed", &format!("node {ordinal}: {reason}"))
                             .await;
-                        self.fail_or_turn(&r, &nodes, direction, ordinal, reason)
+                        let turned = self
+                            .fail_or_turn_marking(&r, &nodes, direction, ordinal, reason, true)
                             .await?;
+                        if turned {
+                            self.step(
+                                id,
+                                Some(ordinal),
+                                "known_bad",
+                                format!("build {} marked known-bad", r.build_id),
+                            )
+                            .await;
+                            self.return_channels(&r, &befores(&nodes)).await?;
+                        }
                     }
                     Err(GateStop::Interrupted) => {}
                 },
@@ -474,9 +667,11 @@ impl Rollouts {
                             &what,
                         )
                         .await;
-                    self.step(id, None, state.as_str(), what).await;
                     let store = self.store.clone();
-                    blocking(move || store.set_rollout_state(id, state, None)).await?;
+                    let from = r.state;
+                    if blocking(move || store.set_rollout_state(id, &[from], state, None)).await? {
+                        self.step(id, None, state.as_str(), what).await;
+                    }
                     return Ok(());
                 }
             }
@@ -492,14 +687,22 @@ impl Rollouts {
         })
     }
 
-    async fn fail(&self, id: i64, reason: String) -> Result<(), RolloutError> {
-        self.step(id, None, "failed", reason.clone()).await;
+    /// Ends the rollout FAILED as it stands, unless an operator changed
+    /// its state meanwhile.
+    async fn fail(&self, r: &RolloutRecord, reason: String) -> Result<(), RolloutError> {
         let store = self.store.clone();
-        blocking(move || store.set_rollout_state(id, RolloutState::Failed, Some(&reason))).await
+        let (id, from, why) = (r.id, r.state, reason.clone());
+        if blocking(move || store.set_rollout_state(id, &[from], RolloutState::Failed, Some(&why)))
+            .await?
+        {
+            self.step(id, None, "failed", reason).await;
+        }
+        Ok(())
     }
 
     /// Going forward, a failure turns the rollout back; going back, it ends
-    /// it FAILED as it stands (an operator must look).
+    /// it FAILED as it stands (an operator must look). Returns whether the
+    /// rollout turned back (not if an operator paused or undid it first).
     async fn fail_or_turn(
         &self,
         r: &RolloutRecord,
@@ -507,55 +710,236 @@ impl Rollouts {
         direction: Direction,
         ordinal: u32,
         reason: String,
-    ) -> Result<(), RolloutError> {
+    ) -> Result<bool, RolloutError> {
+        self.fail_or_turn_marking(r, nodes, direction, ordinal, reason, false)
+            .await
+    }
+
+    /// [`Self::fail_or_turn`]; with `gate_failed`, turning back also marks
+    /// the image known-bad (one transaction, so a crash cannot lose it).
+    async fn fail_or_turn_marking(
+        &self,
+        r: &RolloutRecord,
+        nodes: &[NodeState],
+        direction: Direction,
+        ordinal: u32,
+        reason: String,
+        gate_failed: bool,
+    ) -> Result<bool, RolloutError> {
         let id = r.id;
         match direction {
             Direction::Forward => {
                 let reason = format!("node {ordinal} of {}: {reason}", r.fleet);
-                self.step(
-                    id,
-                    Some(ordinal),
-                    "rollback",
-                    format!("rolling back: {reason}"),
-                )
-                .await;
                 let mut nodes = nodes.to_vec();
                 plan::turn_back(&mut nodes);
                 let settled: Vec<(u32, bool)> =
                     nodes.iter().map(|n| (n.ordinal, n.settled)).collect();
                 let store = self.store.clone();
-                blocking(move || store.turn_rollout_back(id, &reason, &settled)).await
+                let why = reason.clone();
+                let turned = blocking(move || {
+                    store.turn_rollout_back(id, &why, &settled, gate_failed.then_some(why.as_str()))
+                })
+                .await?;
+                if turned {
+                    self.step(
+                        id,
+                        Some(ordinal),
+                        "rollback",
+                        format!("rolling back: {reason}"),
+                    )
+                    .await;
+                }
+                Ok(turned)
             }
             Direction::Back => {
                 let first = r.reason.clone().unwrap_or_default();
                 self.fail(
-                    id,
+                    r,
                     format!("{first}; then the rollback of node {ordinal} failed too: {reason}"),
                 )
-                .await
+                .await?;
+                Ok(false)
             }
         }
     }
 
-    /// Waits until every other node that exists is healthy (at most one
-    /// node of all fleets out of service), up to the fleet's ready timeout.
-    async fn others_healthy(&self, fleet: &FleetConfig, ordinal: u32) -> Result<(), String> {
-        let deadline = Instant::now() + fleet.gates.ready_timeout;
+    /// Another node stayed out of service for the whole ready timeout. If
+    /// this rollout has changed no node yet it ends FAILED without touching
+    /// one; otherwise it turns back (the rollback waits for the same budget
+    /// before each node), or, going back already, ends FAILED as it stands.
+    async fn budget_exhausted(
+        &self,
+        r: &RolloutRecord,
+        nodes: &[NodeState],
+        direction: Direction,
+        ordinal: u32,
+        reason: String,
+    ) -> Result<(), RolloutError> {
+        let untouched = nodes.iter().all(|n| n.running == n.before);
+        if direction == Direction::Forward && untouched {
+            self.fail(
+                r,
+                format!(
+                    "not started on node {ordinal} of {}: {reason}; no node was touched",
+                    r.fleet
+                ),
+            )
+            .await
+        } else {
+            self.fail_or_turn(r, nodes, direction, ordinal, reason)
+                .await
+                .map(|_| ())
+        }
+    }
+
+    /// The rollout's image is known-bad (a gate failed going forward):
+    /// every channel of the pipeline that still names it returns to the
+    /// build this fleet is returning to (or, when that is unknown, the last
+    /// good build the channel named), recorded as habd's move with the
+    /// reason, and the fleets following it are rolled there, but this one,
+    /// whose rollback restores it. Idempotent: run again after a restart.
+    async fn return_channels(
+        &self,
+        r: &RolloutRecord,
+        nodes: &[(Option<String>, u32)],
+    ) -> Result<(), RolloutError> {
+        let returning_to = nodes
+            .iter()
+            .find_map(|(before, _)| before.as_deref())
+            .and_then(|image| image.rsplit_once('@'))
+            .map(|(_, digest)| digest.to_string());
+        let store = self.store.clone();
+        let rr = r.clone();
+        let moves = blocking(move || {
+            let Some(bad) = store.known_bad(rr.build_id)? else {
+                return Ok(Vec::new());
+            };
+            let bad_index = store.build(rr.build_id)?.and_then(|b| b.index_digest);
+            let preferred = match returning_to {
+                Some(d) => store.build_by_index(&d)?.map(|b| b.id),
+                None => None,
+            };
+            let mut moves = Vec::new();
+            for c in store.channels(&rr.pipeline)? {
+                if bad_index.as_deref() != Some(c.index_digest.as_str()) {
+                    continue;
+                }
+                let Some(back) = store.return_build(&rr.pipeline, &c.name, preferred)? else {
+                    moves.push((c.name.clone(), None));
+                    continue;
+                };
+                let reason = format!(
+                    "automatic: build {} is known-bad (rollout {} to fleet {} failed its gates: {}); back to build {back}",
+                    rr.build_id, rr.id, bad.fleet, bad.reason
+                );
+                if let Ok(Some(m)) =
+                    store.move_channel(&rr.pipeline, &c.name, back, "habd", Some(&reason))?
+                {
+                    let repository = store.build(back)?.map(|b| b.repository).unwrap_or_default();
+                    moves.push((c.name.clone(), Some((m, repository))));
+                }
+            }
+            Ok(moves)
+        })
+        .await?;
+        for (channel, moved) in moves {
+            let Some((m, repository)) = moved else {
+                self.step(
+                    r.id,
+                    None,
+                    "channel",
+                    format!("channel {channel} named no earlier good build: it stays, and hab rolls no fleet to a known-bad build"),
+                )
+                .await;
+                continue;
+            };
+            self.step(
+                r.id,
+                None,
+                "channel",
+                format!("channel {channel} back to build {}", m.to_build),
+            )
+            .await;
+            if let Err(e) = self
+                .registry
+                .tag_digest(&repository, &m.index_digest, &channel)
+                .await
+            {
+                tracing::warn!(channel, error = %e, "cannot tag the index with the channel's name");
+            }
+            self.queue_followers(
+                &r.pipeline,
+                &channel,
+                m.to_build,
+                &repository,
+                &m.index_digest,
+                &format!(
+                    "channel {channel} returned from known-bad build {}",
+                    r.build_id
+                ),
+                Some(&r.fleet),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until every other node that should be in service is healthy
+    /// (at most one node of all fleets out of service), up to the fleet's
+    /// ready timeout. Reads the rollout's state on every look: a pause or
+    /// undo issued meanwhile interrupts the wait.
+    async fn others_healthy(
+        &self,
+        fleet: &FleetConfig,
+        r: &RolloutRecord,
+        ordinal: u32,
+    ) -> Result<(), Budget> {
+        let started = Instant::now();
+        let deadline = started + fleet.gates.ready_timeout;
+        let mut said = None;
         loop {
-            let peers = self.peers((&fleet.name, ordinal)).await;
+            if self.state_of(r.id).await != Some(r.state) {
+                return Err(Budget::Interrupted);
+            }
+            let peers = self.peers(r, ordinal).await;
             let sick = peers.iter().find_map(|(f, o, obs)| {
                 health::judge(obs, None, u64::MAX)
                     .err()
-                    .map(|why| format!("node {o} of fleet {f} is not healthy ({why})"))
+                    .map(|why| format!("node {o} of fleet {f} is out of service ({why})"))
             });
             match sick {
                 None => return Ok(()),
                 Some(why) if Instant::now() >= deadline => {
-                    return Err(format!("{why}; hab takes no second node out of service"))
+                    return Err(Budget::Exhausted(format!(
+                        "{why}; waited {:.0?} for it, and hab takes no second node out of service",
+                        started.elapsed()
+                    )))
                 }
-                Some(_) => tokio::time::sleep(LOOK_EVERY).await,
+                Some(why) => {
+                    if said.as_ref() != Some(&why) {
+                        self.step(
+                            r.id,
+                            Some(ordinal),
+                            "wait",
+                            format!("waiting before node {ordinal}: {why}"),
+                        )
+                        .await;
+                        said = Some(why);
+                    }
+                    tokio::time::sleep(LOOK_EVERY).await;
+                }
             }
         }
+    }
+
+    /// A rollout's state now (None if the store cannot say).
+    async fn state_of(&self, id: i64) -> Option<RolloutState> {
+        let store = self.store.clone();
+        blocking(move || store.rollout(id))
+            .await
+            .ok()
+            .flatten()
+            .map(|r| r.state)
     }
 
     /// Holds a node to its gates: passed (its height), failed (why), or
@@ -565,13 +949,14 @@ impl Rollouts {
         target: &Target,
         fleet: &FleetConfig,
         ordinal: u32,
-        id: i64,
+        r: &RolloutRecord,
     ) -> Result<u64, GateStop> {
+        let id = r.id;
         let mut soak = Soak::new(fleet.gates, Instant::now());
         let mut last_reason = None;
         loop {
             let obs = self.observe(target, fleet, ordinal).await;
-            let peers = self.peers((&fleet.name, ordinal)).await;
+            let peers = self.peers(r, ordinal).await;
             let best = health::best_tip(peers.iter().map(|(_, _, o)| o));
             let result = health::judge(&obs, best, fleet.gates.max_lag);
             // Record each change of what the gates say: the reason a node
@@ -597,18 +982,7 @@ impl Rollouts {
                 Verdict::Failed(reason) => return Err(GateStop::Failed(reason)),
                 Verdict::Waiting { .. } => {}
             }
-            let store = self.store.clone();
-            let state = blocking(move || store.rollout(id))
-                .await
-                .ok()
-                .flatten()
-                .map(|r| r.state);
-            let expected = if state == Some(RolloutState::RollingBack) {
-                RolloutState::RollingBack
-            } else {
-                RolloutState::Running
-            };
-            if state != Some(expected) {
+            if self.state_of(id).await != Some(r.state) {
                 return Err(GateStop::Interrupted);
             }
             tokio::time::sleep(
@@ -671,6 +1045,31 @@ impl Rollouts {
     /// The state folder (for the fleets' generated RPC passwords).
     pub fn state_dir(&self) -> PathBuf {
         self.config.state_dir.clone()
+    }
+}
+
+/// Why a rollout may not take a node out of service now.
+#[derive(Debug)]
+enum Budget {
+    /// Another node stayed out of service for the whole ready timeout.
+    Exhausted(String),
+    /// An operator paused or undid the rollout meanwhile.
+    Interrupted,
+}
+
+/// What each node ran before the rollout.
+fn befores(nodes: &[NodeState]) -> Vec<(Option<String>, u32)> {
+    nodes
+        .iter()
+        .map(|n| (n.before.clone(), n.ordinal))
+        .collect()
+}
+
+/// A node hab cannot see, counted out of service.
+fn unseen(why: String) -> Observation {
+    Observation {
+        running: false,
+        rpc: Err(why),
     }
 }
 

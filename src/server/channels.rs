@@ -44,6 +44,10 @@ pub struct ChannelView {
     pub auto: bool,
     /// Where it points.
     pub current: Option<ChannelState>,
+    /// Set when the build it points at is known-bad (only an operator's
+    /// `promote --force` leaves a channel there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_bad: Option<crate::store::KnownBad>,
 }
 
 pub(super) async fn list_channels(
@@ -53,9 +57,15 @@ pub(super) async fn list_channels(
     let p = state.pipeline(&name)?;
     let store = state.store();
     let pn = p.name.clone();
-    let (current, moves) =
-        super::blocking(move || Ok((store.channels(&pn)?, store.channel_moves(&pn, None, 100)?)))
-            .await?;
+    let (current, moves, bad) = super::blocking(move || {
+        let current = store.channels(&pn)?;
+        let bad = current
+            .iter()
+            .map(|c| Ok((c.name.clone(), store.known_bad(c.build_id)?)))
+            .collect::<Result<std::collections::HashMap<_, _>, crate::store::StoreError>>()?;
+        Ok((current, store.channel_moves(&pn, None, 100)?, bad))
+    })
+    .await?;
     Ok(Json(ChannelsView {
         channels: p
             .channels
@@ -64,6 +74,7 @@ pub(super) async fn list_channels(
                 name: c.name.clone(),
                 auto: c.auto,
                 current: current.iter().find(|s| s.name == c.name).cloned(),
+                known_bad: bad.get(&c.name).cloned().flatten(),
             })
             .collect(),
         moves,
@@ -82,6 +93,9 @@ pub struct PromoteRequest {
     pub reason: Option<String>,
     /// Who (recorded).
     pub by: Option<String>,
+    /// Promote a known-bad build anyway (needs a reason).
+    #[serde(default)]
+    pub force: bool,
 }
 
 /// What a promote did: the move, and the rollouts it queued.
@@ -137,6 +151,7 @@ pub(super) async fn promote_build(
             &req.channel,
             req.by.as_deref().unwrap_or("api"),
             req.reason.as_deref(),
+            req.force,
         )
     })
     .await

@@ -765,6 +765,9 @@ pub struct RefBuild {
     pub id: i64,
     /// Its state.
     pub state: crate::store::BuildState,
+    /// Set when its image is known-bad (a rollout of it failed its gates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_bad: Option<crate::store::KnownBad>,
 }
 
 async fn list_refs(
@@ -774,12 +777,25 @@ async fn list_refs(
     let p = state.pipeline(&name)?;
     let store = state.store();
     let pn = p.name.clone();
-    let (refs, builds) =
-        blocking(move || Ok((store.refs(&pn)?, store.latest_builds(&pn)?))).await?;
-    let builds: std::collections::HashMap<String, RefBuild> = builds
-        .into_iter()
-        .map(|(name, id, state)| (name, RefBuild { id, state }))
-        .collect();
+    let (refs, builds) = blocking(move || {
+        let builds = store
+            .latest_builds(&pn)?
+            .into_iter()
+            .map(|(name, id, state)| {
+                let known_bad = store.known_bad(id)?;
+                Ok((
+                    name,
+                    RefBuild {
+                        id,
+                        state,
+                        known_bad,
+                    },
+                ))
+            })
+            .collect::<Result<std::collections::HashMap<String, RefBuild>, crate::store::StoreError>>()?;
+        Ok((store.refs(&pn)?, builds))
+    })
+    .await?;
     Ok(Json(
         refs.into_iter()
             .filter(|r| p.refs.tracks(&r.name))

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::{blocking, ApiError, ApiResult, AppState};
 use crate::{
     rollout::FleetView,
-    store::{RolloutRecord, RolloutState, RolloutStep},
+    store::{RolloutRecord, RolloutStep},
 };
 
 pub(super) async fn list_fleets(State(state): State<AppState>) -> ApiResult<Vec<FleetView>> {
@@ -96,28 +96,7 @@ pub(super) async fn control(
     let done = match action.as_str() {
         "pause" => blocking(move || store.pause_rollout(id)).await?,
         "resume" => blocking(move || store.resume_rollout(id)).await?,
-        "undo" => {
-            blocking(move || match store.rollout(id)? {
-                Some(r) if r.state == RolloutState::Queued => {
-                    store.set_rollout_state(
-                        id,
-                        RolloutState::Superseded,
-                        Some("undone by an operator before it started"),
-                    )?;
-                    Ok(true)
-                }
-                Some(r) if matches!(r.state, RolloutState::Running | RolloutState::Paused) => {
-                    // Every node goes back to what it ran before; the engine
-                    // reads from the target which ones differ.
-                    let nodes: Vec<(u32, bool)> =
-                        r.nodes.iter().map(|(o, _, _)| (*o, false)).collect();
-                    store.turn_rollout_back(id, "undone by an operator", &nodes)?;
-                    Ok(true)
-                }
-                _ => Ok(false),
-            })
-            .await?
-        }
+        "undo" => blocking(move || store.undo_rollout(id)).await?.is_some(),
         other => {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,

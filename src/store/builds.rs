@@ -142,6 +142,10 @@ pub struct BuildRecord {
     pub verified_at: Option<DateTime<Utc>>,
     /// Per platform.
     pub platforms: Vec<PlatformRecord>,
+    /// Set when a rollout of its image failed its gates: no automatic
+    /// move, rollout or rebuild goes to it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_bad: Option<super::KnownBad>,
 }
 
 impl BuildRecord {
@@ -676,7 +680,7 @@ fn build_by_id(conn: &Connection, id: i64) -> Result<BuildRecord, StoreError> {
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(conn.query_row(
+    conn.query_row(
         &format!("SELECT {BUILD_COLUMNS} FROM builds WHERE id = ?1"),
         params![id],
         |r| {
@@ -697,9 +701,17 @@ fn build_by_id(conn: &Connection, id: i64) -> Result<BuildRecord, StoreError> {
                 finished_at: r.get(12)?,
                 verified_at: r.get(13)?,
                 platforms,
+                known_bad: None,
             })
         },
-    )?)
+    )
+    .map_err(StoreError::from)
+    .and_then(|mut b| {
+        if let Some(d) = &b.index_digest {
+            b.known_bad = super::channels::known_bad_of(conn, d)?;
+        }
+        Ok(b)
+    })
 }
 
 #[cfg(test)]

@@ -53,6 +53,52 @@ pub struct ChannelMove {
     pub reason: Option<String>,
 }
 
+/// An image whose rollout failed its gates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KnownBad {
+    /// The build whose rollout failed.
+    pub build_id: i64,
+    /// The fleet it failed on.
+    pub fleet: String,
+    /// The rollout.
+    pub rollout_id: Option<i64>,
+    /// The gate's reason.
+    pub reason: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+impl std::fmt::Display for KnownBad {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "known-bad: its rollout to fleet {} failed its gates ({})",
+            self.fleet, self.reason
+        )
+    }
+}
+
+pub(super) fn known_bad_of(
+    conn: &rusqlite::Connection,
+    index_digest: &str,
+) -> Result<Option<KnownBad>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT build_id, fleet, rollout_id, reason, at FROM known_bad WHERE index_digest = ?1",
+            params![index_digest],
+            |r| {
+                Ok(KnownBad {
+                    build_id: r.get(0)?,
+                    fleet: r.get(1)?,
+                    rollout_id: r.get(2)?,
+                    reason: r.get(3)?,
+                    at: r.get(4)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
 /// Why a move was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MoveRefused {
@@ -193,6 +239,96 @@ impl Store {
             })?
             .collect::<Result<_, _>>()?;
         Ok(rows)
+    }
+
+    /// Marks the image of `build_id` known-bad: a rollout of it to `fleet`
+    /// failed its gates for `reason`. The first mark stays. Returns the
+    /// mark, or None when the build has no image.
+    pub fn mark_known_bad(
+        &self,
+        build_id: i64,
+        fleet: &str,
+        rollout_id: Option<i64>,
+        reason: &str,
+    ) -> Result<Option<KnownBad>, StoreError> {
+        let conn = self.lock();
+        let row: Option<(String, Option<String>)> = conn
+            .query_row(
+                "SELECT pipeline, index_digest FROM builds WHERE id = ?1",
+                params![build_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((pipeline, Some(index))) = row else {
+            return Ok(None);
+        };
+        conn.execute(
+            "INSERT OR IGNORE INTO known_bad (index_digest, pipeline, build_id, fleet, rollout_id, reason, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![index, pipeline, build_id, fleet, rollout_id, reason, now()],
+        )?;
+        known_bad_of(&conn, &index)
+    }
+
+    /// Whether the image of `build_id` is known-bad, and why.
+    pub fn known_bad(&self, build_id: i64) -> Result<Option<KnownBad>, StoreError> {
+        let conn = self.lock();
+        let index: Option<Option<String>> = conn
+            .query_row(
+                "SELECT index_digest FROM builds WHERE id = ?1",
+                params![build_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match index.flatten() {
+            Some(d) => known_bad_of(&conn, &d),
+            None => Ok(None),
+        }
+    }
+
+    /// The build `channel` of `pipeline` should return to when the build it
+    /// names turned out bad: `preferred` (what the fleet returned to) if it
+    /// is a VERIFIED build of the pipeline that is not known-bad, else the
+    /// newest such build the channel named before.
+    pub fn return_build(
+        &self,
+        pipeline: &str,
+        channel: &str,
+        preferred: Option<i64>,
+    ) -> Result<Option<i64>, StoreError> {
+        let conn = self.lock();
+        let good = |id: i64| -> Result<bool, StoreError> {
+            let row: Option<(String, String, Option<String>)> = conn
+                .query_row(
+                    "SELECT pipeline, state, index_digest FROM builds WHERE id = ?1",
+                    params![id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            Ok(match row {
+                Some((p, state, Some(d))) if p == pipeline && state == "verified" => {
+                    known_bad_of(&conn, &d)?.is_none()
+                }
+                _ => false,
+            })
+        };
+        if let Some(id) = preferred {
+            if good(id)? {
+                return Ok(Some(id));
+            }
+        }
+        let named: Vec<i64> = conn
+            .prepare(
+                "SELECT to_build FROM channel_moves WHERE pipeline = ?1 AND channel = ?2 ORDER BY id DESC",
+            )?
+            .query_map(params![pipeline, channel], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for id in named {
+            if good(id)? {
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
     }
 
     /// The newest VERIFIED build of `pipeline` for `ref_name`.

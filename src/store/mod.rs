@@ -24,7 +24,7 @@ pub use builds::{
     BuildRecord, BuildState, KeyRecord, LogLine, NewBuild, NewPlatform, PlatformRecord,
     PlatformUpdate, VerificationRecord,
 };
-pub use channels::{ChannelMove, ChannelState, MoveRefused};
+pub use channels::{ChannelMove, ChannelState, KnownBad, MoveRefused};
 pub use queue::{
     Delivery, Enqueue, Enqueued, ItemState, Joined, QueueItem, QueueKind, TriggerRecord,
 };
@@ -303,6 +303,17 @@ const MIGRATIONS: &[&str] = &[
     // OpenPGP policy), so a sync judges older ones again.
     "ALTER TABLE refs ADD COLUMN acknowledged_oid TEXT;
      ALTER TABLE refs ADD COLUMN judged_by INTEGER NOT NULL DEFAULT 0;",
+    // 7: images whose rollout failed its gates, by index digest (a reuse
+    // of the same image is the same bad image), with the fleet and why.
+    "CREATE TABLE known_bad (
+        index_digest TEXT PRIMARY KEY,
+        pipeline TEXT NOT NULL,
+        build_id INTEGER NOT NULL REFERENCES builds (id),
+        fleet TEXT NOT NULL,
+        rollout_id INTEGER REFERENCES rollouts (id),
+        reason TEXT NOT NULL,
+        at TEXT NOT NULL
+     );",
 ];
 
 /// A ref as the store knows it.

@@ -248,20 +248,30 @@ impl Store {
         id.map(|id| rollout_by_id(&conn, id)).transpose()
     }
 
-    /// Sets a rollout's state (and reason); final states also set the end time.
+    /// Sets a rollout's state (and reason) if it is in one of `from`;
+    /// final states also set the end time. Returns whether it changed: a
+    /// pause or undo that landed first wins over the engine's write.
     pub fn set_rollout_state(
         &self,
         id: i64,
+        from: &[RolloutState],
         state: RolloutState,
         reason: Option<&str>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let finished = state.is_final().then(now);
-        self.lock().execute(
+        let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+        Ok(self.lock().execute(
             "UPDATE rollouts SET state = ?2, reason = COALESCE(?3, reason),
-                finished_at = COALESCE(?4, finished_at) WHERE id = ?1",
-            params![id, state.as_str(), reason, finished],
-        )?;
-        Ok(())
+                finished_at = COALESCE(?4, finished_at)
+             WHERE id = ?1 AND state IN (SELECT value FROM json_each(?5))",
+            params![
+                id,
+                state.as_str(),
+                reason,
+                finished,
+                serde_json::to_string(&from).unwrap_or_default()
+            ],
+        )? == 1)
     }
 
     /// Pauses a rollout, remembering which way it was going.
@@ -282,6 +292,49 @@ impl Store {
         )? == 1)
     }
 
+    /// Undoes a rollout in one step: a queued one is superseded; a running
+    /// or paused one turns back, every node to be restored and held to its
+    /// gates again. Returns the state it was in, or None when it was in no
+    /// state an undo applies to (it ended meanwhile).
+    pub fn undo_rollout(&self, id: i64) -> Result<Option<RolloutState>, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let state: Option<String> = tx
+            .query_row(
+                "SELECT state FROM rollouts WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(state) = state.map(|s| RolloutState::parse(&s)).transpose()? else {
+            return Ok(None);
+        };
+        let changed = match state {
+            RolloutState::Queued => tx.execute(
+                "UPDATE rollouts SET state = 'superseded', finished_at = ?2,
+                    reason = 'undone by an operator before it started'
+                 WHERE id = ?1 AND state = 'queued'",
+                params![id, now()],
+            )?,
+            RolloutState::Running | RolloutState::Paused => {
+                let n = tx.execute(
+                    "UPDATE rollouts SET state = 'rolling_back', paused_from = NULL,
+                        reason = COALESCE(reason, 'undone by an operator')
+                     WHERE id = ?1 AND state IN ('running', 'paused')",
+                    params![id],
+                )?;
+                tx.execute(
+                    "UPDATE rollout_nodes SET settled = 0 WHERE rollout_id = ?1",
+                    params![id],
+                )?;
+                n
+            }
+            _ => 0,
+        };
+        tx.commit()?;
+        Ok((changed == 1).then_some(state))
+    }
+
     /// Records whether a node has settled (passed its gates since it changed).
     pub fn set_node_settled(&self, id: i64, ordinal: u32, settled: bool) -> Result<(), StoreError> {
         self.lock().execute(
@@ -291,28 +344,60 @@ impl Store {
         Ok(())
     }
 
-    /// Turns a rollout back: state `rolling_back` with the reason, and each
-    /// node settled exactly when `settled` says (those never touched).
+    /// Claims a node for a change: marks it unsettled only if the rollout
+    /// is still `state`. The engine calls this immediately before it
+    /// touches a node, so a pause or undo recorded before is never
+    /// overtaken (the claim fails and the engine reads the rollout again).
+    pub fn claim_node(
+        &self,
+        id: i64,
+        ordinal: u32,
+        state: RolloutState,
+    ) -> Result<bool, StoreError> {
+        Ok(self.lock().execute(
+            "UPDATE rollout_nodes SET settled = 0 WHERE rollout_id = ?1 AND ordinal = ?2
+               AND EXISTS (SELECT 1 FROM rollouts WHERE id = ?1 AND state = ?3)",
+            params![id, ordinal, state.as_str()],
+        )? == 1)
+    }
+
+    /// Turns a running rollout back: state `rolling_back` with the reason,
+    /// and each node settled exactly when `settled` says (those never
+    /// touched). With `gate_failed` (the gate's reason), the rollout's image
+    /// is marked known-bad in the same transaction. Returns false (and
+    /// changes nothing) unless it was running.
     pub fn turn_rollout_back(
         &self,
         id: i64,
         reason: &str,
         settled: &[(u32, bool)],
-    ) -> Result<(), StoreError> {
+        gate_failed: Option<&str>,
+    ) -> Result<bool, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        tx.execute(
-            "UPDATE rollouts SET state = 'rolling_back', reason = ?2 WHERE id = ?1",
+        let n = tx.execute(
+            "UPDATE rollouts SET state = 'rolling_back', reason = ?2 WHERE id = ?1 AND state = 'running'",
             params![id, reason],
         )?;
-        for (ordinal, s) in settled {
-            tx.execute(
-                "UPDATE rollout_nodes SET settled = ?3 WHERE rollout_id = ?1 AND ordinal = ?2",
-                params![id, ordinal, s],
-            )?;
+        if n == 1 {
+            if let Some(why) = gate_failed {
+                tx.execute(
+                    "INSERT OR IGNORE INTO known_bad (index_digest, pipeline, build_id, fleet, rollout_id, reason, at)
+                     SELECT b.index_digest, b.pipeline, b.id, r.fleet, r.id, ?2, ?3
+                     FROM rollouts r JOIN builds b ON b.id = r.build_id
+                     WHERE r.id = ?1 AND b.index_digest IS NOT NULL",
+                    params![id, why, now()],
+                )?;
+            }
+            for (ordinal, s) in settled {
+                tx.execute(
+                    "UPDATE rollout_nodes SET settled = ?3 WHERE rollout_id = ?1 AND ordinal = ?2",
+                    params![id, ordinal, s],
+                )?;
+            }
         }
         tx.commit()?;
-        Ok(())
+        Ok(n == 1)
     }
 
     /// Records a step.
