@@ -91,7 +91,12 @@ pub fn best_tip<'a>(peers: impl IntoIterator<Item = &'a Observation>) -> Option<
 /// The first gate that does not pass, in words.
 pub fn judge(node: &Observation, best_peer_tip: Option<u64>, max_lag: u64) -> Result<(), String> {
     if !node.running {
-        return Err("not running".into());
+        // What hab saw instead (no container, an unreachable target), if
+        // it knows more than that.
+        return Err(match &node.rpc {
+            Err(why) if !why.is_empty() => why.clone(),
+            _ => "not running".into(),
+        });
     }
     let info = node.rpc.as_ref().map_err(Clone::clone)?;
     if info.initialblockdownload {
@@ -209,9 +214,18 @@ mod tests {
     fn gates_in_order() {
         let down = Observation {
             running: false,
-            rpc: Err("refused".into()),
+            rpc: Err("not running".into()),
         };
         assert_eq!(judge(&down, None, 2), Err("not running".into()));
+        let unseen = Observation {
+            running: false,
+            rpc: Err("its container or pod is missing".into()),
+        };
+        assert_eq!(
+            judge(&unseen, None, 2),
+            Err("its container or pod is missing".into()),
+            "what hab saw instead is said"
+        );
         let warming = Observation {
             running: true,
             rpc: Err("RPC error -28: Loading block index...".into()),

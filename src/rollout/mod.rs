@@ -354,12 +354,15 @@ impl Rollouts {
     async fn peers(&self, rolling: &RolloutRecord, except: u32) -> Vec<(String, u32, Observation)> {
         let mut out = Vec::new();
         for f in &self.config.fleets {
+            // None: a fleet hab never rolled out; its nodes that exist count.
             let expected = self.expected_nodes(f, rolling).await;
             let wanted = |o: u32| !(f.name == rolling.fleet && o == except);
             let target = match self.target(f).await {
                 Ok(t) => t,
                 Err(e) => {
-                    for o in (0..f.nodes).filter(|o| wanted(*o) && expected.contains(o)) {
+                    // Unreachable: hab cannot tell which exist, so all count.
+                    let count = |o: &u32| expected.as_ref().is_none_or(|e| e.contains(o));
+                    for o in (0..f.nodes).filter(|o| wanted(*o) && count(o)) {
                         out.push((
                             f.name.clone(),
                             o,
@@ -372,7 +375,7 @@ impl Rollouts {
             for o in (0..f.nodes).filter(|o| wanted(*o)) {
                 let seen = match target.status(f, o).await {
                     Err(e) => unseen(format!("its state cannot be read: {e}")),
-                    Ok(None) if expected.contains(&o) => {
+                    Ok(None) if expected.as_ref().is_some_and(|e| e.contains(&o)) => {
                         unseen("its container or pod is missing".into())
                     }
                     Ok(None) => continue,
@@ -388,9 +391,13 @@ impl Rollouts {
     /// that ran before the rollout or were created and settled by it; for
     /// another, those its last rollout left running (every node after a
     /// success, those that ran before after a failure). A fleet hab never
-    /// rolled out counts its nodes that exist, and all of them when its
-    /// target cannot be reached (hab cannot tell).
-    async fn expected_nodes(&self, fleet: &FleetConfig, rolling: &RolloutRecord) -> Vec<u32> {
+    /// rolled out has None: its nodes that exist count, and all of them
+    /// when its target cannot be reached (hab cannot tell).
+    async fn expected_nodes(
+        &self,
+        fleet: &FleetConfig,
+        rolling: &RolloutRecord,
+    ) -> Option<Vec<u32>> {
         let from_record = |r: &RolloutRecord| -> Vec<u32> {
             r.nodes
                 .iter()
@@ -403,7 +410,7 @@ impl Rollouts {
                 .collect()
         };
         if fleet.name == rolling.fleet {
-            return from_record(rolling);
+            return Some(from_record(rolling));
         }
         let store = self.store.clone();
         let name = fleet.name.clone();
@@ -415,9 +422,9 @@ impl Rollouts {
         })
         .await;
         match last {
-            Ok(Some(r)) => from_record(&r),
-            // Never rolled out (or the store failed): whatever exists counts.
-            _ => (0..fleet.nodes).collect(),
+            Ok(Some(r)) => Some(from_record(&r)),
+            // Never rolled out (or the store failed).
+            _ => None,
         }
     }
 
