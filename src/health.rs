@@ -59,19 +59,56 @@ pub async fn blockchain_info(
     if status == reqwest::StatusCode::UNAUTHORIZED {
         return Err(format!("RPC at {url} refused the credentials (401)"));
     }
-    let body: serde_json::Value = resp
-        .json()
+    let body = resp
+        .bytes()
         .await
-        .map_err(|e| format!("RPC at {url} answered HTTP {status} without JSON: {e}"))?;
+        .map_err(|e| format!("RPC at {url} answered HTTP {status} but the body broke off: {e}"))?;
+    parse_blockchain_info(&body).map_err(|e| match e {
+        AnswerError::NotJson(e) => {
+            format!("RPC at {url} answered HTTP {status} without JSON: {e}")
+        }
+        e @ AnswerError::Rpc { .. } => e.to_string(),
+        AnswerError::Unexpected(e) => {
+            format!("RPC at {url}: unexpected getblockchaininfo answer: {e}")
+        }
+    })
+}
+
+/// Why a body is not a usable `getblockchaininfo` answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnswerError {
+    /// The body is not JSON at all.
+    #[error("not JSON: {0}")]
+    NotJson(String),
+    /// The node answered with a JSON-RPC error (e.g. -28 while it loads).
+    #[error("RPC error {code}: {message}")]
+    Rpc {
+        /// The error's `code`, as JSON.
+        code: String,
+        /// The error's `message`, or `?`.
+        message: String,
+    },
+    /// JSON, but no `result` with the fields the gates read.
+    #[error("unexpected getblockchaininfo answer: {0}")]
+    Unexpected(String),
+}
+
+/// Reads a JSON-RPC answer to `getblockchaininfo` (the body only; a node
+/// may answer an RPC error with HTTP 500 and a JSON body all the same).
+///
+/// # Errors
+/// The body is not JSON, carries an RPC error, or lacks the fields.
+pub fn parse_blockchain_info(body: &[u8]) -> Result<ChainInfo, AnswerError> {
+    let body: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| AnswerError::NotJson(e.to_string()))?;
     if let Some(err) = body.get("error").filter(|e| !e.is_null()) {
-        return Err(format!(
-            "RPC error {}: {}",
-            err["code"],
-            err["message"].as_str().unwrap_or("?")
-        ));
+        return Err(AnswerError::Rpc {
+            code: err["code"].to_string(),
+            message: err["message"].as_str().unwrap_or("?").to_string(),
+        });
     }
     serde_json::from_value(body["result"].clone())
-        .map_err(|e| format!("RPC at {url}: unexpected getblockchaininfo answer: {e}"))
+        .map_err(|e| AnswerError::Unexpected(e.to_string()))
 }
 
 /// The best tip among healthy peers (running, answering, not in IBD).
@@ -106,7 +143,8 @@ pub fn judge(node: &Observation, best_peer_tip: Option<u64>, max_lag: u64) -> Re
         ));
     }
     if let Some(best) = best_peer_tip {
-        if best > info.blocks + max_lag {
+        // Saturating: a node may claim any height, up to u64::MAX.
+        if best > info.blocks.saturating_add(max_lag) {
             return Err(format!(
                 "tip {} is {} blocks behind the best healthy peer ({best}); at most {max_lag} allowed",
                 info.blocks,
@@ -248,6 +286,8 @@ mod tests {
             Ok(()),
             "no peers: no lag gate"
         );
+        // Once an overflow: a node claiming the highest height there is.
+        assert_eq!(judge(&obs(u64::MAX, false), Some(100), 2), Ok(()));
     }
 
     #[test]

@@ -648,15 +648,10 @@ impl Registry {
             )
             .await
             .map_err(|e| pull_err(e.to_string()))?;
-        match serde_json::from_slice::<Index>(&bytes) {
+        match parse_index(&bytes) {
             Ok(index) => index
-                .manifests
-                .iter()
-                .find(|m| {
-                    m.platform.as_ref().is_some_and(|p| {
-                        p.os == plan::os(platform) && p.architecture == plan::architecture(platform)
-                    })
-                })
+                .entries_for(platform)
+                .first()
                 .map(|m| (Some(sha256(&bytes)), m.digest.clone()))
                 .ok_or_else(|| pull_err(format!("its index lists no {platform} image"))),
             Err(_) => Ok((None, sha256(&bytes))),
@@ -785,7 +780,7 @@ impl Registry {
             ));
             return rb;
         }
-        let index: Index = match serde_json::from_slice(&index_bytes) {
+        let index = match parse_index(&index_bytes) {
             Ok(i) => i,
             Err(e) => {
                 rb.problems
@@ -795,17 +790,7 @@ impl Registry {
         };
         rb.annotations = index.annotations.clone().unwrap_or_default();
         for want in platforms {
-            let (os, arch) = (plan::os(want), plan::architecture(want));
-            let found: Vec<&IndexManifest> = index
-                .manifests
-                .iter()
-                .filter(|m| {
-                    m.platform
-                        .as_ref()
-                        .is_some_and(|p| p.os == os && p.architecture == arch)
-                })
-                .collect();
-            match found.as_slice() {
+            match index.entries_for(want).as_slice() {
                 [] => rb
                     .problems
                     .push(format!("index {index_digest} lists no {want} image")),
@@ -855,7 +840,7 @@ impl Registry {
             ));
             return;
         }
-        let manifest: Manifest = match serde_json::from_slice(&bytes) {
+        let manifest = match parse_manifest(&bytes) {
             Ok(x) => x,
             Err(e) => {
                 rb.problems.push(format!(
@@ -865,21 +850,16 @@ impl Registry {
                 return;
             }
         };
-        #[derive(Deserialize)]
-        struct ConfigPlatform {
-            os: String,
-            architecture: String,
-        }
         let what = format!("config of {platform}");
         if let Some(config) = self
             .check_blob(repository, &manifest.config, &what, rb)
             .await
         {
-            match serde_json::from_slice::<ConfigPlatform>(&config) {
-                Ok(c) if format!("{}/{}", c.os, c.architecture) == platform => {}
+            match parse_config_platform(&config) {
+                Ok(c) if c == platform => {}
                 Ok(c) => rb.problems.push(format!(
-                    "image {} is listed as {platform} but its config says {}/{}",
-                    m.digest, c.os, c.architecture
+                    "image {} is listed as {platform} but its config says {c}",
+                    m.digest
                 )),
                 Err(e) => rb.problems.push(format!(
                     "config {} ({platform}) does not parse: {e}",
@@ -964,35 +944,98 @@ impl Registry {
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct Index {
-    manifests: Vec<IndexManifest>,
-    annotations: Option<BTreeMap<String, String>>,
+/// An image index (OCI index or Docker manifest list) as read back from a
+/// registry: the fields hab reads.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Index {
+    /// One entry per image.
+    pub manifests: Vec<IndexManifest>,
+    /// The index's annotations (hab writes the build's provenance there).
+    pub annotations: Option<BTreeMap<String, String>>,
 }
 
-#[derive(Debug, Deserialize)]
-struct IndexManifest {
-    digest: String,
-    size: i64,
-    platform: Option<IndexPlatform>,
+/// One image of an index.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct IndexManifest {
+    /// The image manifest's digest (`sha256:<hex>`).
+    pub digest: String,
+    /// Its size in bytes.
+    pub size: i64,
+    /// The platform it is for, when the index says.
+    pub platform: Option<IndexPlatform>,
 }
 
-#[derive(Debug, Deserialize)]
-struct IndexPlatform {
-    os: String,
-    architecture: String,
+/// The platform of an index entry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct IndexPlatform {
+    /// `linux`.
+    pub os: String,
+    /// `amd64`, `arm64`.
+    pub architecture: String,
 }
 
-#[derive(Debug, Deserialize)]
-struct Manifest {
-    config: Descriptor,
-    layers: Vec<Descriptor>,
+impl Index {
+    /// The entries for `platform` (`linux/arm64`): one, when the index is
+    /// sound.
+    pub fn entries_for(&self, platform: &str) -> Vec<&IndexManifest> {
+        let (os, arch) = (plan::os(platform), plan::architecture(platform));
+        self.manifests
+            .iter()
+            .filter(|m| {
+                m.platform
+                    .as_ref()
+                    .is_some_and(|p| p.os == os && p.architecture == arch)
+            })
+            .collect()
+    }
 }
 
-#[derive(Debug, Deserialize)]
-struct Descriptor {
-    digest: String,
-    size: i64,
+/// An image manifest as read back from a registry: its config and layers.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Manifest {
+    /// The image config blob.
+    pub config: Descriptor,
+    /// The layer blobs, bottom first.
+    pub layers: Vec<Descriptor>,
+}
+
+/// A blob a manifest names.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Descriptor {
+    /// `sha256:<hex>`.
+    pub digest: String,
+    /// Size in bytes.
+    pub size: i64,
+}
+
+/// Reads an image index (or Docker manifest list) read from a registry.
+///
+/// # Errors
+/// The bytes are not JSON of an index.
+pub fn parse_index(bytes: &[u8]) -> Result<Index, serde_json::Error> {
+    serde_json::from_slice(bytes)
+}
+
+/// Reads an image manifest read from a registry.
+///
+/// # Errors
+/// The bytes are not JSON of an image manifest.
+pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest, serde_json::Error> {
+    serde_json::from_slice(bytes)
+}
+
+/// The platform an image config says it is for, as `os/architecture`.
+///
+/// # Errors
+/// The bytes are not JSON of an image config with `os` and `architecture`.
+pub fn parse_config_platform(bytes: &[u8]) -> Result<String, serde_json::Error> {
+    #[derive(Deserialize)]
+    struct ConfigPlatform {
+        os: String,
+        architecture: String,
+    }
+    let c: ConfigPlatform = serde_json::from_slice(bytes)?;
+    Ok(format!("{}/{}", c.os, c.architecture))
 }
 
 struct Blob {

@@ -97,7 +97,12 @@ struct RawGates {
     ready_timeout: Option<Spanned<String>>,
 }
 
-/// `30s`, `5m`, `1h`, `1500ms`.
+/// The longest duration [`parse_duration`] takes: a year. Nothing hab
+/// waits for takes longer, and a wait that long still fits any clock
+/// arithmetic (a deadline of now plus a duration).
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// `30s`, `5m`, `1h`, `1500ms`; at most [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -105,13 +110,23 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let n: u64 = n
         .parse()
         .map_err(|_| format!("{s:?} is not a duration like \"30s\", \"5m\" or \"1h\""))?;
-    Ok(match unit {
-        "ms" => Duration::from_millis(n),
-        "s" | "" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
+    let secs_per = match unit {
+        "ms" => None,
+        "s" | "" => Some(1),
+        "m" => Some(60),
+        "h" => Some(3600),
         _ => return Err(format!("{s:?}: unknown unit {unit:?}; use ms, s, m or h")),
-    })
+    };
+    let d = match secs_per {
+        None => Some(Duration::from_millis(n)),
+        Some(k) => n.checked_mul(k).map(Duration::from_secs),
+    };
+    match d {
+        Some(d) if d <= MAX_DURATION => Ok(d),
+        _ => Err(format!(
+            "{s:?} is longer than a year (8760h), the most hab waits for anything"
+        )),
+    }
 }
 
 pub(super) fn parse_fleets(
@@ -253,5 +268,11 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert!(parse_duration("5 minutes").is_err());
         assert!(parse_duration("m").is_err());
+        assert_eq!(parse_duration("8760h").unwrap(), MAX_DURATION);
+        assert!(parse_duration("8761h")
+            .unwrap_err()
+            .contains("longer than a year"));
+        // Once an overflow: n * 3600 past u64::MAX.
+        assert!(parse_duration("5402640031841945913h").is_err());
     }
 }

@@ -29,7 +29,7 @@ use crate::verify::Keyring;
 
 mod fleets;
 
-pub use fleets::{parse_duration, FleetConfig, Gates};
+pub use fleets::{parse_duration, FleetConfig, Gates, MAX_DURATION};
 
 /// The address habd listens on when nothing else is said. 8470 is unassigned
 /// by IANA and clear of bitcoind's 8332/8333 and btcd's 8334.
