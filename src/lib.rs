@@ -26,6 +26,7 @@ pub mod refplan;
 pub mod registry;
 pub mod rollout;
 pub mod schedule;
+pub mod secrets;
 pub mod server;
 pub mod store;
 pub mod sync;

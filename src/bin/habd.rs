@@ -113,39 +113,25 @@ fn report(e: &ConfigError) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// Random bytes in a generated API token (hex: 48 characters).
+const API_TOKEN_BYTES: usize = 24;
+
 /// Reads the configured tokens; with none configured, makes one in the state
-/// folder (mode 0600) so the embedded defaults are usable and never open.
+/// folder (mode 0600, once) so the embedded defaults are usable and never
+/// open.
 fn api_tokens(config: &Config) -> anyhow::Result<Vec<String>> {
     let tokens = config.read_tokens().context("reading api.token_file")?;
     if !tokens.is_empty() {
         return Ok(tokens);
     }
     let file = config.state_dir.join("api-token");
-    if let Ok(existing) = std::fs::read_to_string(&file) {
-        let t = existing.trim().to_string();
-        if !t.is_empty() {
-            tracing::info!(file = %file.display(), "no API token configured: using the generated one");
-            return Ok(vec![t]);
-        }
+    let (token, generated) = hab::secrets::read_or_create(&file, API_TOKEN_BYTES)
+        .context("no API token is configured, and none could be generated")?;
+    if generated {
+        tracing::warn!(file = %file.display(), "no API token configured: generated one (habctl --token-file {})", file.display());
+    } else {
+        tracing::info!(file = %file.display(), "no API token configured: using the generated one");
     }
-    let token: String = {
-        use std::io::Read;
-        let mut bytes = [0u8; 24];
-        std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| f.read_exact(&mut bytes))
-            .context("reading /dev/urandom for an API token")?;
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    };
-    let tmp = file.with_extension("tmp");
-    std::fs::write(&tmp, format!("{token}\n"))
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
-    }
-    std::fs::rename(&tmp, &file)?;
-    tracing::warn!(file = %file.display(), "no API token configured: generated one (habctl --token-file {})", file.display());
     Ok(vec![token])
 }
 

@@ -254,14 +254,9 @@ impl Engine {
         command: &[String],
         credentials: Option<DockerCredentials>,
     ) -> Result<SmokeOutcome, EngineError> {
-        let pull = CreateImageOptionsBuilder::default()
-            .from_image(reference)
-            .platform(platform)
-            .build();
-        let mut s = self.docker.create_image(Some(pull), None, credentials);
-        while let Some(item) = s.next().await {
-            item.map_err(self.api_err(format!("pull {reference}")))?;
-        }
+        pull_for_platform(&self.docker, reference, Some(platform), credentials)
+            .await
+            .map_err(self.api_err(format!("pull {reference}")))?;
         let outcome = self.run_once(reference, platform, command).await;
         self.remove_image(reference).await;
         outcome
@@ -332,6 +327,89 @@ impl Engine {
         let _ = self.docker.remove_container(&id, Some(rm)).await;
         result
     }
+}
+
+/// True when dockerd refused a pull because the digest reference already
+/// names another image ("Cannot overwrite digest").
+fn is_digest_conflict(e: &bollard::errors::Error) -> bool {
+    let message = match e {
+        bollard::errors::Error::DockerStreamError { error } => error,
+        bollard::errors::Error::DockerResponseServerError { message, .. } => message,
+        _ => return false,
+    };
+    message.contains("Cannot overwrite digest")
+}
+
+async fn pull_once(
+    docker: &Docker,
+    reference: &str,
+    platform: Option<&str>,
+    credentials: Option<DockerCredentials>,
+) -> Result<(), bollard::errors::Error> {
+    let mut pull = CreateImageOptionsBuilder::default().from_image(reference);
+    if let Some(p) = platform {
+        pull = pull.platform(p);
+    }
+    let mut s = docker.create_image(Some(pull.build()), None, credentials);
+    while let Some(item) = s.next().await {
+        item?;
+    }
+    Ok(())
+}
+
+/// Pulls `reference` (`host/repo@sha256:…`) for `platform` (`linux/amd64`;
+/// None: the engine's own, and no stale reference is recognised).
+///
+/// Debian's dockerd 20.10 keeps one image per digest reference: once anyone
+/// on the host pulled an index digest for another platform, a pull of the
+/// same digest for this one is refused ("Cannot overwrite digest"). When the
+/// reference names an image of another platform, it is stale for this pull:
+/// it is removed (only the reference: an image a container uses stays) and
+/// the pull is tried once more. Returns the stale reference's platform when
+/// one was removed.
+///
+/// # Errors
+/// bollard's error: of the pull (the second one after a removal), or of the
+/// removal of the stale reference.
+pub async fn pull_for_platform(
+    docker: &Docker,
+    reference: &str,
+    platform: Option<&str>,
+    credentials: Option<DockerCredentials>,
+) -> Result<Option<String>, bollard::errors::Error> {
+    let refused = match pull_once(docker, reference, platform, credentials.clone()).await {
+        Ok(()) => return Ok(None),
+        Err(e) if is_digest_conflict(&e) => e,
+        Err(e) => return Err(e),
+    };
+    let Some(platform) = platform else {
+        return Err(refused);
+    };
+    let Ok(local) = docker.inspect_image(reference).await else {
+        return Err(refused);
+    };
+    let (os, arch) = (
+        local.os.unwrap_or_default(),
+        local.architecture.unwrap_or_default(),
+    );
+    if os == super::plan::os(platform) && arch == super::plan::architecture(platform) {
+        // Not another platform's image: nothing hab should touch.
+        return Err(refused);
+    }
+    let stale = format!("{os}/{arch}");
+    let rm = RemoveImageOptionsBuilder::default()
+        .force(true)
+        .noprune(true)
+        .build();
+    docker.remove_image(reference, Some(rm), None).await?;
+    tracing::warn!(
+        reference,
+        stale = %stale,
+        platform,
+        "removed a stale digest reference (pulled for another platform) that blocked the pull"
+    );
+    pull_once(docker, reference, Some(platform), credentials).await?;
+    Ok(Some(stale))
 }
 
 /// Why a Docker Engine could not be reached.

@@ -10,14 +10,12 @@ use bollard::{
     auth::DockerCredentials,
     models::{ContainerCreateBody, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum},
     query_parameters::{
-        CreateContainerOptionsBuilder, CreateImageOptionsBuilder, RemoveContainerOptionsBuilder,
-        StopContainerOptionsBuilder,
+        CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
     },
     Docker,
 };
-use futures_util::StreamExt;
 
-use crate::build::engine::{connect_docker, ConnectError};
+use crate::build::engine::{connect_docker, pull_for_platform, ConnectError};
 
 /// Label holding the fleet's name.
 pub const FLEET_LABEL: &str = "io.hab.fleet";
@@ -156,7 +154,10 @@ impl DockerTarget {
 
     /// Replaces a node's container with one running `spec.image`: pulls
     /// first (so the node is down only for the restart), stops the old
-    /// container cleanly, and starts the new one on the same volume.
+    /// container cleanly, and starts the new one on the same volume. The
+    /// pull is for the host's own platform; a reference to the same digest
+    /// that someone pulled for another platform does not block it (see
+    /// [`pull_for_platform`]).
     ///
     /// # Errors
     /// The pull or a container call failed; the old container is stopped
@@ -166,13 +167,12 @@ impl DockerTarget {
         spec: &NodeSpec,
         credentials: Option<DockerCredentials>,
     ) -> Result<(), DockerTargetError> {
-        let pull = CreateImageOptionsBuilder::default()
-            .from_image(&spec.image)
-            .build();
-        let mut s = self.docker.create_image(Some(pull), None, credentials);
-        while let Some(item) = s.next().await {
-            item.map_err(api(format!("pull {}", spec.image)))?;
-        }
+        // For the host's own platform: a reference to the index that someone
+        // pulled for another platform is stale here and must not block it.
+        let platform = self.platform().await?;
+        pull_for_platform(&self.docker, &spec.image, platform.as_deref(), credentials)
+            .await
+            .map_err(api(format!("pull {}", spec.image)))?;
         self.remove(&spec.fleet, spec.ordinal).await?;
 
         let name = container_name(&spec.fleet, spec.ordinal);
@@ -215,6 +215,21 @@ impl DockerTarget {
             .await
             .map_err(api(format!("start {name}")))?;
         Ok(())
+    }
+
+    /// The engine's own platform (`linux/amd64`), None when it does not say.
+    async fn platform(&self) -> Result<Option<String>, DockerTargetError> {
+        let v = self
+            .docker
+            .version()
+            .await
+            .map_err(api("ask the engine its platform"))?;
+        Ok(match (v.os, v.arch) {
+            (Some(os), Some(arch)) if !os.is_empty() && !arch.is_empty() => {
+                Some(format!("{os}/{arch}"))
+            }
+            _ => None,
+        })
     }
 
     /// Stops and removes a node's container; its volume stays.

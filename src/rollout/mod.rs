@@ -267,26 +267,15 @@ impl Rollouts {
         }
     }
 
-    fn rpc_password(&self, fleet: &FleetConfig) -> String {
+    fn rpc_password(&self, fleet: &FleetConfig) -> Result<String, String> {
         let file = fleet.rpc_password_file.clone().unwrap_or_else(|| {
             self.config
                 .state_dir
                 .join("fleets")
                 .join(format!("{}.rpc-password", fleet.name))
         });
-        if let Ok(p) = std::fs::read_to_string(&file) {
-            return p.trim().to_string();
-        }
-        let mut bytes = [0u8; 18];
-        let generated = std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-            .map(|()| hex::encode(bytes))
-            .unwrap_or_else(|_| format!("hab-{}", std::process::id()));
-        if let Some(dir) = file.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let _ = std::fs::write(&file, format!("{generated}\n"));
-        generated
+        crate::secrets::read_or_create_password(&file)
+            .map_err(|e| format!("no RPC password for fleet {}: {e}", fleet.name))
     }
 
     async fn target(&self, fleet: &FleetConfig) -> Result<Target, String> {
@@ -332,10 +321,10 @@ impl Rollouts {
             }
         };
         let rpc = match (status.running, &status.rpc_url) {
-            (true, Some(url)) => {
-                health::blockchain_info(&self.http, url, &fleet.rpc_user, &self.rpc_password(fleet))
-                    .await
-            }
+            (true, Some(url)) => match self.rpc_password(fleet) {
+                Ok(pw) => health::blockchain_info(&self.http, url, &fleet.rpc_user, &pw).await,
+                Err(e) => Err(e),
+            },
             (true, None) => Err("no RPC address".into()),
             (false, _) => Err("not running".into()),
         };
@@ -579,11 +568,19 @@ impl Rollouts {
                         .unwrap_or_else(|| "nothing".into());
                     self.step(id, Some(ordinal), "update", format!("{from} -> {image}"))
                         .await;
+                    let password = match self.rpc_password(&fleet) {
+                        Ok(p) => p,
+                        Err(reason) => {
+                            self.fail_or_turn(&r, &nodes, direction, ordinal, reason)
+                                .await?;
+                            continue;
+                        }
+                    };
                     let env = NodeEnv {
                         env: vec![
                             format!("NETWORK={}", fleet.network),
                             format!("RPC_USER={}", fleet.rpc_user),
-                            format!("RPC_PASSWORD={}", self.rpc_password(&fleet)),
+                            format!("RPC_PASSWORD={password}"),
                         ],
                         credentials: self.credentials(),
                     };
