@@ -101,7 +101,11 @@ async fn index_pulled_for_the_other_platform_blocks_neither_rollout_nor_smoke() 
     let r = wait_rollout(&habd, p["rollouts"][0]["id"].as_i64().unwrap()).await;
     assert_eq!(r["state"], "succeeded", "{r}");
     let node = format!("hab-{fleet}-0");
-    assert_eq!(label(&node), pinned, "labelled with the index it was asked to run");
+    assert_eq!(
+        label(&node),
+        pinned,
+        "labelled with the index it was asked to run"
+    );
     let machine = docker(&["exec", &node, "uname", "-m"]);
     assert_eq!(machine.trim(), "x86_64");
 
