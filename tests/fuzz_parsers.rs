@@ -67,8 +67,12 @@ thread_local! {
 
 static HOOK: Once = Once::new();
 
+/// Panics outside fuzzed calls: in this process, those of habd's handlers
+/// (and of failing asserts).
+static OTHER_PANICS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// A panic hook that keeps quiet about (and records) the panics of fuzzed
-/// calls, and leaves every other panic (a failing assert) to the default.
+/// calls, and counts every other panic and leaves it to the default hook.
 fn install_hook() {
     HOOK.call_once(|| {
         let default = std::panic::take_hook();
@@ -76,6 +80,7 @@ fn install_hook() {
             if CATCHING.with(Cell::get) {
                 LAST_PANIC.with(|l| *l.borrow_mut() = Some(info.to_string()));
             } else {
+                OTHER_PANICS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 default(info);
             }
         }));
@@ -1456,6 +1461,13 @@ async fn fuzz_webhook_http() {
     let mut fuzz = Fuzz::new("webhook-http");
     let strategy = hook_request();
     let mut unexpected = Vec::new();
+    // A kept-alive connection the server closes (as it may after a refusal
+    // that left the body unread, a 413) can be picked from the pool just
+    // as it closes: such a request is sent again on a connection of its own.
+    let fresh = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
     for k in 0..n {
         let Ok(tree) = strategy.new_tree(&mut fuzz.runner) else {
             continue;
@@ -1487,18 +1499,40 @@ async fn fuzz_webhook_http() {
                 r.headers.push((h, Bytes(r.event.as_bytes().to_vec())));
             }
         }
-        let mut req = http
-            .post(format!("{}{}", habd.url, r.path))
-            .body(r.body.0.clone());
-        for (name, value) in &r.headers {
-            if let Ok(v) = reqwest::header::HeaderValue::from_bytes(value) {
-                req = req.header(*name, v);
+        let request = |c: &reqwest::Client| {
+            let mut req = c
+                .post(format!("{}{}", habd.url, r.path))
+                .body(r.body.0.clone());
+            for (name, value) in &r.headers {
+                if let Ok(v) = reqwest::header::HeaderValue::from_bytes(value) {
+                    req = req.header(*name, v);
+                }
             }
-        }
+            req
+        };
         fuzz.inputs += 1;
-        // A handler that panics drops the connection; one that fails
-        // answers 500. Either counts as a panic.
-        match req.send().await {
+        // A handler that panics is counted by the panic hook (habd runs in
+        // this process) and drops the connection; one that fails answers
+        // 500. Either counts as a panic, and so does no answer twice.
+        let panics_before = OTHER_PANICS.load(std::sync::atomic::Ordering::SeqCst);
+        let answer = match request(&http).send().await {
+            Ok(resp) => Ok(resp),
+            Err(_) => {
+                *fuzz
+                    .outcomes
+                    .entry("connection closed, sent again")
+                    .or_default() += 1;
+                request(&fresh).send().await
+            }
+        };
+        let panicked = OTHER_PANICS.load(std::sync::atomic::Ordering::SeqCst) - panics_before;
+        if panicked > 0 {
+            fuzz.panics += panicked;
+            fuzz.examples
+                .push(format!("habd panicked (above)\n  input: {r:?}"));
+            continue;
+        }
+        match answer {
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 let body = resp.text().await.unwrap_or_default();
@@ -1524,7 +1558,7 @@ async fn fuzz_webhook_http() {
             Err(e) => {
                 fuzz.panics += 1;
                 fuzz.examples
-                    .push(format!("no answer: {e}\n  input: {r:?}"));
+                    .push(format!("no answer, twice: {e:?}\n  input: {r:?}"));
             }
         }
     }
