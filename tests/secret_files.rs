@@ -14,7 +14,7 @@ use std::{
 };
 
 use common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p)
@@ -118,19 +118,6 @@ impl FullTmpfs {
 impl Drop for FullTmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(&self.dir).status();
-    }
-}
-
-async fn wait_rollout(habd: &Habd, id: i64) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let (s, r) = call(habd.api(reqwest::Method::GET, &format!("/rollouts/{id}"))).await;
-        assert_eq!(s, 200, "{r}");
-        if ["succeeded", "failed", "superseded"].contains(&r["state"].as_str().unwrap()) {
-            return r;
-        }
-        assert!(Instant::now() < deadline, "rollout {id} stuck: {r}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

@@ -7,26 +7,10 @@
 
 mod common;
 
-use std::{process::Command, time::Duration};
+use std::process::Command;
 
 use common::*;
-use serde_json::{json, Value};
-
-async fn wait_rollout(habd: &Habd, id: i64) -> Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(300);
-    loop {
-        let (s, r) = call(habd.api(reqwest::Method::GET, &format!("/rollouts/{id}"))).await;
-        assert_eq!(s, 200, "{r}");
-        if ["succeeded", "failed", "superseded"].contains(&r["state"].as_str().unwrap()) {
-            return r;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "rollout {id} stuck: {r}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+use serde_json::json;
 
 fn label(container: &str) -> String {
     docker(&[
