@@ -157,6 +157,10 @@ async fn serve(config: Config, sync_on_start: bool) -> anyhow::Result<()> {
         tracing::warn!(count = builds_interrupted, "builds interrupted by the last stop were recorded as such; nothing of them was tagged or verified");
     }
     let state = AppState::new(config.clone(), store, tokens)?;
+    // In the background: a builder that does not answer must not hold the
+    // start. Builds that start meanwhile are running, so they are spared.
+    let builds = state.builds().clone();
+    tokio::spawn(async move { builds.sweep_leftovers().await });
     if sync_on_start {
         for p in &config.pipelines {
             let e = Enqueue::new(&p.name, QueueKind::Sync, "start");

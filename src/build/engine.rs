@@ -69,7 +69,8 @@ pub struct BuildRequest<'a> {
     pub platform: &'a str,
     /// Build arguments.
     pub args: &'a std::collections::BTreeMap<String, String>,
-    /// Local tag for the result (`hab-build/<pipeline>:<id>-<arch>-<pid>-<n>`).
+    /// Local tag for the result (`hab-build/<pipeline>:<id>-<arch>-<instance>-<n>`,
+    /// see [`super::local_tag`]).
     pub tag: &'a str,
     /// Credentials for the registry a base image comes from.
     pub registry_auth: Option<(String, DockerCredentials)>,
@@ -233,11 +234,42 @@ impl Engine {
     }
 
     /// Removes a local image (a build's tag, once pushed). Missing is fine.
-    pub async fn remove_image(&self, image: &str) {
+    /// Returns true when there was one to remove.
+    pub async fn remove_image(&self, image: &str) -> bool {
         let opts = RemoveImageOptionsBuilder::default().force(true).build();
-        if let Err(e) = self.docker.remove_image(image, Some(opts), None).await {
-            tracing::debug!(image, error = %e, "could not remove a local image");
+        match self.docker.remove_image(image, Some(opts), None).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::debug!(image, error = %e, "could not remove a local image");
+                false
+            }
         }
+    }
+
+    /// The builder's name (as configured).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Every local tag on the engine that starts with `prefix`
+    /// (`hab-build/`).
+    ///
+    /// # Errors
+    /// The engine cannot list its images.
+    pub async fn local_tags(&self, prefix: &str) -> Result<Vec<String>, EngineError> {
+        let images = self
+            .docker
+            .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+            .await
+            .map_err(self.api_err("list images"))?;
+        let mut tags: Vec<String> = images
+            .into_iter()
+            .flat_map(|i| i.repo_tags)
+            .filter(|t| t.starts_with(prefix))
+            .collect();
+        tags.sort_unstable();
+        tags.dedup();
+        Ok(tags)
     }
 
     /// Pulls `reference` for `platform` from the registry and runs `command`
