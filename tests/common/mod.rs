@@ -19,6 +19,7 @@ use tempfile::TempDir;
 
 mod build;
 mod chart;
+mod dockerd;
 mod habd;
 mod kube_double;
 mod registry;
@@ -26,6 +27,8 @@ mod registry;
 pub use build::*;
 #[allow(unused_imports)]
 pub use chart::*;
+#[allow(unused_imports)]
+pub use dockerd::*;
 #[allow(unused_imports)]
 pub use habd::*;
 #[allow(unused_imports)]
