@@ -4,10 +4,17 @@
 //!
 //! Everything lives under the folder it is given: the socket, the data root
 //! (images, BuildKit's cache), the exec root (its own containerd), the pid
-//! file and its log (`dockerd.log`). It has no bridge network and touches no
-//! iptables rules, so it changes nothing on the host; builds and smoke runs
-//! need no network (images come from the test's registry on 127.0.0.1, which
-//! dockerd treats as insecure by default). Give it a short folder (a
+//! file and its log (`dockerd.log`). Its containers (BuildKit's `RUN` steps
+//! among them) sit on a bridge of its own, made for it and removed with it,
+//! with no iptables rules (no NAT: no network beyond the bridge; images come
+//! from the test's registry on 127.0.0.1, which dockerd treats as insecure
+//! by default).
+//!
+//! Never run a second dockerd with `--bridge=none`: dockerd then *deletes*
+//! the interface `docker0`, the shared dockerd's bridge, and every container
+//! the shared dockerd starts afterwards fails ("could not find bridge
+//! docker0"). Nor with the default bridge, which would share `docker0` and
+//! its addresses. Give it a short folder (a
 //! `tempfile::tempdir()` is fine): unix socket paths are limited to 107
 //! bytes, and overlay mounts carry the data root's path in their options.
 //!
@@ -36,6 +43,8 @@ static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 pub struct PrivateDockerd {
     dir: PathBuf,
     namespace: String,
+    /// Its bridge interface.
+    bridge: String,
     child: Option<Child>,
 }
 
@@ -51,14 +60,13 @@ impl PrivateDockerd {
             "{} is too long for a unix socket: give PrivateDockerd a shorter folder",
             socket.display()
         );
-        let namespace = format!(
-            "hab-test-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        );
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let namespace = format!("hab-test-{}-{seq}", std::process::id());
+        let bridge = make_bridge(seq);
         let mut d = PrivateDockerd {
             dir,
             namespace,
+            bridge,
             child: None,
         };
         d.spawn();
@@ -103,6 +111,10 @@ impl PrivateDockerd {
         let Some(mut child) = self.child.take() else {
             return;
         };
+        // A frozen dockerd cannot act on SIGTERM.
+        let _ = Command::new("kill")
+            .args(["-CONT", &child.id().to_string()])
+            .status();
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status();
@@ -131,6 +143,27 @@ impl PrivateDockerd {
             let _ = child.wait();
         }
         self.reap_containerd();
+    }
+
+    /// Freezes it with SIGSTOP: its socket still accepts connections but
+    /// nothing answers (a request to it is in flight until
+    /// [`PrivateDockerd::thaw`] or a kill), while what it runs goes on.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a frozen dockerd run again (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.pid().expect("dockerd is not running");
+        let ok = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {signal} {pid} failed");
     }
 
     /// Starts it again over the same folders (stopping it first if it
@@ -175,7 +208,8 @@ impl PrivateDockerd {
                 "--containerd-plugins-namespace",
                 &format!("{}-plugins", self.namespace),
             ])
-            .args(["--bridge=none", "--iptables=false", "--ip6tables=false"])
+            .arg(format!("--bridge={}", self.bridge))
+            .args(["--iptables=false", "--ip6tables=false"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -253,7 +287,42 @@ impl Drop for PrivateDockerd {
     fn drop(&mut self) {
         self.stop();
         self.unmount_all();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .stderr(Stdio::null())
+            .status();
     }
+}
+
+/// Makes a bridge interface of its own for a dockerd (`hbd…`, up, with a
+/// /24 of 10.231.0.0/16 no interface here uses) and returns its name.
+fn make_bridge(seq: u32) -> String {
+    let name = format!("hbd{:x}x{seq:x}", std::process::id());
+    let used = String::from_utf8_lossy(
+        &Command::new("ip")
+            .args(["-o", "-4", "addr", "show"])
+            .output()
+            .expect("ip (iproute2) must be installed: bash scripts/setup.sh")
+            .stdout,
+    )
+    .into_owned();
+    let start = (std::process::id() as usize + seq as usize * 7) % 250;
+    let net = (0..250)
+        .map(|i| (start + i) % 250 + 1)
+        .find(|n| !used.contains(&format!("10.231.{n}.")))
+        .expect("a free /24 in 10.231.0.0/16");
+    let ip = |args: &[&str]| {
+        let out = Command::new("ip").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "ip {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ip(&["link", "add", "name", &name, "type", "bridge"]);
+    ip(&["addr", "add", &format!("10.231.{net}.1/24"), "dev", &name]);
+    ip(&["link", "set", &name, "up"]);
+    name
 }
 
 /// `GET /_ping` over the socket.
