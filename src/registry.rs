@@ -1357,6 +1357,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn server_errors_and_lost_connections_are_worth_retrying_and_nothing_else() {
+        use oci_client::errors::OciDistributionError as E;
+        let server = |code| E::ServerError {
+            code,
+            url: "http://r/v2/x/blobs/uploads/".into(),
+            message: String::new(),
+        };
+        assert_eq!(transient(&server(500)).as_deref(), Some("HTTP 500"));
+        assert_eq!(transient(&server(503)).as_deref(), Some("HTTP 503"));
+        assert_eq!(transient(&server(429)).as_deref(), Some("HTTP 429"));
+        assert_eq!(transient(&server(404)), None);
+        assert_eq!(transient(&server(400)), None);
+        let io = |kind| std::io::Error::new(kind, "x");
+        assert!(transient(&io(std::io::ErrorKind::ConnectionRefused)).is_some());
+        assert!(transient(&io(std::io::ErrorKind::ConnectionReset)).is_some());
+        // A stream's error wrapping the client's.
+        assert!(transient(&std::io::Error::other(server(502))).is_some());
+        // A timeout is the registry's `[registry] timeout` running out.
+        assert_eq!(transient(&io(std::io::ErrorKind::TimedOut)), None);
+        assert_eq!(transient(&E::UnauthorizedError { url: "u".into() }), None);
+    }
+
+    #[test]
     fn compression_is_deterministic() {
         let raw: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
         let a = compress(raw.clone());

@@ -912,3 +912,139 @@ async fn state_folder_on_a_full_filesystem() {
     assert_recovers(&habd, &registry, again).await;
     habd.stop().await;
 }
+
+// ---------------------------------------------------------------------------
+// 5. habd killed with SIGKILL during a sync, a build, a publish, a verification.
+
+/// The pipeline's syncs, newest first.
+async fn syncs(habd: &Habd) -> Vec<Value> {
+    let (s, list) = call(habd.api(reqwest::Method::GET, "/pipelines/node/syncs")).await;
+    assert_eq!(s, 200, "{list}");
+    list.as_array().unwrap().clone()
+}
+
+/// After a kill at `what`: the build that was running is INTERRUPTED with
+/// its reason (and nothing of it verified, tagged or moved), and the queue
+/// runs it again after the restart until it is VERIFIED. Returns the build
+/// that recovered.
+async fn interrupted_then_recovered(
+    habd: &Habd,
+    registry: &TestRegistry,
+    id: i64,
+    tag: &str,
+    what: &str,
+) -> Value {
+    let b = build(habd, id).await;
+    assert_eq!(b["state"], "interrupted", "killed during {what}: {b}");
+    let reason = b["reason"].as_str().unwrap();
+    assert!(reason.contains("habd stopped during the build"), "{reason}");
+    assert_not_verified_anywhere(habd, registry, &b).await;
+    let again = build_after(habd, tag, id).await;
+    let recovered = assert_recovers(habd, registry, again).await;
+    assert!(
+        recovered["trigger"].as_str().unwrap().contains("restart"),
+        "the queue ran it again after the restart: {recovered}"
+    );
+    recovered
+}
+
+/// habd killed with SIGKILL and started again, four times: while a sync
+/// fetches, while a platform builds, while a platform pushes, while the
+/// index is read back. After each restart the interrupted work is on record
+/// as `interrupted` with its reason, none of it applied, VERIFIED, tagged
+/// with its version or moved onto a channel; the queue runs it again and it
+/// ends `ok` / VERIFIED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn habd_killed_during_sync_build_publish_and_verification() {
+    let bw = BuildWorld::with_node_releases();
+    let relay = GitRelay::start(bw.world.daemon.port).await;
+    let proxy_port = free_port();
+    let registry = TestRegistry::start(&bw.world.path("registry"), None, Some(proxy_port));
+    let proxy = FaultProxy::start(proxy_port, registry.host()).await;
+    let dockerd = PrivateDockerd::start(&bw.world.path("dockerd"));
+    let config = write_hab(
+        &bw,
+        &proxy.url(),
+        &builder("private", &dockerd.endpoint(), AMD64),
+    );
+    let recipe = slow_first_recipe(&bw, "v1.0.0");
+    bw.write_pipeline("node", &recipe, AMD64, BUSYBOX_SMOKE, EDGE);
+    set_upstream(&bw, &relay.url());
+    let port = free_port();
+    let mut process = HabdProcess::start_quiet(&config, port);
+    let habd = Habd::external(
+        format!("http://127.0.0.1:{port}"),
+        hab::store::Store::open(&bw.world.path("state/hab.sqlite3")).unwrap(),
+    );
+    let mut kill9_and_restart = || tokio::task::block_in_place(|| process.kill9_and_restart());
+
+    // During a sync: its fetch is held at upstream.
+    relay.hold.store(true, Ordering::SeqCst);
+    let sync = tokio::spawn(
+        habd.api(reqwest::Method::POST, "/pipelines/node/sync")
+            .send(),
+    );
+    until("the sync's fetch reached upstream", || {
+        relay.held.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    assert_eq!(syncs(&habd).await[0]["status"], "running");
+    kill9_and_restart();
+    assert!(sync.await.unwrap().is_err(), "its request died with habd");
+    let killed = syncs(&habd).await.last().cloned().unwrap();
+    assert_eq!(killed["status"], "interrupted", "{killed}");
+    assert!(
+        killed["error"]
+            .as_str()
+            .unwrap()
+            .contains("nothing of it was applied"),
+        "{killed}"
+    );
+    assert!(refs(&habd).await.is_empty(), "nothing of it was applied");
+    relay.hold.store(false, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while syncs(&habd).await[0]["status"] != "ok" {
+        assert!(Instant::now() < deadline, "{:?}", syncs(&habd).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(refs(&habd)
+        .await
+        .contains(&("refs/tags/v1.0.0".into(), "verified".into())));
+
+    // During a build: BuildKit runs a step.
+    let id = build_started(&habd, "v1.0.0").await;
+    until_log(&habd, id, "started a long step").await;
+    assert_eq!(stage(&build(&habd, id).await, "linux/amd64"), "building");
+    kill9_and_restart();
+    interrupted_then_recovered(&habd, &registry, id, "v1.0.0", "a build").await;
+    let out = run(habctl(&habd).args(["show", &id.to_string()]));
+    assert!(
+        out.contains("INTERRUPTED") && out.contains("habd stopped during the build"),
+        "{out}"
+    );
+
+    // During a publish: a blob upload is held at the registry.
+    proxy.faults.hold_uploads.store(true, Ordering::SeqCst);
+    let id = build_started(&habd, "v1.1.0").await;
+    until_build(&habd, id, "a held upload", |b| {
+        stage(b, "linux/amd64") == "pushing" && proxy.faults.held.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    kill9_and_restart();
+    proxy.faults.hold_uploads.store(false, Ordering::SeqCst);
+    interrupted_then_recovered(&habd, &registry, id, "v1.1.0", "a publish").await;
+
+    // During a verification: the read-back of a blob is held.
+    proxy.faults.hold_reads.store(true, Ordering::SeqCst);
+    let id = build_started(&habd, "v1.2.0").await;
+    until_build(&habd, id, "a held read-back", |b| {
+        b["state"] == "verifying" && proxy.faults.held.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    kill9_and_restart();
+    proxy.faults.hold_reads.store(false, Ordering::SeqCst);
+    let b = build(&habd, id).await;
+    assert!(b["index_digest"].is_string(), "its index was pushed: {b}");
+    interrupted_then_recovered(&habd, &registry, id, "v1.2.0", "a verification").await;
+    drop(process);
+}

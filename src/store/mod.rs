@@ -884,3 +884,30 @@ fn apply_change(
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sync_left_running_is_closed_by_the_next_sync_of_its_pipeline() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.sqlite3")).unwrap();
+        // Its end was never recorded (the disk was full when it failed).
+        let stale = store.begin_sync("a", "test").unwrap();
+        let other = store.begin_sync("b", "test").unwrap();
+        let next = store.begin_sync("a", "test").unwrap();
+        let a = store.syncs("a", 10).unwrap();
+        let status = |id: i64, list: &[SyncRecord]| {
+            let s = list.iter().find(|s| s.id == id).unwrap();
+            (s.status.clone(), s.error.clone())
+        };
+        let (st, error) = status(stale, &a);
+        assert_eq!(st, "failed");
+        assert!(error
+            .unwrap()
+            .contains("could not record how this sync ended"));
+        assert_eq!(status(next, &a).0, "running");
+        assert_eq!(status(other, &store.syncs("b", 10).unwrap()).0, "running");
+    }
+}
