@@ -345,12 +345,22 @@ impl Queue {
                 QueueKind::Build => self.run_build(&item, p).await,
             },
         };
-        let store = self.store.clone();
-        let err = error.clone();
-        if let Err(e) =
-            blocking(move || store.finish_item(id, result.as_ref(), err.as_deref())).await
-        {
-            tracing::error!(item = id, error = %e, "cannot record the end of queued work");
+        // The end must be recorded: an item left `running` holds its work
+        // (a pipeline's syncs, a ref's builds) until habd restarts, every
+        // trigger for it joining it. A store that cannot write (a full
+        // disk) is asked again, less and less often, until it can.
+        let mut wait = Duration::from_millis(500);
+        loop {
+            let store = self.store.clone();
+            let (r, err) = (result.clone(), error.clone());
+            match blocking(move || store.finish_item(id, r.as_ref(), err.as_deref())).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::error!(item = id, error = %e, "cannot record the end of queued work; trying again in {:.1}s", wait.as_secs_f64());
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(30));
+                }
+            }
         }
         if let Some(e) = error {
             tracing::warn!(item = id, pipeline = %item.pipeline, kind = item.kind.as_str(), reason = %e, "queued work failed");

@@ -96,6 +96,17 @@ pub enum RegistryError {
         /// The configured timeout.
         timeout: std::time::Duration,
     },
+    /// The registry kept failing transiently (HTTP 5xx or 429, refused or
+    /// dropped connections) through every attempt.
+    #[error("{last}; gave up after {attempts} attempts over {}s", waited.as_secs_f64())]
+    GaveUp {
+        /// Attempts made.
+        attempts: u32,
+        /// Time waited between them.
+        waited: std::time::Duration,
+        /// The last attempt's error.
+        last: Box<RegistryError>,
+    },
     /// A read failed.
     #[error("read of {what} from {reference} failed: {reason}")]
     Pull {
@@ -199,6 +210,94 @@ fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Attempts per registry call when it fails transiently (an HTTP 5xx or
+/// 429, a refused or dropped connection): a registry restarting, or briefly
+/// overloaded, is ridden out instead of failing the build.
+const ATTEMPTS: u32 = 5;
+
+/// The wait before the first retry; it doubles for each next one (0.5, 1,
+/// 2, 4 s: 7.5 s in all before the call fails).
+const FIRST_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Why a failed call may succeed if made again, in words: the registry
+/// answered 5xx or 429, or the connection was refused or dropped. None for
+/// anything else: a timeout (the registry already had `[registry] timeout`
+/// to answer), a refusal, a client error, corrupt data.
+fn transient(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    if timed_out(e) {
+        return None;
+    }
+    let of_status = |code: u16| (code >= 500 || code == 429).then(|| format!("HTTP {code}"));
+    let of_reqwest = |r: &reqwest::Error| match r.status() {
+        Some(s) => of_status(s.as_u16()),
+        None if r.is_connect() => Some("cannot connect".to_string()),
+        None if r.is_request() || r.is_body() => Some("connection dropped".to_string()),
+        None => None,
+    };
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        // oci-client wraps reqwest's error transparently: its `source()`
+        // skips the reqwest error, so ask the wrapped one itself.
+        match err.downcast_ref::<oci_client::errors::OciDistributionError>() {
+            Some(oci_client::errors::OciDistributionError::ServerError { code, .. }) => {
+                return of_status(*code)
+            }
+            Some(oci_client::errors::OciDistributionError::RequestError(r)) => {
+                return of_reqwest(r)
+            }
+            _ => {}
+        }
+        if let Some(r) = err.downcast_ref::<reqwest::Error>() {
+            return of_reqwest(r);
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind as K;
+            // A stream's error wraps the client's (`source()` would skip it).
+            if let (K::Other, Some(inner)) = (io.kind(), io.get_ref()) {
+                return transient(inner);
+            }
+            return matches!(
+                io.kind(),
+                K::ConnectionRefused
+                    | K::ConnectionReset
+                    | K::ConnectionAborted
+                    | K::BrokenPipe
+                    | K::UnexpectedEof
+                    | K::NotConnected
+            )
+            .then(|| io.kind().to_string());
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// A call that failed for good: its last error, and whether it failed
+/// transiently every time it was made.
+struct Failed<E> {
+    error: E,
+    attempts: u32,
+    waited: std::time::Duration,
+    exhausted: bool,
+}
+
+impl<E> Failed<E> {
+    /// The error `map` makes of it, saying how often it was tried when the
+    /// retries ran out.
+    fn into_error(self, map: impl FnOnce(E) -> RegistryError) -> RegistryError {
+        let last = map(self.error);
+        if self.exhausted && self.attempts > 1 {
+            RegistryError::GaveUp {
+                attempts: self.attempts,
+                waited: self.waited,
+                last: Box::new(last),
+            }
+        } else {
+            last
+        }
+    }
+}
+
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Registry").field("url", &self.url).finish()
@@ -278,6 +377,59 @@ impl Registry {
         }
     }
 
+    /// Makes `call` until it succeeds, fails in a way retrying cannot help,
+    /// or has failed transiently [`ATTEMPTS`] times, waiting twice as long
+    /// before each next attempt. Every retry is logged (habd's log), with
+    /// what failed and why.
+    async fn retrying<T, E, Fut>(
+        &self,
+        what: &(dyn Fn() -> String + Sync),
+        mut call: impl FnMut() -> Fut,
+    ) -> Result<T, Failed<E>>
+    where
+        E: std::error::Error + 'static,
+        Fut: std::future::Future<Output = Result<T, E>>,
+    {
+        let mut wait = FIRST_RETRY;
+        let mut waited = std::time::Duration::ZERO;
+        let mut attempt = 1;
+        loop {
+            let error = match call().await {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            let Some(why) = transient(&error) else {
+                return Err(Failed {
+                    error,
+                    attempts: attempt,
+                    waited,
+                    exhausted: false,
+                });
+            };
+            if attempt >= ATTEMPTS {
+                return Err(Failed {
+                    error,
+                    attempts: attempt,
+                    waited,
+                    exhausted: true,
+                });
+            }
+            tracing::warn!(
+                registry = %self.url,
+                attempt,
+                attempts = ATTEMPTS,
+                error = %error,
+                "registry: {} failed ({why}); trying again in {:.1}s",
+                what(),
+                wait.as_secs_f64()
+            );
+            tokio::time::sleep(wait).await;
+            waited += wait;
+            wait *= 2;
+            attempt += 1;
+        }
+    }
+
     /// `host:port` of the registry.
     pub fn host(&self) -> &str {
         &self.host
@@ -294,20 +446,35 @@ impl Registry {
     /// [`RegistryError::Unreachable`] or [`RegistryError::Auth`], with how to
     /// fix it.
     pub async fn check(&self) -> Result<(), RegistryError> {
-        let mut req = self.http.get(format!("{}/v2/", self.url));
-        if let Some((u, p)) = &self.credentials {
-            req = req.basic_auth(u, Some(p));
-        }
-        let res = req.send().await.map_err(|e| {
-            self.failed(
-                || "the check of /v2/".into(),
-                e,
-                |e| RegistryError::Unreachable {
-                    url: self.url.clone(),
-                    reason: e.to_string(),
-                },
-            )
-        })?;
+        let url = format!("{}/v2/", self.url);
+        let res = self
+            .retrying(&|| format!("GET {url}"), || async {
+                let mut req = self.http.get(&url);
+                if let Some((u, p)) = &self.credentials {
+                    req = req.basic_auth(u, Some(p));
+                }
+                let res = req.send().await?;
+                // A server error is worth another try; anything else is
+                // the registry's answer.
+                if res.status().is_server_error() || res.status().as_u16() == 429 {
+                    res.error_for_status()
+                } else {
+                    Ok(res)
+                }
+            })
+            .await
+            .map_err(|f| {
+                f.into_error(|e| {
+                    self.failed(
+                        || "the check of /v2/".into(),
+                        e,
+                        |e| RegistryError::Unreachable {
+                            url: self.url.clone(),
+                            reason: e.to_string(),
+                        },
+                    )
+                })
+            })?;
         match res.status().as_u16() {
             200 => Ok(()),
             401 => Err(RegistryError::Auth {
@@ -350,19 +517,27 @@ impl Registry {
     }
 
     async fn authorize(&self, r: &Reference, op: RegistryOperation) -> Result<(), RegistryError> {
-        self.client
-            .auth(r, &self.auth, op)
+        let what = || format!("authentication for {}", r.whole());
+        self.retrying(&what, || self.client.auth(r, &self.auth, op))
             .await
             .map(|_| ())
-            .map_err(|e| {
-                self.failed(
-                    || format!("authentication for {}", r.whole()),
-                    e,
-                    |e| RegistryError::Auth {
-                        url: self.url.clone(),
-                        reason: e.to_string(),
-                    },
-                )
+            .map_err(|f| {
+                f.into_error(|e| {
+                    self.failed(what, e, |e| {
+                        // A registry that is down did not refuse anything.
+                        if transient(&e).is_some() {
+                            RegistryError::Unreachable {
+                                url: self.url.clone(),
+                                reason: e.to_string(),
+                            }
+                        } else {
+                            RegistryError::Auth {
+                                url: self.url.clone(),
+                                reason: e.to_string(),
+                            }
+                        }
+                    })
+                })
             })
     }
 
@@ -448,19 +623,20 @@ impl Registry {
                             },
                         )
                     };
+                    let what = || format!("push of blob {}", blob.digest);
                     let exists = this
-                        .client
-                        .blob_exists(&r, &blob.digest)
+                        .retrying(&what, || this.client.blob_exists(&r, &blob.digest))
                         .await
-                        .map_err(push_err)?;
+                        .map_err(|f| f.into_error(push_err))?;
                     if exists {
                         skipped.fetch_add(1, Ordering::Relaxed);
                         return Ok(());
                     }
-                    this.client
-                        .push_blob(&r, blob.bytes.clone(), &blob.digest)
-                        .await
-                        .map_err(push_err)?;
+                    this.retrying(&what, || {
+                        this.client.push_blob(&r, blob.bytes.clone(), &blob.digest)
+                    })
+                    .await
+                    .map_err(|f| f.into_error(push_err))?;
                     let now = pushed.fetch_add(blob.bytes.len() as i64, Ordering::Relaxed)
                         + blob.bytes.len() as i64;
                     progress(now, bytes_total);
@@ -509,25 +685,23 @@ impl Registry {
             self.tagged(repository, tag_or_digest)
         };
         self.authorize(&r, RegistryOperation::Push).await?;
-        self.client
-            .push_manifest_raw(
-                &r,
-                body,
-                reqwest::header::HeaderValue::from_str(media_type)
-                    .expect("a media type is a header value"),
-            )
-            .await
-            .map_err(|e| {
-                self.failed(
-                    || format!("push of manifest {}", r.whole()),
-                    e,
-                    |source| RegistryError::Push {
-                        what: "manifest".into(),
-                        reference: r.whole(),
-                        source,
-                    },
-                )
-            })?;
+        let what = || format!("push of manifest {}", r.whole());
+        let media_type = reqwest::header::HeaderValue::from_str(media_type)
+            .expect("a media type is a header value");
+        self.retrying(&what, || {
+            self.client
+                .push_manifest_raw(&r, body.clone(), media_type.clone())
+        })
+        .await
+        .map_err(|f| {
+            f.into_error(|e| {
+                self.failed(what, e, |source| RegistryError::Push {
+                    what: "manifest".into(),
+                    reference: r.whole(),
+                    source,
+                })
+            })
+        })?;
         Ok(())
     }
 
@@ -640,14 +814,15 @@ impl Registry {
             RegistryAuth::Anonymous
         };
         let (bytes, _) = self
-            .client
-            .pull_manifest_raw(
-                &r,
-                &auth,
-                &[OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST],
-            )
+            .retrying(&|| format!("read of base image {image}"), || {
+                self.client.pull_manifest_raw(
+                    &r,
+                    &auth,
+                    &[OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST],
+                )
+            })
             .await
-            .map_err(|e| pull_err(e.to_string()))?;
+            .map_err(|f| f.into_error(|e| pull_err(e.to_string())))?;
         match parse_index(&bytes) {
             Ok(index) => index
                 .entries_for(platform)
@@ -662,7 +837,13 @@ impl Registry {
     /// request). A registry that cannot be asked counts as not holding it.
     pub async fn has_manifest(&self, repository: &str, digest: &str) -> bool {
         let r = self.reference(repository, digest);
-        match self.client.fetch_manifest_digest(&r, &self.auth).await {
+        match self
+            .retrying(&|| format!("HEAD of manifest {}", r.whole()), || {
+                self.client.fetch_manifest_digest(&r, &self.auth)
+            })
+            .await
+            .map_err(|f| f.error)
+        {
             Ok(d) => d == digest,
             Err(e) => {
                 tracing::debug!(reference = %r.whole(), error = %e, "manifest not found");
@@ -687,19 +868,23 @@ impl Registry {
             reference: reference.clone(),
             reason,
         };
-        let mut req = self
-            .http
-            .delete(format!("{}/v2/{repository}/manifests/{digest}", self.url));
-        if let Some((u, p)) = &self.credentials {
-            req = req.basic_auth(u, Some(p));
-        }
-        let res = req.send().await.map_err(|e| {
-            self.failed(
-                || format!("delete of manifest {digest}"),
-                e,
-                |e| fail(e.to_string()),
-            )
-        })?;
+        let url = format!("{}/v2/{repository}/manifests/{digest}", self.url);
+        let what = || format!("delete of manifest {digest}");
+        let res = self
+            .retrying(&what, || async {
+                let mut req = self.http.delete(&url);
+                if let Some((u, p)) = &self.credentials {
+                    req = req.basic_auth(u, Some(p));
+                }
+                let res = req.send().await?;
+                if res.status().is_server_error() || res.status().as_u16() == 429 {
+                    res.error_for_status()
+                } else {
+                    Ok(res)
+                }
+            })
+            .await
+            .map_err(|f| f.into_error(|e| self.failed(what, e, |e| fail(e.to_string()))))?;
         match res.status().as_u16() {
             200 | 202 => Ok(true),
             404 => Ok(false),
@@ -719,20 +904,20 @@ impl Registry {
         accept: &[&str],
     ) -> Result<bytes::Bytes, RegistryError> {
         let r = self.reference(repository, digest);
+        let what = || format!("read of manifest {digest}");
         let (bytes, _) = self
-            .client
-            .pull_manifest_raw(&r, &self.auth, accept)
+            .retrying(&what, || {
+                self.client.pull_manifest_raw(&r, &self.auth, accept)
+            })
             .await
-            .map_err(|e| {
-                self.failed(
-                    || format!("read of manifest {digest}"),
-                    e,
-                    |e| RegistryError::Pull {
+            .map_err(|f| {
+                f.into_error(|e| {
+                    self.failed(what, e, |e| RegistryError::Pull {
                         what: format!("manifest {digest}"),
                         reference: r.whole(),
                         reason: e.to_string(),
-                    },
-                )
+                    })
+                })
             })?;
         Ok(bytes)
     }
@@ -889,26 +1074,51 @@ impl Registry {
     ) -> Option<Vec<u8>> {
         let r = self.reference(repository, &d.digest);
         let keep = what.starts_with("config");
-        let mut kept = Vec::new();
-        let mut hasher = Sha256::new();
-        let mut size = 0u64;
-        let result: Result<(), String> = async {
-            let mut s = self
-                .client
-                .pull_blob_stream(&r, d.digest.as_str())
-                .await
-                .map_err(|e| e.to_string())?;
-            while let Some(chunk) = s.next().await {
-                let chunk = chunk.map_err(|e| e.to_string())?;
-                hasher.update(&chunk);
-                size += chunk.len() as u64;
-                if keep {
-                    kept.extend_from_slice(&chunk);
+        // Read whole again when the registry fails transiently; a read that
+        // fails otherwise keeps what arrived, for the checks below.
+        let read_once = || async {
+            let mut read = BlobRead {
+                hasher: Sha256::new(),
+                size: 0,
+                kept: Vec::new(),
+            };
+            let result: Result<(), Box<dyn std::error::Error + Send + Sync>> = async {
+                let mut s = self.client.pull_blob_stream(&r, d.digest.as_str()).await?;
+                while let Some(chunk) = s.next().await {
+                    let chunk = chunk?;
+                    read.hasher.update(&chunk);
+                    read.size += chunk.len() as u64;
+                    if keep {
+                        read.kept.extend_from_slice(&chunk);
+                    }
                 }
+                Ok(())
             }
-            Ok(())
-        }
-        .await;
+            .await;
+            match result {
+                Ok(()) => Ok(read),
+                Err(source) => Err(BlobReadError { read, source }),
+            }
+        };
+        let (read, result) = match self
+            .retrying(&|| format!("read of blob {}", d.digest), read_once)
+            .await
+        {
+            Ok(read) => (read, Ok(())),
+            Err(f) => {
+                let exhausted = f.exhausted.then_some((f.attempts, f.waited));
+                let BlobReadError { read, source } = f.error;
+                let mut reason = source.to_string();
+                if let Some((attempts, waited)) = exhausted {
+                    reason.push_str(&format!(
+                        "; gave up after {attempts} attempts over {}s",
+                        waited.as_secs_f64()
+                    ));
+                }
+                (read, Err(reason))
+            }
+        };
+        let BlobRead { hasher, size, kept } = read;
         rb.bytes_read += size;
         rb.blobs_checked += 1;
         let got = format!("sha256:{}", hex::encode(hasher.finalize()));
@@ -941,6 +1151,40 @@ impl Registry {
             }
             None => keep.then_some(kept),
         }
+    }
+}
+
+/// What one read of a blob got.
+struct BlobRead {
+    hasher: Sha256,
+    size: u64,
+    kept: Vec<u8>,
+}
+
+/// A read of a blob that failed, with what arrived before it did.
+struct BlobReadError {
+    read: BlobRead,
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl std::fmt::Debug for BlobReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobReadError")
+            .field("size", &self.read.size)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl std::fmt::Display for BlobReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.source.fmt(f)
+    }
+}
+
+impl std::error::Error for BlobReadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
     }
 }
 
@@ -1154,6 +1398,29 @@ fn compress(raw: Vec<u8>) -> Blob {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_errors_and_lost_connections_are_worth_retrying_and_nothing_else() {
+        use oci_client::errors::OciDistributionError as E;
+        let server = |code| E::ServerError {
+            code,
+            url: "http://r/v2/x/blobs/uploads/".into(),
+            message: String::new(),
+        };
+        assert_eq!(transient(&server(500)).as_deref(), Some("HTTP 500"));
+        assert_eq!(transient(&server(503)).as_deref(), Some("HTTP 503"));
+        assert_eq!(transient(&server(429)).as_deref(), Some("HTTP 429"));
+        assert_eq!(transient(&server(404)), None);
+        assert_eq!(transient(&server(400)), None);
+        let io = |kind| std::io::Error::new(kind, "x");
+        assert!(transient(&io(std::io::ErrorKind::ConnectionRefused)).is_some());
+        assert!(transient(&io(std::io::ErrorKind::ConnectionReset)).is_some());
+        // A stream's error wrapping the client's.
+        assert!(transient(&std::io::Error::other(server(502))).is_some());
+        // A timeout is the registry's `[registry] timeout` running out.
+        assert_eq!(transient(&io(std::io::ErrorKind::TimedOut)), None);
+        assert_eq!(transient(&E::UnauthorizedError { url: "u".into() }), None);
+    }
 
     #[test]
     fn compression_is_deterministic() {

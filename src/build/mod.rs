@@ -550,11 +550,45 @@ impl Builds {
             }
             Err(e) => (BuildState::Failed, e.to_string()),
         };
-        self.log(id, None, format!("hab: build {}: {reason}", state.as_str()));
-        let store = self.store.clone();
-        let r = blocking(move || Ok(store.end_build(id, state, &reason)?)).await;
-        if let Err(e) = r {
-            tracing::error!(build = id, error = %e, "cannot record the end of a build");
+        // The end must be recorded, or the build would show `building`
+        // until habd restarts: a store that cannot write (a full disk) is
+        // asked again, less and less often, until it can.
+        let line = format!("hab: build {}: {reason}", state.as_str());
+        tracing::info!(build = id, "{line}");
+        let mut logged = false;
+        let mut wait = std::time::Duration::from_millis(500);
+        loop {
+            let store = self.store.clone();
+            let (l, r) = (line.clone(), reason.clone());
+            let attempt = blocking(move || {
+                let logged = logged || store.append_log(id, None, &[l]).is_ok();
+                Ok((
+                    logged,
+                    store.end_build(id, state, &r).map_err(BuildError::from),
+                ))
+            })
+            .await;
+            let ended = match attempt {
+                Ok((l, ended)) => {
+                    logged = l;
+                    ended
+                }
+                Err(e) => Err(e),
+            };
+            match ended {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::error!(
+                        build = id,
+                        error = %e,
+                        "cannot record the end of build {id} ({}: {reason}); trying again in {:.1}s",
+                        state.as_str(),
+                        wait.as_secs_f64()
+                    );
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_secs(30));
+                }
+            }
         }
         self.ended.send_modify(|n| *n += 1);
     }

@@ -46,9 +46,12 @@ pub enum StoreError {
         /// SQLite's error.
         source: rusqlite::Error,
     },
+    /// The disk holding the store is full: the write was rolled back.
+    #[error("no space left on device for the state store ({0}): nothing of this change was recorded; free space in the state folder's filesystem and try again")]
+    DiskFull(rusqlite::Error),
     /// A query failed.
     #[error("state store: {0}")]
-    Sql(#[from] rusqlite::Error),
+    Sql(rusqlite::Error),
     /// A stored verdict did not parse (the database was edited by hand?).
     #[error("state store holds a malformed verdict for {pipeline} {name}: {source}")]
     Verdict {
@@ -82,6 +85,18 @@ pub enum StoreError {
         /// Ref name.
         name: String,
     },
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        // SQLite says "database or disk is full"; an operator needs to know
+        // it is the disk, and that nothing was half written.
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+            StoreError::DiskFull(e)
+        } else {
+            StoreError::Sql(e)
+        }
+    }
 }
 
 /// Numbered migrations; `user_version` is the count applied. Append only.
@@ -494,14 +509,28 @@ impl Store {
         )?)
     }
 
-    /// Records the start of a sync.
+    /// Records the start of a sync, closing as failed a sync of the same
+    /// pipeline whose end could not be recorded.
     pub fn begin_sync(&self, pipeline: &str, trigger: &str) -> Result<i64, StoreError> {
-        let conn = self.lock();
-        conn.execute(
-            "INSERT INTO syncs (pipeline, trigger, started_at, status) VALUES (?1, ?2, ?3, 'running')",
-            params![pipeline, trigger, now()],
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let at = now();
+        // A pipeline syncs once at a time, so a sync of it still `running`
+        // is one whose end could not be recorded (the store could not
+        // write, e.g. a full disk): it is closed now, not left running.
+        tx.execute(
+            "UPDATE syncs SET status = 'failed', finished_at = ?2,
+                error = 'habd could not record how this sync ended (the state store could not write; see habd''s log); nothing of it was applied'
+             WHERE pipeline = ?1 AND status = 'running'",
+            params![pipeline, at],
         )?;
-        Ok(conn.last_insert_rowid())
+        tx.execute(
+            "INSERT INTO syncs (pipeline, trigger, started_at, status) VALUES (?1, ?2, ?3, 'running')",
+            params![pipeline, trigger, at],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok(id)
     }
 
     /// Records a failed sync. Refs are untouched.
@@ -865,4 +894,31 @@ fn apply_change(
         ],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sync_left_running_is_closed_by_the_next_sync_of_its_pipeline() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.sqlite3")).unwrap();
+        // Its end was never recorded (the disk was full when it failed).
+        let stale = store.begin_sync("a", "test").unwrap();
+        let other = store.begin_sync("b", "test").unwrap();
+        let next = store.begin_sync("a", "test").unwrap();
+        let a = store.syncs("a", 10).unwrap();
+        let status = |id: i64, list: &[SyncRecord]| {
+            let s = list.iter().find(|s| s.id == id).unwrap();
+            (s.status.clone(), s.error.clone())
+        };
+        let (st, error) = status(stale, &a);
+        assert_eq!(st, "failed");
+        assert!(error
+            .unwrap()
+            .contains("could not record how this sync ended"));
+        assert_eq!(status(next, &a).0, "running");
+        assert_eq!(status(other, &store.syncs("b", 10).unwrap()).0, "running");
+    }
 }

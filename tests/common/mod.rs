@@ -19,6 +19,7 @@ use tempfile::TempDir;
 
 mod build;
 mod chart;
+mod dockerd;
 mod fleets;
 mod habd;
 mod kube_double;
@@ -27,6 +28,8 @@ mod registry;
 pub use build::*;
 #[allow(unused_imports)]
 pub use chart::*;
+#[allow(unused_imports)]
+pub use dockerd::*;
 #[allow(unused_imports)]
 pub use fleets::*;
 #[allow(unused_imports)]

@@ -48,16 +48,8 @@ impl TestRegistry {
         }
         std::fs::write(dir.join("config.yml"), config).unwrap();
         let log = dir.join("registry.log");
-        let child = Command::new("docker-registry")
-            .args(["serve", &dir.join("config.yml").to_string_lossy()])
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(Stdio::from(
-                std::fs::OpenOptions::new().append(true).open(&log).unwrap(),
-            ))
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start docker-registry: {e} (run `bash scripts/setup.sh` first)")
-            });
+        std::fs::File::create(&log).unwrap();
+        let child = Self::spawn(dir, &log);
         wait_for_port(port);
         TestRegistry {
             child,
@@ -65,6 +57,48 @@ impl TestRegistry {
             log,
             dir: dir.to_path_buf(),
         }
+    }
+
+    fn spawn(dir: &Path, log: &Path) -> Child {
+        let append = || std::fs::OpenOptions::new().append(true).open(log).unwrap();
+        Command::new("docker-registry")
+            .args(["serve", &dir.join("config.yml").to_string_lossy()])
+            .stdout(append())
+            .stderr(Stdio::from(append()))
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start docker-registry: {e} (run `bash scripts/setup.sh` first)")
+            })
+    }
+
+    /// Kills it with SIGKILL (a frozen one too): connections in flight are
+    /// cut, and nothing listens on its port until [`TestRegistry::start_again`].
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port, configuration and storage (after
+    /// [`TestRegistry::kill9`]); its request log goes on.
+    pub fn start_again(&mut self) {
+        assert!(
+            self.child.try_wait().is_ok_and(|s| s.is_some()),
+            "the registry still runs"
+        );
+        self.child = Self::spawn(&self.dir, &self.log);
+        wait_for_port(self.port);
+    }
+
+    /// Freezes it with SIGSTOP: the kernel still accepts connections on its
+    /// port, but nothing answers them until [`TestRegistry::thaw`] (or a
+    /// kill), so a client's request is in flight for as long as a test needs.
+    pub fn freeze(&self) {
+        signal(&self.child, "-STOP");
+    }
+
+    /// Lets a frozen registry run again (SIGCONT).
+    pub fn thaw(&self) {
+        signal(&self.child, "-CONT");
     }
 
     /// `http://127.0.0.1:port`.
@@ -109,6 +143,14 @@ impl Drop for TestRegistry {
         // Registry data is large; remove it with the rest of the test's folder.
         let _ = std::fs::remove_dir_all(self.dir.join("data"));
     }
+}
+
+fn signal(child: &Child, signal: &str) {
+    let ok = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill {signal} {} failed", child.id());
 }
 
 /// An HTTP proxy in front of a registry that, when `corrupt` is set, flips
