@@ -440,6 +440,24 @@ impl Registry {
         self.credentials.as_ref()
     }
 
+    /// Sends `req` with the registry's credentials. A server error (5xx,
+    /// 429) is an error, worth another try; any other status is the
+    /// registry's answer.
+    async fn send_retryable(
+        &self,
+        mut req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, reqwest::Error> {
+        if let Some((u, p)) = &self.credentials {
+            req = req.basic_auth(u, Some(p));
+        }
+        let res = req.send().await?;
+        if res.status().is_server_error() || res.status().as_u16() == 429 {
+            res.error_for_status()
+        } else {
+            Ok(res)
+        }
+    }
+
     /// Checks that the registry answers and accepts our credentials.
     ///
     /// # Errors
@@ -448,19 +466,8 @@ impl Registry {
     pub async fn check(&self) -> Result<(), RegistryError> {
         let url = format!("{}/v2/", self.url);
         let res = self
-            .retrying(&|| format!("GET {url}"), || async {
-                let mut req = self.http.get(&url);
-                if let Some((u, p)) = &self.credentials {
-                    req = req.basic_auth(u, Some(p));
-                }
-                let res = req.send().await?;
-                // A server error is worth another try; anything else is
-                // the registry's answer.
-                if res.status().is_server_error() || res.status().as_u16() == 429 {
-                    res.error_for_status()
-                } else {
-                    Ok(res)
-                }
+            .retrying(&|| format!("GET {url}"), || {
+                self.send_retryable(self.http.get(&url))
             })
             .await
             .map_err(|f| {
@@ -871,18 +878,7 @@ impl Registry {
         let url = format!("{}/v2/{repository}/manifests/{digest}", self.url);
         let what = || format!("delete of manifest {digest}");
         let res = self
-            .retrying(&what, || async {
-                let mut req = self.http.delete(&url);
-                if let Some((u, p)) = &self.credentials {
-                    req = req.basic_auth(u, Some(p));
-                }
-                let res = req.send().await?;
-                if res.status().is_server_error() || res.status().as_u16() == 429 {
-                    res.error_for_status()
-                } else {
-                    Ok(res)
-                }
-            })
+            .retrying(&what, || self.send_retryable(self.http.delete(&url)))
             .await
             .map_err(|f| f.into_error(|e| self.failed(what, e, |e| fail(e.to_string()))))?;
         match res.status().as_u16() {
