@@ -214,8 +214,8 @@ async fn statefulset_partition_walk_and_rollback_unsticks_the_pod() {
             .filter_map(|(_, p)| p["spec"]["updateStrategy"]["rollingUpdate"]["partition"].as_i64())
             .collect();
         assert!(
-            partitions.ends_with(&[2, 1, 0]),
-            "freeze, then walk down: {partitions:?}"
+            partitions.ends_with(&[2, 1, 2, 0, 2]),
+            "freeze, then one ordinal at a time, frozen again after each: {partitions:?}"
         );
         let reasons: Vec<&str> = s
             .events

@@ -26,7 +26,7 @@ use crate::{
 };
 use docker::DockerTarget;
 use plan::{Action, Direction, NodeState};
-use target::{NodeEnv, Target};
+use target::{NodeEnv, Target, UpdateError};
 
 /// How often a node under its gates is looked at. Short, so a rollout
 /// moves on within a fraction of a second of a node settling.
@@ -83,6 +83,9 @@ pub struct Rollouts {
     registry: Registry,
     wake: Notify,
     http: reqwest::Client,
+    /// One client per Kubernetes target, made once and reused (its
+    /// connection pool; a new client per look invites 429s).
+    kube_targets: tokio::sync::Mutex<std::collections::HashMap<String, kube::KubeTarget>>,
 }
 
 impl std::fmt::Debug for Rollouts {
@@ -109,6 +112,7 @@ impl Rollouts {
             registry,
             wake: Notify::new(),
             http: reqwest::Client::new(),
+            kube_targets: Default::default(),
         })
     }
 
@@ -294,31 +298,50 @@ impl Rollouts {
             .await
             .map(Target::Docker)
             .map_err(|e| e.to_string()),
-            TargetKind::Kubernetes => kube::KubeTarget::connect(
-                t.endpoint.as_deref(),
-                t.namespace.as_deref().unwrap_or("default"),
-            )
-            .await
-            .map(Target::Kubernetes),
+            TargetKind::Kubernetes => {
+                let mut made = self.kube_targets.lock().await;
+                if let Some(k) = made.get(&t.name) {
+                    return Ok(Target::Kubernetes(k.clone()));
+                }
+                let k = kube::KubeTarget::connect(
+                    t.endpoint.as_deref(),
+                    t.namespace.as_deref().unwrap_or("default"),
+                )
+                .await?;
+                made.insert(t.name.clone(), k.clone());
+                Ok(Target::Kubernetes(k))
+            }
         }
     }
 
     /// Looks at one node: running, and its RPC answer.
     async fn observe(&self, target: &Target, fleet: &FleetConfig, ordinal: u32) -> Observation {
+        self.observe_read(target, fleet, ordinal)
+            .await
+            .unwrap_or_else(|e| Observation {
+                running: false,
+                rpc: Err(e),
+            })
+    }
+
+    /// [`Self::observe`], with a state the target could not tell (its API
+    /// failing, a pod being recreated) as an error rather than a node that
+    /// does not run.
+    async fn observe_read(
+        &self,
+        target: &Target,
+        fleet: &FleetConfig,
+        ordinal: u32,
+    ) -> Result<Observation, String> {
         let status = match target.status(fleet, ordinal).await {
             Ok(Some(s)) => s,
             Ok(None) => {
-                return Observation {
+                return Ok(Observation {
                     running: false,
                     rpc: Err("no container".into()),
-                }
+                })
             }
-            Err(e) => {
-                return Observation {
-                    running: false,
-                    rpc: Err(e.to_string()),
-                }
-            }
+            Err(e) => return Err(e.to_string()),
         };
         let rpc = match (status.running, &status.rpc_url) {
             (true, Some(url)) => match self.rpc_password(fleet) {
@@ -328,10 +351,10 @@ impl Rollouts {
             (true, None) => Err("no RPC address".into()),
             (false, _) => Err("not running".into()),
         };
-        Observation {
+        Ok(Observation {
             running: status.running,
             rpc,
-        }
+        })
     }
 
     /// Every node of every fleet that should be in service, but `except`
@@ -554,6 +577,13 @@ impl Rollouts {
                             continue;
                         }
                     }
+                    // An operator who resumed a rollout held because the
+                    // target changed under it accepts that change.
+                    let store = self.store.clone();
+                    let accept_drift = blocking(move || store.rollout_steps(id))
+                        .await?
+                        .last()
+                        .is_some_and(|s| s.kind == "held");
                     // The last look at the rollout before the node changes,
                     // and the record that it is about to: a pause or undo
                     // that landed since wins, and this node is not touched.
@@ -584,9 +614,27 @@ impl Rollouts {
                         ],
                         credentials: self.credentials(),
                     };
-                    if let Err(e) = target.update(&fleet, ordinal, &image, direction, env).await {
-                        self.fail_or_turn(&r, &nodes, direction, ordinal, e.to_string())
-                            .await?;
+                    match target
+                        .update(&fleet, ordinal, &image, direction, env, accept_drift)
+                        .await
+                    {
+                        Ok(()) => {}
+                        Err(UpdateError::Failed(e)) => {
+                            self.fail_or_turn(&r, &nodes, direction, ordinal, e).await?;
+                        }
+                        Err(UpdateError::Hold(why)) => {
+                            let store = self.store.clone();
+                            if blocking(move || store.pause_rollout(id)).await? {
+                                self.step(
+                                    id,
+                                    Some(ordinal),
+                                    "held",
+                                    format!("paused, node {ordinal} not touched: {why}"),
+                                )
+                                .await;
+                                target.record(&fleet, "RolloutHeld", &why).await;
+                            }
+                        }
                     }
                 }
                 Action::Remove { ordinal } => {
@@ -958,8 +1006,32 @@ impl Rollouts {
         let id = r.id;
         let mut soak = Soak::new(fleet.gates, Instant::now());
         let mut last_reason = None;
+        let mut unreadable_since: Option<Instant> = None;
         loop {
-            let obs = self.observe(target, fleet, ordinal).await;
+            // A state the target cannot tell right now (its API failing, a
+            // pod being recreated) is no verdict on the node: looked at
+            // again, for at most `ready_timeout`.
+            let obs = match self.observe_read(target, fleet, ordinal).await {
+                Ok(obs) => {
+                    unreadable_since = None;
+                    obs
+                }
+                Err(e) => {
+                    let since = *unreadable_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= fleet.gates.ready_timeout {
+                        return Err(GateStop::Failed(format!(
+                            "its state could not be read for {:.0?}: {e}",
+                            fleet.gates.ready_timeout
+                        )));
+                    }
+                    tracing::info!(fleet = %fleet.name, node = ordinal, error = %e, "cannot read the node under its gates; looking again");
+                    if self.state_of(id).await != Some(r.state) {
+                        return Err(GateStop::Interrupted);
+                    }
+                    tokio::time::sleep(LOOK_EVERY).await;
+                    continue;
+                }
+            };
             let peers = self.peers(r, ordinal).await;
             let best = health::best_tip(peers.iter().map(|(_, _, o)| o));
             let result = health::judge(&obs, best, fleet.gates.max_lag);

@@ -27,6 +27,19 @@ pub struct NodeEnv {
     pub credentials: Option<DockerCredentials>,
 }
 
+/// Why a node was not moved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpdateError {
+    /// The target refused or the node did not come back: the rollout turns
+    /// back (or, going back, fails).
+    #[error("{0}")]
+    Failed(String),
+    /// Moving on would change nodes behind hab's gates (the target changed
+    /// under the rollout): the rollout is paused for an operator.
+    #[error("{0}")]
+    Hold(String),
+}
+
 /// A rollout target.
 #[derive(Debug, Clone)]
 pub enum Target {
@@ -61,10 +74,11 @@ impl Target {
     }
 
     /// Moves node `ordinal` to `image` (the rollout's target going forward,
-    /// what it ran before going back).
+    /// what it ran before going back). `accept_drift`: an operator resumed
+    /// a rollout held because the target changed under it.
     ///
     /// # Errors
-    /// The target refused, in words.
+    /// The target refused, in words, or holds the rollout.
     pub async fn update(
         &self,
         fleet: &FleetConfig,
@@ -72,7 +86,8 @@ impl Target {
         image: &str,
         direction: Direction,
         env: NodeEnv,
-    ) -> Result<(), String> {
+        accept_drift: bool,
+    ) -> Result<(), UpdateError> {
         match self {
             Target::Docker(d) => {
                 let spec = super::docker::NodeSpec {
@@ -87,12 +102,19 @@ impl Target {
                 };
                 d.replace(&spec, env.credentials)
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| UpdateError::Failed(e.to_string()))
             }
             // The StatefulSet carries the node's environment (the chart).
             Target::Kubernetes(k) => {
-                k.update(fleet, ordinal, image, direction, fleet.gates.ready_timeout)
-                    .await
+                k.update(
+                    fleet,
+                    ordinal,
+                    image,
+                    direction,
+                    fleet.gates.ready_timeout,
+                    accept_drift,
+                )
+                .await
             }
         }
     }

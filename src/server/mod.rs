@@ -195,6 +195,11 @@ impl AppState {
             metrics.builds.clone(),
         );
         registry.register(
+            "kubernetes_events_failed",
+            "Kubernetes Events the API refused (each is also a warning in habd's log)",
+            crate::rollout::kube::EVENTS_FAILED.clone(),
+        );
+        registry.register(
             "http_unauthorized",
             "API requests refused for a missing or wrong token",
             metrics.http_unauthorized.clone(),

@@ -2,20 +2,38 @@
 //! can be installed here). It serves the part of the API hab calls, with the
 //! real semantics: resourceVersion and generation on every change, JSON
 //! merge and strategic merge patches (containers merged by name), Status
-//! bodies for errors, 409 Conflicts on demand; and it runs the StatefulSet
-//! controller's rolling update as Kubernetes does it: pods replaced from the
-//! highest ordinal down to the partition, one at a time, only while every pod
-//! is Ready — so a pod stuck not-Ready on a bad revision blocks it for good
-//! (kubernetes/kubernetes#67250) until someone deletes that pod. Pods are
-//! real containers (docker), each on its own 127.0.0.x address, Ready when
-//! the node's RPC answers `getblockchaininfo`; each pod's "PVC" is a docker
-//! volume the double never deletes.
+//! bodies for errors, 409 Conflicts on demand, `managedFields` by field
+//! manager (the `fieldManager` parameter, else the client's User-Agent, as
+//! the API server does), and Events validated as the real API validates
+//! them (core/v1 with `eventTime` needs `reportingInstance` and `action`;
+//! events.k8s.io/v1 needs every reporting field). It runs the StatefulSet
+//! controller as Kubernetes does (`stateful_set_control.go`):
+//! - it acts on the StatefulSet as its informer cache last saw it, `lag`
+//!   ago, and reports that generation as `observedGeneration`;
+//! - pods are created from ordinal 0 up, each once the one before is Ready
+//!   (OrderedReady), below the partition on `currentRevision`, at or above
+//!   it on `updateRevision`;
+//! - the rolling update replaces the highest pod at or above the partition
+//!   not on `updateRevision`, one at a time, only while every pod is Ready,
+//!   so a pod stuck not-Ready blocks it for good (kubernetes/kubernetes#67250)
+//!   until someone deletes that pod;
+//! - `currentRevision` becomes `updateRevision` once every pod is updated
+//!   and Ready (`completeRollingUpdate`);
+//! - a deleted pod is Terminating (`deletionTimestamp`, not Ready) for
+//!   `terminate_hold` (at most its grace period), and the controller waits
+//!   for it to be gone before it creates its successor.
+//!
+//! Faults can be injected on any request (`faults`): a status (429, 500,
+//! 503…) or a reset (the response body breaks off). Pods are real
+//! containers (docker), each on its own 127.0.0.x address, Ready when the
+//! node's RPC answers `getblockchaininfo`, reporting the digest they run as
+//! `imageID`; each pod's "PVC" is a docker volume the double never deletes.
 
 use std::{
     collections::{BTreeMap, HashMap},
     process::Command,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use axum::{
@@ -38,6 +56,12 @@ struct PodRec {
     env: Vec<(String, String)>,
     ready: bool,
     container: String,
+    /// The digest it runs (`repo@sha256:…`), once its container started.
+    image_id: Option<String>,
+    /// Terminating: when it was deleted (RFC 3339) and when it is gone.
+    deleting: Option<(String, Instant)>,
+    /// Its grace period, from the template.
+    grace: u64,
 }
 
 #[derive(Debug)]
@@ -48,6 +72,31 @@ struct Sts {
     current: String,
     /// Pod N of this set is at 127.0.0.(ip_base + ip_offset + N).
     ip_offset: u8,
+    /// Every version of the object, with when it was written: the
+    /// controller's informer sees the newest one at least `lag` old.
+    history: Vec<(Instant, Value)>,
+}
+
+/// A fault to inject into the next request that matches.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    /// `GET`, `PATCH`…
+    pub method: &'static str,
+    /// A part of the path (`/pods/`, `/statefulsets/`).
+    pub path_has: String,
+    /// Only watches (true), only other requests (false), or both.
+    pub watch: Option<bool>,
+    /// What happens.
+    pub kind: FaultKind,
+}
+
+/// What an injected fault does.
+#[derive(Debug, Clone, Copy)]
+pub enum FaultKind {
+    /// The API answers this status, with a Status body.
+    Status(u16),
+    /// The response starts, then the connection breaks off.
+    Reset,
 }
 
 /// What the double holds, for tests to look at.
@@ -73,6 +122,18 @@ pub struct DoubleState {
     pub requests: Vec<(String, String, String)>,
     /// Secrets, by name (created by the test, as `helm install` would).
     secrets: BTreeMap<String, Value>,
+    /// How far behind the StatefulSet controller's informer is.
+    pub lag: Duration,
+    /// How long a deleted pod stays Terminating (at most its grace period).
+    pub terminate_hold: Duration,
+    /// Faults still to inject, each once, in order.
+    pub faults: Vec<Fault>,
+    /// Faults injected.
+    pub faults_served: Vec<String>,
+    /// Events the API refused (422), with why.
+    pub events_refused: Vec<String>,
+    /// Pods created by the controller: (pod, revision), in order.
+    pub created: Vec<(String, String)>,
 }
 
 /// A running double.
@@ -170,7 +231,7 @@ impl KubeDouble {
 
     /// Creates a StatefulSet (as `helm install` would).
     pub fn create_statefulset(&self, sts: Value) {
-        let mut s = self.state.lock().unwrap();
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         s.rv += 1;
         let name = sts["metadata"]["name"].as_str().unwrap().to_string();
         let mut obj = sts;
@@ -183,6 +244,7 @@ impl KubeDouble {
         s.sets.insert(
             name,
             Sts {
+                history: vec![(Instant::now(), obj.clone())],
                 obj,
                 generation: 1,
                 revisions: BTreeMap::from([(rev.clone(), template)]),
@@ -196,12 +258,57 @@ impl KubeDouble {
     /// env values are read from it.
     pub fn create_secret(&self, secret: Value) {
         let name = secret["metadata"]["name"].as_str().unwrap().to_string();
-        self.state.lock().unwrap().secrets.insert(name, secret);
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .secrets
+            .insert(name, secret);
     }
 
     /// The docker volume standing for a pod's PVC.
     pub fn pvc(&self, sts: &str, ordinal: u32) -> String {
         format!("{}-{sts}-{ordinal}-data", self.prefix)
+    }
+
+    /// Patches a StatefulSet through the API as `manager` would (kubectl, a
+    /// GitOps tool): a strategic merge patch.
+    pub async fn patch_statefulset(&self, name: &str, patch: Value, manager: &str) -> Value {
+        let res = reqwest::Client::new()
+            .patch(format!(
+                "{}/apis/apps/v1/namespaces/default/statefulsets/{name}?fieldManager={manager}",
+                self.url
+            ))
+            .header("content-type", "application/strategic-merge-patch+json")
+            .body(patch.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            res.status().is_success(),
+            "patch of {name}: {}",
+            res.status()
+        );
+        res.json().await.unwrap()
+    }
+
+    /// The StatefulSet as the API serves it now.
+    pub fn statefulset(&self, name: &str) -> Value {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).sets[name]
+            .obj
+            .clone()
+    }
+
+    /// Each pod of `sts` that exists: (ordinal, uid, revision).
+    pub fn pods_of(&self, sts: &str) -> Vec<(u32, String, String)> {
+        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<_> = s
+            .pods
+            .iter()
+            .filter(|(n, _)| n.rsplit_once('-').is_some_and(|(a, _)| a == sts))
+            .map(|(_, p)| (p.ordinal, p.uid.clone(), p.revision.clone()))
+            .collect();
+        out.sort();
+        out
     }
 
     fn spawn_controller(&self) {
@@ -224,7 +331,7 @@ impl KubeDouble {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
-        let s = self.state.lock().unwrap();
+        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         for (name, p) in &s.pods {
             let _ = Command::new("/usr/bin/docker")
                 .args(["rm", "-f", &p.container])
@@ -276,18 +383,177 @@ fn env_value(secrets: &BTreeMap<String, Value>, v: &Value) -> String {
 }
 
 fn pod_json(name: &str, sts: &str, p: &PodRec, rv: u64) -> Value {
-    json!({
+    let mut pod = json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": "default", "uid": p.uid,
                      "resourceVersion": rv.to_string(),
                      "labels": {"app.kubernetes.io/instance": sts,
                                 "controller-revision-hash": format!("{sts}-{}", p.revision),
                                 "apps.kubernetes.io/pod-index": p.ordinal.to_string()}},
-        "spec": {"containers": [{"name": "node", "image": p.image,
+        "spec": {"terminationGracePeriodSeconds": p.grace,
+                 "containers": [{"name": "node", "image": p.image,
                  "env": p.env.iter().map(|(k, v)| json!({"name": k, "value": v})).collect::<Vec<_>>()}]},
         "status": {"phase": "Running", "podIP": p.ip,
-                   "conditions": [{"type": "Ready", "status": if p.ready { "True" } else { "False" }}]},
-    })
+                   "conditions": [{"type": "Ready", "status": if p.ready { "True" } else { "False" }}],
+                   "containerStatuses": [{"name": "node", "image": p.image, "ready": p.ready,
+                                          "imageID": p.image_id.as_ref().map(|d| format!("docker-pullable://{d}")).unwrap_or_default()}]},
+    });
+    if let Some((at, _)) = &p.deleting {
+        pod["metadata"]["deletionTimestamp"] = json!(at);
+        pod["metadata"]["deletionGracePeriodSeconds"] = json!(p.grace);
+    }
+    pod
+}
+
+/// A pod deleted through the API or by the controller: Terminating for
+/// `terminate_hold` (at most its grace period), then gone.
+fn terminate(s: &mut DoubleState, name: &str) -> Option<PodRec> {
+    let hold = s.terminate_hold;
+    let p = s.pods.get_mut(name)?;
+    if p.deleting.is_none() {
+        let hold = hold.min(Duration::from_secs(p.grace));
+        p.deleting = Some((
+            k8s_openapi::jiff::Timestamp::now().to_string(),
+            Instant::now() + hold,
+        ));
+        p.ready = false;
+    }
+    let p = p.clone();
+    s.rv += 1;
+    if hold.is_zero() {
+        gone(s, name);
+    }
+    Some(p)
+}
+
+/// A Terminating pod whose time is up: its container removed, the pod gone.
+fn gone(s: &mut DoubleState, name: &str) {
+    if let Some(p) = s.pods.remove(name) {
+        s.rv += 1;
+        let _ = Command::new("/usr/bin/docker")
+            .args(["rm", "-f", &p.container])
+            .output();
+    }
+}
+
+/// The first injected fault for this request, taken.
+fn take_fault(s: &mut DoubleState, method: &Method, path: &str, watch: bool) -> Option<FaultKind> {
+    let i = s.faults.iter().position(|f| {
+        f.method == method.as_str()
+            && path.contains(&f.path_has)
+            && f.watch.is_none_or(|w| w == watch)
+    })?;
+    let f = s.faults.remove(i);
+    s.faults_served.push(format!(
+        "{:?} on {method} {path}{}",
+        f.kind,
+        if watch { " (watch)" } else { "" }
+    ));
+    Some(f.kind)
+}
+
+fn fault_response(kind: FaultKind) -> Response {
+    match kind {
+        FaultKind::Status(code) => status(
+            code,
+            match code {
+                429 => "TooManyRequests",
+                503 => "ServiceUnavailable",
+                _ => "InternalError",
+            },
+            format!("injected {code}"),
+        ),
+        FaultKind::Reset => Response::builder()
+            .status(200)
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from_stream(futures_util::stream::iter([
+                Ok(Bytes::from_static(b"{\"kind\":")),
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "injected reset",
+                )),
+            ])))
+            .unwrap(),
+    }
+}
+
+/// Validates an Event as the API server does (`ValidateEventCreate`, and
+/// events.k8s.io/v1 which requires the reporting fields).
+fn validate_event(ev: &Value, events_v1: bool) -> Result<(), String> {
+    let field = |k: &str| ev[k].as_str().filter(|v| !v.is_empty());
+    let mut missing = Vec::new();
+    let has_event_time = field("eventTime").is_some();
+    if events_v1 && !has_event_time {
+        missing.push("eventTime");
+    }
+    if events_v1 || has_event_time {
+        for k in [
+            "reportingController",
+            "reportingInstance",
+            "action",
+            "reason",
+        ] {
+            if field(k).is_none() {
+                missing.push(k);
+            }
+        }
+    }
+    if !missing.is_empty() {
+        return Err(missing
+            .iter()
+            .map(|k| format!("{k}: Required value"))
+            .collect::<Vec<_>>()
+            .join(", "));
+    }
+    if !matches!(field("type"), Some("Normal" | "Warning")) {
+        return Err("type: Unsupported value: must be Normal or Warning".into());
+    }
+    let object = if events_v1 {
+        "regarding"
+    } else {
+        "involvedObject"
+    };
+    if ev[object]["kind"].as_str().is_none() || ev[object]["name"].as_str().is_none() {
+        return Err(format!("{object}: Required value"));
+    }
+    let note = if events_v1 { "note" } else { "message" };
+    if ev[note].as_str().is_some_and(|n| n.len() > 1024) {
+        return Err(format!("{note}: Too long: may not be more than 1024 bytes"));
+    }
+    for k in ["action", "reportingInstance", "reason"] {
+        if field(k).is_some_and(|v| v.len() > 128) {
+            return Err(format!("{k}: Too long: may not be more than 128 bytes"));
+        }
+    }
+    Ok(())
+}
+
+/// `managedFields` of a patch: the fields it set, as FieldsV1 (list items
+/// merged by name keyed as `k:{"name":…}`).
+fn fields_v1(patch: &Value) -> Value {
+    match patch {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| {
+                    let inner = match v {
+                        Value::Array(items) if items.iter().all(|i| i["name"].is_string()) => {
+                            Value::Object(
+                                items
+                                    .iter()
+                                    .map(|i| {
+                                        (format!("k:{{\"name\":{}}}", i["name"]), fields_v1(i))
+                                    })
+                                    .collect(),
+                            )
+                        }
+                        _ => fields_v1(v),
+                    };
+                    (format!("f:{k}"), inner)
+                })
+                .collect(),
+        ),
+        _ => json!({}),
+    }
 }
 
 /// `GET …/pods?watch=true&fieldSelector=metadata.name=X`: a stream of
@@ -308,13 +574,22 @@ fn watch_pod(state: Arc<Mutex<DoubleState>>, query: &str) -> Response {
             "the double watches one pod: fieldSelector=metadata.name=<pod>".into(),
         );
     };
-    state.lock().unwrap().watches += 1;
+    state.lock().unwrap_or_else(|e| e.into_inner()).watches += 1;
     let timeout = param("timeoutSeconds")
         .and_then(|t| t.parse().ok())
         .unwrap_or(290u64);
     let until = std::time::Instant::now() + Duration::from_secs(timeout);
-    type Seen = Option<(String, bool)>;
-    let stream = futures_util::stream::unfold((None::<Seen>, state), move |(seen, state)| {
+    // Watching from a resourceVersion: only changes after it (the double
+    // takes "now" for it); from "0" or none: the pod as it is first.
+    let from_now = param("resourceVersion").is_some_and(|v| v != "0");
+    let first: Option<Seen> = from_now.then(|| {
+        let s = state.lock().unwrap_or_else(|e| e.into_inner());
+        s.pods
+            .get(&name)
+            .map(|p| (p.uid.clone(), p.ready, p.deleting.is_some()))
+    });
+    type Seen = Option<(String, bool, bool)>;
+    let stream = futures_util::stream::unfold((first, state), move |(seen, state)| {
         let name = name.clone();
         async move {
             loop {
@@ -322,13 +597,13 @@ fn watch_pod(state: Arc<Mutex<DoubleState>>, query: &str) -> Response {
                     return None;
                 }
                 let (now, line) = {
-                    let s = state.lock().unwrap();
+                    let s = state.lock().unwrap_or_else(|e| e.into_inner());
                     let sts = name.rsplit_once('-').map_or(name.as_str(), |(a, _)| a);
                     match s.pods.get(&name) {
                         Some(p) => {
-                            let now: Seen = Some((p.uid.clone(), p.ready));
+                            let now: Seen = Some((p.uid.clone(), p.ready, p.deleting.is_some()));
                             let kind = match &seen {
-                                Some(Some((uid, _))) if *uid == p.uid => "MODIFIED",
+                                Some(Some((uid, _, _))) if *uid == p.uid => "MODIFIED",
                                 _ => "ADDED",
                             };
                             (
@@ -375,9 +650,31 @@ async fn handle(State(state): State<Arc<Mutex<DoubleState>>>, req: Request) -> R
         .unwrap()
         .requests
         .push((method.to_string(), path.clone(), query.clone()));
-    if method == Method::GET && path.ends_with("/pods") && query.contains("watch=true") {
+    let watch = query.contains("watch=true");
+    let fault = take_fault(
+        &mut state.lock().unwrap_or_else(|e| e.into_inner()),
+        &method,
+        &path,
+        watch,
+    );
+    if let Some(kind) = fault {
+        return fault_response(kind);
+    }
+    if method == Method::GET && path.ends_with("/pods") && watch {
         return watch_pod(state, &query);
     }
+    let manager = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "fieldManager")
+        .map(|(_, v)| v.into_owned())
+        .or_else(|| {
+            // The API server names an unnamed manager after the client's
+            // User-Agent, up to its first '/'.
+            req.headers()
+                .get("user-agent")
+                .and_then(|v| v.to_str().ok())
+                .map(|ua| ua.split('/').next().unwrap_or(ua).to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
     let ctype = req
         .headers()
         .get("content-type")
@@ -388,7 +685,7 @@ async fn handle(State(state): State<Arc<Mutex<DoubleState>>>, req: Request) -> R
         .await
         .unwrap();
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let mut s = state.lock().unwrap();
+    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
     match (method, parts.as_slice()) {
         (Method::GET, ["apis", "apps", "v1", "namespaces", _, "statefulsets", name]) => {
             match s.sets.get(*name) {
@@ -441,8 +738,28 @@ async fn handle(State(state): State<Arc<Mutex<DoubleState>>>, req: Request) -> R
                 set.obj["metadata"]["generation"] = json!(set.generation);
             }
             set.obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+            // managedFields: this manager's entry gains the fields it set.
+            let mut managed = set.obj["metadata"]["managedFields"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let mut mine = managed
+                .iter()
+                .position(|m| m["manager"] == json!(manager))
+                .map(|i| managed.remove(i))
+                .unwrap_or_else(|| {
+                    json!({"manager": manager, "operation": "Update", "apiVersion": "apps/v1",
+                           "fieldsType": "FieldsV1", "fieldsV1": {}})
+                });
+            let mut fields = mine["fieldsV1"].take();
+            merge(&mut fields, &fields_v1(&patch));
+            mine["fieldsV1"] = fields;
+            mine["time"] = json!(k8s_openapi::jiff::Timestamp::now().to_string());
+            managed.push(mine);
+            set.obj["metadata"]["managedFields"] = json!(managed);
             let template = set.obj["spec"]["template"].clone();
             set.revisions.insert(revision(&template), template);
+            set.history.push((Instant::now(), set.obj.clone()));
             Json(set.obj.clone()).into_response()
         }
         (Method::GET, ["api", "v1", "namespaces", _, "pods", name]) => {
@@ -456,30 +773,56 @@ async fn handle(State(state): State<Arc<Mutex<DoubleState>>>, req: Request) -> R
             }
         }
         (Method::DELETE, ["api", "v1", "namespaces", _, "pods", name]) => {
-            match s.pods.remove(*name) {
+            match terminate(&mut s, name) {
                 Some(p) => {
-                    s.rv += 1;
                     s.deleted.push(name.to_string());
-                    let _ = Command::new("/usr/bin/docker")
-                        .args(["rm", "-f", &p.container])
-                        .output();
                     let sts = name.rsplit_once('-').map_or(*name, |(a, _)| a);
                     Json(pod_json(name, sts, &p, s.rv)).into_response()
                 }
                 None => status(404, "NotFound", format!("pods \"{name}\" not found")),
             }
         }
-        (Method::POST, ["api", "v1", "namespaces", _, "events"]) => {
+        (Method::POST, ["api", "v1", "namespaces", _, "events"])
+        | (Method::POST, ["apis", "events.k8s.io", "v1", "namespaces", _, "events"]) => {
+            let events_v1 = path.starts_with("/apis/events.k8s.io/");
             let mut ev: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            if let Err(why) = validate_event(&ev, events_v1) {
+                s.events_refused.push(why.clone());
+                return status(
+                    422,
+                    "Invalid",
+                    format!("Event {:?} is invalid: {why}", ev["metadata"]["name"]),
+                );
+            }
             s.rv += 1;
-            let gen = ev["metadata"]["generateName"]
-                .as_str()
-                .unwrap_or("ev-")
-                .to_string();
-            ev["metadata"]["name"] = json!(format!("{gen}{}", s.rv));
+            if ev["metadata"]["name"].as_str().is_none() {
+                let gen = ev["metadata"]["generateName"]
+                    .as_str()
+                    .unwrap_or("ev-")
+                    .to_string();
+                ev["metadata"]["name"] = json!(format!("{gen}{}", s.rv));
+            }
             ev["metadata"]["resourceVersion"] = json!(s.rv.to_string());
             s.events.push(ev.clone());
             (StatusCode::CREATED, Json(ev)).into_response()
+        }
+        (Method::PATCH, ["apis", "events.k8s.io", "v1", "namespaces", _, "events", name]) => {
+            // kube-runtime's Recorder counts a repeated event as a series.
+            let patch: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            s.rv += 1;
+            let rv = s.rv;
+            match s
+                .events
+                .iter_mut()
+                .find(|e| e["metadata"]["name"] == json!(name))
+            {
+                Some(ev) => {
+                    merge(ev, &patch);
+                    ev["metadata"]["resourceVersion"] = json!(rv.to_string());
+                    Json(ev.clone()).into_response()
+                }
+                None => status(404, "NotFound", format!("events \"{name}\" not found")),
+            }
         }
         (m, _) => status(
             404,
@@ -496,14 +839,29 @@ async fn reconcile(
     ip_base: u8,
     http: &reqwest::Client,
 ) {
-    // Kubelet: readiness from the node's RPC.
-    let pods: Vec<(String, PodRec)> = state
-        .lock()
-        .unwrap()
-        .pods
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    // Kubelet: readiness from the node's RPC (a Terminating pod is not
+    // Ready); Terminating pods whose time is up are gone.
+    let pods: Vec<(String, PodRec)> = {
+        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+        let up: Vec<String> = s
+            .pods
+            .iter()
+            .filter(|(_, p)| {
+                p.deleting
+                    .as_ref()
+                    .is_some_and(|(_, t)| *t <= Instant::now())
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in up {
+            gone(&mut s, &n);
+        }
+        s.pods
+            .iter()
+            .filter(|(_, p)| p.deleting.is_none())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
     for (name, p) in pods {
         let env: HashMap<_, _> = p.env.iter().cloned().collect();
         let ready = http
@@ -517,40 +875,53 @@ async fn reconcile(
             .send()
             .await
             .is_ok_and(|r| r.status().is_success());
-        if let Some(rec) = state.lock().unwrap().pods.get_mut(&name) {
-            if rec.uid == p.uid {
+        if let Some(rec) = state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pods
+            .get_mut(&name)
+        {
+            if rec.uid == p.uid && rec.deleting.is_none() {
                 rec.ready = ready;
             }
         }
     }
-    // Controller.
+    // Controller, on the StatefulSets as its informer saw them `lag` ago.
     let mut to_start = Vec::new();
     {
-        let mut s = state.lock().unwrap();
+        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+        let lag = s.lag;
         let names: Vec<String> = s.sets.keys().cloned().collect();
         for name in names {
-            let (replicas, partition, update, current, template_of, ip_offset) = {
+            let (view, current, template_of, ip_offset) = {
                 let set = &s.sets[&name];
-                let replicas = set.obj["spec"]["replicas"].as_u64().unwrap_or(1) as u32;
-                let partition = set.obj["spec"]["updateStrategy"]["rollingUpdate"]["partition"]
-                    .as_u64()
-                    .unwrap_or(0) as u32;
-                let update = revision(&set.obj["spec"]["template"]);
+                let seen = set
+                    .history
+                    .iter()
+                    .rev()
+                    .find(|(t, _)| t.elapsed() >= lag)
+                    .or(set.history.first())
+                    .map(|(_, o)| o.clone())
+                    .unwrap_or_else(|| set.obj.clone());
                 (
-                    replicas,
-                    partition,
-                    update,
+                    seen,
                     set.current.clone(),
                     set.revisions.clone(),
                     set.ip_offset,
                 )
             };
+            let replicas = view["spec"]["replicas"].as_u64().unwrap_or(1) as u32;
+            let partition = view["spec"]["updateStrategy"]["rollingUpdate"]["partition"]
+                .as_u64()
+                .unwrap_or(0) as u32;
+            let update = revision(&view["spec"]["template"]);
+            let generation = view["metadata"]["generation"].as_i64().unwrap_or(1);
             // Create missing pods: from ordinal 0 up, each once the one
-            // before is Ready (OrderedReady).
+            // before is Ready (OrderedReady); a Terminating one is waited for.
             for o in 0..replicas {
                 let pod = format!("{name}-{o}");
                 match s.pods.get(&pod) {
-                    Some(p) if p.ready => continue,
+                    Some(p) if p.ready && p.deleting.is_none() => continue,
                     Some(_) => break,
                     None => {
                         let rev = if o >= partition {
@@ -559,7 +930,16 @@ async fn reconcile(
                             current.clone()
                         };
                         let template = &template_of[&rev];
-                        let c = &template["spec"]["containers"][0];
+                        let containers = template["spec"]["containers"]
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default();
+                        let c = containers
+                            .iter()
+                            .find(|c| c["name"] == "node")
+                            .or(containers.first())
+                            .cloned()
+                            .unwrap_or(Value::Null);
                         let env: Vec<(String, String)> = c["env"]
                             .as_array()
                             .map(|e| {
@@ -577,33 +957,44 @@ async fn reconcile(
                         let rec = PodRec {
                             uid: format!("uid-{}", s.uid),
                             ordinal: o,
-                            revision: rev,
+                            revision: rev.clone(),
                             image: c["image"].as_str().unwrap_or("").to_string(),
                             ip: format!("127.0.0.{}", ip_base + ip_offset + o as u8),
                             env,
                             ready: false,
                             container: format!("{prefix}-{name}-{o}-{}", s.uid),
+                            image_id: None,
+                            deleting: None,
+                            grace: template["spec"]["terminationGracePeriodSeconds"]
+                                .as_u64()
+                                .unwrap_or(30),
                         };
                         s.rv += 1;
-                        to_start.push((rec.clone(), format!("{prefix}-{name}-{o}-data")));
+                        s.created.push((pod.clone(), rev));
+                        to_start.push((
+                            pod.clone(),
+                            rec.clone(),
+                            format!("{prefix}-{name}-{o}-data"),
+                        ));
                         s.pods.insert(pod, rec);
                         break;
                     }
                 }
             }
-            // Rolling update: only while every pod exists and is Ready.
-            let all_ready =
-                (0..replicas).all(|o| s.pods.get(&format!("{name}-{o}")).is_some_and(|p| p.ready));
+            // Rolling update: only while every pod exists, is Ready and not
+            // Terminating; the highest one at or above the partition that is
+            // not on the update revision.
+            let all_ready = (0..replicas).all(|o| {
+                s.pods
+                    .get(&format!("{name}-{o}"))
+                    .is_some_and(|p| p.ready && p.deleting.is_none())
+            });
             if all_ready {
                 let stale = (partition..replicas)
                     .rev()
                     .find(|o| s.pods[&format!("{name}-{o}")].revision != update);
                 if let Some(o) = stale {
-                    let p = s.pods.remove(&format!("{name}-{o}")).unwrap();
-                    s.rv += 1;
-                    let _ = Command::new("/usr/bin/docker")
-                        .args(["rm", "-f", &p.container])
-                        .output();
+                    terminate(&mut s, &format!("{name}-{o}"));
                 }
             }
             // Status, as the controller reports it.
@@ -613,7 +1004,6 @@ async fn reconcile(
             let updated = pods.iter().filter(|p| p.revision == update).count();
             let ready = pods.iter().filter(|p| p.ready).count();
             let currentn = pods.iter().filter(|p| p.revision == current).count();
-            let generation = s.sets[&name].generation;
             let set = s.sets.get_mut(&name).unwrap();
             if updated as u32 == replicas && ready as u32 == replicas {
                 set.current = update.clone();
@@ -625,7 +1015,7 @@ async fn reconcile(
             });
         }
     }
-    for (p, volume) in to_start {
+    for (pod, p, volume) in to_start {
         let mut args = vec![
             "run".to_string(),
             "-d".into(),
@@ -641,11 +1031,24 @@ async fn reconcile(
             args.push(format!("{k}={v}"));
         }
         args.push(p.image.clone());
-        let out = tokio::task::spawn_blocking(move || {
-            Command::new("/usr/bin/docker")
+        let image = p.image.clone();
+        let (out, digests) = tokio::task::spawn_blocking(move || {
+            let out = Command::new("/usr/bin/docker")
                 .args(&args)
                 .output()
-                .unwrap()
+                .unwrap();
+            let digests = Command::new("/usr/bin/docker")
+                .args([
+                    "image",
+                    "inspect",
+                    "--format",
+                    "{{json .RepoDigests}}",
+                    &image,
+                ])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            (out, digests)
         })
         .await
         .unwrap();
@@ -654,5 +1057,26 @@ async fn reconcile(
             "docker run: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // imageID: the digest the kubelet pulled, of the pod's repository.
+        let repo = p.image.split('@').next().unwrap_or("");
+        let repo = match repo.rsplit_once(':') {
+            Some((r, tag)) if !tag.contains('/') => r,
+            _ => repo,
+        };
+        let id = serde_json::from_str::<Vec<String>>(digests.trim())
+            .unwrap_or_default()
+            .into_iter()
+            .find(|d| d.split('@').next() == Some(repo))
+            .or_else(|| p.image.contains("@sha256:").then(|| p.image.clone()));
+        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+        match s.pods.get_mut(&pod) {
+            Some(rec) if rec.uid == p.uid => rec.image_id = id,
+            // Deleted while its container was starting: it must not linger.
+            _ => {
+                let _ = Command::new("/usr/bin/docker")
+                    .args(["rm", "-f", &p.container])
+                    .output();
+            }
+        }
     }
 }
