@@ -622,11 +622,8 @@ impl KubeTarget {
         let watched = tokio::time::timeout(left, async {
             let events = self.pods().watch(&wp, &version).await?;
             let mut events = events.boxed();
-            match events.try_next().await? {
-                Some(WatchEvent::Error(e)) => {
-                    tracing::debug!(pod = pod_name, error = %e.message, "watch error; looking again");
-                }
-                Some(_) | None => {}
+            if let Some(WatchEvent::Error(e)) = events.try_next().await? {
+                tracing::debug!(pod = pod_name, error = %e.message, "watch error; looking again");
             }
             Ok::<_, kube::Error>(())
         })
