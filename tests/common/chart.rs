@@ -32,6 +32,27 @@ pub fn render(values: Option<&str>, sets: &[&str]) -> Result<String, String> {
     cmd.args(["template", "hab"])
         .arg(chart_dir())
         .args(["--namespace", "bitcoin"]);
+    template(cmd, values, sets)
+}
+
+/// `helm template` as `helm upgrade` renders: with the cluster at
+/// `kubeconfig` reachable (`--dry-run=server`), so the chart's `lookup`
+/// reads live objects; namespace `default` (the API double's).
+pub fn render_live(
+    kubeconfig: &Path,
+    values: Option<&str>,
+    sets: &[&str],
+) -> Result<String, String> {
+    let mut cmd = helm();
+    cmd.args(["template", "hab"])
+        .arg(chart_dir())
+        .args(["--namespace", "default", "--dry-run=server", "--kubeconfig"])
+        .arg(kubeconfig);
+    template(cmd, values, sets)
+}
+
+/// Runs a `helm template` command with a values file and `--set` pairs.
+fn template(mut cmd: Command, values: Option<&str>, sets: &[&str]) -> Result<String, String> {
     if let Some(v) = values {
         cmd.arg("-f").arg(chart_dir().join("ci").join(v));
     }

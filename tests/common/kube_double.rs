@@ -229,6 +229,43 @@ impl KubeDouble {
         double
     }
 
+    /// Starts the API only, without the StatefulSet controller and kubelet:
+    /// objects are stored, read and patched with the same semantics, and no
+    /// pod ever runs (for tests of what clients send, not of rollouts).
+    pub async fn start_api(prefix: &str) -> Self {
+        let state: Arc<Mutex<DoubleState>> = Arc::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(state.clone());
+        let tx = super::serve_in_background(listener, app);
+        KubeDouble {
+            url,
+            state,
+            prefix: prefix.to_string(),
+            ip_base: 0,
+            stop: Some(tx),
+        }
+    }
+
+    /// A kubeconfig file (written into `dir`) whose current context is this
+    /// double, for tools that speak to a cluster (helm's `lookup`).
+    pub fn kubeconfig(&self, dir: &std::path::Path) -> std::path::PathBuf {
+        let file = dir.join("kubeconfig");
+        std::fs::write(
+            &file,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: double\n  cluster:\n    server: {}\n\
+                 contexts:\n- name: double\n  context:\n    cluster: double\n    user: double\n    namespace: default\n\
+                 current-context: double\nusers:\n- name: double\n  user: {{}}\n",
+                self.url
+            ),
+        )
+        .unwrap();
+        file
+    }
+
     /// Creates a StatefulSet (as `helm install` would).
     pub fn create_statefulset(&self, sts: Value) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -822,6 +859,35 @@ async fn handle(State(state): State<Arc<Mutex<DoubleState>>>, req: Request) -> R
                     Json(ev.clone()).into_response()
                 }
                 None => status(404, "NotFound", format!("events \"{name}\" not found")),
+            }
+        }
+        // Discovery, as clients map a kind to its resource (helm's
+        // `lookup` asks for the group version of the kind it looks up).
+        (Method::GET, ["api", "v1"]) => Json(json!({
+            "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1",
+            "resources": [
+                {"name": "pods", "singularName": "pod", "namespaced": true, "kind": "Pod",
+                 "verbs": ["get", "watch", "delete"]},
+                {"name": "events", "singularName": "event", "namespaced": true, "kind": "Event",
+                 "verbs": ["create"]},
+                {"name": "secrets", "singularName": "secret", "namespaced": true, "kind": "Secret",
+                 "verbs": ["get"]},
+            ],
+        }))
+        .into_response(),
+        (Method::GET, ["apis", "apps", "v1"]) => Json(json!({
+            "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "apps/v1",
+            "resources": [
+                {"name": "statefulsets", "singularName": "statefulset", "namespaced": true,
+                 "kind": "StatefulSet", "verbs": ["get", "patch"]},
+            ],
+        }))
+        .into_response(),
+        // The Secrets the test created (helm's `lookup` of a kept password).
+        (Method::GET, ["api", "v1", "namespaces", _, "secrets", name]) => {
+            match s.secrets.get(*name) {
+                Some(secret) => Json(secret.clone()).into_response(),
+                None => status(404, "NotFound", format!("secrets \"{name}\" not found")),
             }
         }
         (m, _) => status(

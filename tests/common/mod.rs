@@ -22,6 +22,7 @@ mod chart;
 mod dockerd;
 mod fleets;
 mod habd;
+mod helm3;
 mod kube_double;
 mod registry;
 #[allow(unused_imports)]
@@ -34,6 +35,8 @@ pub use dockerd::*;
 pub use fleets::*;
 #[allow(unused_imports)]
 pub use habd::*;
+#[allow(unused_imports)]
+pub use helm3::*;
 #[allow(unused_imports)]
 pub use kube_double::*;
 #[allow(unused_imports)]
