@@ -24,6 +24,7 @@ mod fleets;
 mod habd;
 mod helm3;
 mod kube_double;
+mod kube_world;
 mod registry;
 #[allow(unused_imports)]
 pub use build::*;
@@ -39,6 +40,8 @@ pub use habd::*;
 pub use helm3::*;
 #[allow(unused_imports)]
 pub use kube_double::*;
+#[allow(unused_imports)]
+pub use kube_world::*;
 #[allow(unused_imports)]
 pub use registry::*;
 
