@@ -138,8 +138,8 @@ async fn the_rendered_statefulset_rolls_and_the_role_is_exactly_what_habd_uses()
         b["reference"]
     );
     assert_eq!(
-        sts["spec"]["updateStrategy"]["rollingUpdate"]["partition"],
-        0
+        sts["spec"]["updateStrategy"]["rollingUpdate"]["partition"], 2,
+        "frozen again once the rollout is done"
     );
     // A release that never gets ready: stopped at the first node, that
     // pod deleted so the controller recreates it on B.

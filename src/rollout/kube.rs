@@ -453,6 +453,22 @@ impl KubeTarget {
         let mut waited_for_termination = false;
         loop {
             let pod = self.pod(&pod_name).await.map_err(failed)?;
+            if let Some(p) = pod.as_ref().filter(|p| pod_revision(p) != Some(&revision)) {
+                // A template changed by someone else meanwhile (the image
+                // unchanged) moved updateRevision on: a pod on the image and
+                // on the set's newest revision is as good (never replaced
+                // twice for it).
+                let live = self.set(name).await.map_err(failed)?;
+                if let Some(newer) = live
+                    .as_ref()
+                    .filter(|s| observed(s))
+                    .and_then(update_revision)
+                {
+                    if pod_revision(p) == Some(&newer) && spec_image(p).as_deref() == Some(image) {
+                        revision = newer;
+                    }
+                }
+            }
             match &pod {
                 Some(p) if !terminating(p) && pod_revision(p) == Some(revision.as_str()) => {
                     break;

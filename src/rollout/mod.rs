@@ -580,10 +580,10 @@ impl Rollouts {
                     // An operator who resumed a rollout held because the
                     // target changed under it accepts that change.
                     let store = self.store.clone();
-                    let accept_drift = blocking(move || store.rollout_steps(id))
-                        .await?
-                        .last()
-                        .is_some_and(|s| s.kind == "held");
+                    let steps = blocking(move || store.rollout_steps(id)).await?;
+                    let last = |kind: &str| steps.iter().rposition(|s| s.kind == kind);
+                    // Held, and no node updated since (waits may follow).
+                    let accept_drift = last("held") > last("update");
                     // The last look at the rollout before the node changes,
                     // and the record that it is about to: a pause or undo
                     // that landed since wins, and this node is not touched.

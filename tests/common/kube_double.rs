@@ -134,6 +134,8 @@ pub struct DoubleState {
     pub events_refused: Vec<String>,
     /// Pods created by the controller: (pod, revision), in order.
     pub created: Vec<(String, String)>,
+    /// Pods that were held Terminating (a non-zero hold).
+    pub terminated: u32,
 }
 
 /// A running double.
@@ -447,6 +449,7 @@ fn pod_json(name: &str, sts: &str, p: &PodRec, rv: u64) -> Value {
 fn terminate(s: &mut DoubleState, name: &str) -> Option<PodRec> {
     let hold = s.terminate_hold;
     let p = s.pods.get_mut(name)?;
+    let held = p.deleting.is_none() && !hold.is_zero();
     if p.deleting.is_none() {
         let hold = hold.min(Duration::from_secs(p.grace));
         p.deleting = Some((
@@ -456,6 +459,7 @@ fn terminate(s: &mut DoubleState, name: &str) -> Option<PodRec> {
         p.ready = false;
     }
     let p = p.clone();
+    s.terminated += u32::from(held);
     s.rv += 1;
     if hold.is_zero() {
         gone(s, name);

@@ -97,11 +97,25 @@ impl KubeWorld {
                 "template": {"metadata": {"labels": {"app.kubernetes.io/instance": fleet}},
                     "spec": {"terminationGracePeriodSeconds": grace,
                         "containers": [{"name": "node", "image": image,
-                        "env": [{"name": "RPC_USER", "value": "hab"}, {"name": "RPC_KUBE_PASSWORD", "value": KUBE_PASSWORD},
+                        "env": [{"name": "RPC_USER", "value": "hab"}, {"name": "RPC_PASSWORD", "value": KUBE_PASSWORD},
                                 {"name": "NETWORK", "value": "regtest"}],
                         "ports": [{"containerPort": 18443}]}]}},
             },
         }));
+    }
+
+    /// Waits until every pod of both fleets is Ready (after `install`).
+    pub async fn wait_ready(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        for (fleet, n) in [(&self.fleet, self.nodes), (&self.fleet2, 2)] {
+            while self.double.statefulset(fleet)["status"]["readyReplicas"] != json!(n) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the pods of {fleet} never got Ready"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
     }
 
     /// The first fleet's pod `o`'s image, as its spec names it.
