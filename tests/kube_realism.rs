@@ -372,32 +372,33 @@ async fn events_are_valid_and_transient_api_failures_do_not_fail_a_rollout() {
     let r = until_state(&habd, id, "succeeded").await;
     assert_eq!(r["state"], "succeeded", "{r:#}");
     assert_on(&kw, &image(&b)).await;
-    let s = kw.double.state.lock().unwrap();
-    assert!(
-        s.faults.is_empty(),
-        "every fault was met: left {:?}, served {:?}",
-        s.faults,
-        s.faults_served
-    );
-    assert!(s.events_refused.is_empty(), "{:?}", s.events_refused);
-    let reasons: Vec<&str> = s
-        .events
-        .iter()
-        .filter_map(|e| e["reason"].as_str())
-        .collect();
-    for want in [
-        "ImageSet",
-        "PartitionMoved",
-        "GatePassed",
-        "RolloutSucceeded",
-    ] {
-        assert!(reasons.contains(&want), "event {want} in {reasons:?}");
+    {
+        let s = kw.double.state.lock().unwrap();
+        assert!(
+            s.faults.is_empty(),
+            "every fault was met: left {:?}, served {:?}",
+            s.faults,
+            s.faults_served
+        );
+        assert!(s.events_refused.is_empty(), "{:?}", s.events_refused);
+        let reasons: Vec<&str> = s
+            .events
+            .iter()
+            .filter_map(|e| e["reason"].as_str())
+            .collect();
+        for want in [
+            "ImageSet",
+            "PartitionMoved",
+            "GatePassed",
+            "RolloutSucceeded",
+        ] {
+            assert!(reasons.contains(&want), "event {want} in {reasons:?}");
+        }
+        for e in &s.events {
+            assert_eq!(e["reportingController"], "habd", "{e}");
+            assert_eq!(e["regarding"]["kind"], "StatefulSet", "{e}");
+        }
     }
-    for e in &s.events {
-        assert_eq!(e["reportingController"], "habd", "{e}");
-        assert_eq!(e["regarding"]["kind"], "StatefulSet", "{e}");
-    }
-    drop(s);
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let fewest = prober.await.unwrap();
     assert!(
