@@ -135,6 +135,54 @@ async fn tag_stable(kw: &KubeWorld, build: &Value) {
     assert!(res.status().is_success(), "{}", res.status());
 }
 
+/// A KubeWorld (the first fleet of `nodes` nodes with `gates`), habd in
+/// process with both pipelines synced, and builds of `tags` of `node` then
+/// of v1.0.0 of `node2` (the last one).
+async fn started(
+    ip_base: u8,
+    nodes: u32,
+    gates: &str,
+    tags: &[&str],
+) -> (KubeWorld, Habd, Vec<Value>) {
+    let kw = KubeWorld::with(ip_base, nodes, gates).await;
+    let habd = Habd::start_config(kw.bw.load()).await;
+    sync_both(&habd).await;
+    let mut builds = Vec::new();
+    for tag in tags {
+        builds.push(build(&habd, "node", tag).await);
+    }
+    builds.push(build(&habd, "node2", "v1.0.0").await);
+    (kw, habd, builds)
+}
+
+/// Installs the first fleet on `first` (each pod given `grace` seconds to
+/// terminate) and the second on `a2`, waits for every pod to be Ready, and
+/// rolls `a` and `a2` (the nodes already run them: checked only).
+async fn installed(kw: &KubeWorld, habd: &Habd, first: &str, grace: u64, a: &Value, a2: &Value) {
+    kw.install_with(&kw.fleet, first, kw.nodes, grace);
+    kw.install(&kw.fleet2, &image(a2));
+    kw.wait_ready().await;
+    for b in [a, a2] {
+        let r = promote_and_wait(habd, b).await;
+        assert_eq!(r["state"], "succeeded", "{r:#}");
+    }
+}
+
+/// Stops the prober: at least 3 of the 4 nodes answered at every instant.
+async fn prober_held(
+    (stop, prober): (
+        std::sync::Arc<std::sync::atomic::AtomicBool>,
+        tokio::task::JoinHandle<usize>,
+    ),
+) {
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let fewest = prober.await.unwrap();
+    assert!(
+        fewest >= 3,
+        "only {fewest} of 4 nodes healthy at some instant"
+    );
+}
+
 const GATES: &str = "soak = \"1s\"\nready_timeout = \"8s\"\n";
 
 /// A one-replica fleet (btcd's and bcoin's default), installed on the tag
@@ -145,23 +193,15 @@ const GATES: &str = "soak = \"1s\"\nready_timeout = \"8s\"\n";
 /// never the tag (which hab had moved to the bad release meanwhile).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_one_replica_fleet_whose_release_fails_after_ready_rolls_back_to_the_old_revision() {
-    let mut kw = KubeWorld::with(150, 1, GATES).await;
-    let habd = Habd::start_config(kw.bw.load()).await;
-    sync_both(&habd).await;
-    let a = build(&habd, "node", "v1.0.0").await;
-    let lagging = build(&habd, "node", "v1.3.0").await;
-    let a2 = build(&habd, "node2", "v1.0.0").await;
-    tag_stable(&kw, &a).await;
-    let repo = image(&a).split('@').next().unwrap().to_string();
-    kw.install(&kw.fleet.clone(), &format!("{repo}:stable"));
-    kw.install(&kw.fleet2.clone(), &image(&a2));
-    kw.wait_ready().await;
-    for b in [&a, &a2] {
-        let r = promote_and_wait(&habd, b).await;
-        assert_eq!(r["state"], "succeeded", "{r:#}");
-    }
+    let (mut kw, habd, builds) = started(150, 1, GATES, &["v1.0.0", "v1.3.0"]).await;
+    let [a, lagging, a2] = &builds[..] else {
+        unreachable!()
+    };
+    tag_stable(&kw, a).await;
+    let repo = image(a).split('@').next().unwrap().to_string();
+    installed(&kw, &habd, &format!("{repo}:stable"), 30, a, a2).await;
 
-    let r = promote_and_wait(&habd, &lagging).await;
+    let r = promote_and_wait(&habd, lagging).await;
     assert_eq!(r["state"], "failed", "{r:#}");
     let reason = r["reason"].as_str().unwrap();
     assert!(reason.contains("blocks behind"), "{r:#}");
@@ -173,7 +213,7 @@ async fn a_one_replica_fleet_whose_release_fails_after_ready_rolls_back_to_the_o
         .collect();
     assert!(steps.contains(&"gate_failed"), "{steps:?}");
     // Back on A: the pod on the revision of A's template, by digest.
-    assert_on(&kw, &image(&a)).await;
+    assert_on(&kw, &image(a)).await;
     let sts = kw.double.statefulset(&kw.fleet);
     assert_eq!(
         sts["spec"]["updateStrategy"]["rollingUpdate"]["partition"], 1,
@@ -201,29 +241,22 @@ async fn a_one_replica_fleet_whose_release_fails_after_ready_rolls_back_to_the_o
 /// template, so the pod is never recreated on the bad revision again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_controller_lag_a_rollback_never_recreates_the_stuck_pod_on_the_bad_revision() {
-    let mut kw = KubeWorld::with(180, 2, GATES).await;
+    let (mut kw, habd, builds) = started(180, 2, GATES, &["v1.0.0", "v1.2.0"]).await;
+    let [a, bad, a2] = &builds[..] else {
+        unreachable!()
+    };
     kw.double.state.lock().unwrap().lag = Duration::from_millis(1500);
-    let habd = Habd::start_config(kw.bw.load()).await;
-    sync_both(&habd).await;
-    let a = build(&habd, "node", "v1.0.0").await;
-    let bad = build(&habd, "node", "v1.2.0").await;
-    let a2 = build(&habd, "node2", "v1.0.0").await;
-    kw.install(&kw.fleet.clone(), &image(&a));
-    kw.install(&kw.fleet2.clone(), &image(&a2));
-    kw.wait_ready().await;
-    for b in [&a, &a2] {
-        assert_eq!(promote_and_wait(&habd, b).await["state"], "succeeded");
-    }
-    let (stop, prober) = kw.prober(2);
+    installed(&kw, &habd, &image(a), 30, a, a2).await;
+    let probing = kw.prober(2);
     let before = kw.double.state.lock().unwrap().created.len();
 
-    let r = promote_and_wait(&habd, &bad).await;
+    let r = promote_and_wait(&habd, bad).await;
     assert_eq!(r["state"], "failed", "{r:#}");
     assert!(
         r["reason"].as_str().unwrap().contains("not healthy"),
         "{r:#}"
     );
-    assert_on(&kw, &image(&a)).await;
+    assert_on(&kw, &image(a)).await;
     let pod1 = format!("{}-1", kw.fleet);
     let created: Vec<String> = kw.double.state.lock().unwrap().created[before..]
         .iter()
@@ -237,12 +270,7 @@ async fn with_controller_lag_a_rollback_never_recreates_the_stuck_pod_on_the_bad
         1,
         "pod 1 was recreated on the bad revision again: {created:?}"
     );
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let fewest = prober.await.unwrap();
-    assert!(
-        fewest >= 3,
-        "only {fewest} of 4 nodes healthy at some instant"
-    );
+    prober_held(probing).await;
     habd.stop().await;
     kw.double.cleanup();
 }
@@ -253,20 +281,15 @@ async fn with_controller_lag_a_rollback_never_recreates_the_stuck_pod_on_the_bad
 /// already moved a second time; resumed, it completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_template_change_restarts_no_pod_after_a_rollout_and_holds_one_mid_walk() {
-    let mut kw = KubeWorld::with(210, 2, "soak = \"3s\"\nready_timeout = \"30s\"\n").await;
-    let habd = Habd::start_config(kw.bw.load()).await;
-    sync_both(&habd).await;
-    let a = build(&habd, "node", "v1.0.0").await;
-    let b = build(&habd, "node", "v1.1.0").await;
-    let a2 = build(&habd, "node2", "v1.0.0").await;
+    let gates = "soak = \"3s\"\nready_timeout = \"30s\"\n";
+    let (mut kw, habd, builds) = started(210, 2, gates, &["v1.0.0", "v1.1.0"]).await;
+    let [a, b, a2] = &builds[..] else {
+        unreachable!()
+    };
     let fleet = kw.fleet.clone();
-    kw.install(&fleet, &image(&a));
-    kw.install(&kw.fleet2.clone(), &image(&a2));
-    kw.wait_ready().await;
-    for x in [&a, &a2, &b] {
-        assert_eq!(promote_and_wait(&habd, x).await["state"], "succeeded");
-    }
-    assert_on(&kw, &image(&b)).await;
+    installed(&kw, &habd, &image(a), 30, a, a2).await;
+    assert_eq!(promote_and_wait(&habd, b).await["state"], "succeeded");
+    assert_on(&kw, &image(b)).await;
 
     let env = |v: &str| {
         json!({"spec": {"template": {"spec": {"containers": [
@@ -284,7 +307,7 @@ async fn a_template_change_restarts_no_pod_after_a_rollout_and_holds_one_mid_wal
     );
 
     // Back to A; while node 1 soaks on it, kubectl changes the env again.
-    let id = promote(&habd, &a).await;
+    let id = promote(&habd, a).await;
     until_node_step(&habd, id, 1, "soaking").await;
     let mid = kw.double.pods_of(&fleet);
     kw.double
@@ -326,33 +349,28 @@ async fn a_template_change_restarts_no_pod_after_a_rollout_and_holds_one_mid_wal
     assert_eq!(s, 200, "{body}");
     let r = until_state(&habd, id, "succeeded").await;
     assert_eq!(r["state"], "succeeded");
-    assert_on(&kw, &image(&a)).await;
+    assert_on(&kw, &image(a)).await;
     habd.stop().await;
     kw.double.cleanup();
 }
 
-/// Events pass the real API's validation (none refused), and the routine
+/// Events pass the real API's validation (none refused but the one the
+/// test makes the API refuse, which habd counts), and the routine
 /// failures of a real API during a rollout (a 503 on a pod GET and on a
 /// watch, a 500 on a patch, connections reset mid-answer on a GET and on a
 /// watch, a node's state unreadable during its soak) are tried again: the
 /// rollout succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_are_valid_and_transient_api_failures_do_not_fail_a_rollout() {
-    let mut kw = KubeWorld::with(240, 2, "soak = \"3s\"\nready_timeout = \"20s\"\n").await;
-    let habd = Habd::start_config(kw.bw.load()).await;
-    sync_both(&habd).await;
-    let a = build(&habd, "node", "v1.0.0").await;
-    let b = build(&habd, "node", "v1.1.0").await;
-    let a2 = build(&habd, "node2", "v1.0.0").await;
-    kw.install(&kw.fleet.clone(), &image(&a));
-    kw.install(&kw.fleet2.clone(), &image(&a2));
-    kw.wait_ready().await;
-    for x in [&a, &a2] {
-        assert_eq!(promote_and_wait(&habd, x).await["state"], "succeeded");
-    }
-    let (stop, prober) = kw.prober(2);
+    let gates = "soak = \"3s\"\nready_timeout = \"20s\"\n";
+    let (mut kw, habd, builds) = started(240, 2, gates, &["v1.0.0", "v1.1.0"]).await;
+    let [a, b, a2] = &builds[..] else {
+        unreachable!()
+    };
+    installed(&kw, &habd, &image(a), 30, a, a2).await;
+    let probing = kw.prober(2);
 
-    let id = promote(&habd, &b).await;
+    let id = promote(&habd, b).await;
     until_node_step(&habd, id, 1, "soaking").await;
     let fault = |method, path: &str, watch, kind| Fault {
         method,
@@ -368,10 +386,12 @@ async fn events_are_valid_and_transient_api_failures_do_not_fail_a_rollout() {
         fault("PATCH", "/statefulsets/", None, FaultKind::Status(500)),
         fault("GET", "/pods", Some(true), FaultKind::Status(503)),
         fault("GET", "/pods", Some(true), FaultKind::Reset),
+        // An Event the API refuses: a warning and a count, nothing more.
+        fault("PATCH", "/events/", None, FaultKind::Status(422)),
     ];
     let r = until_state(&habd, id, "succeeded").await;
     assert_eq!(r["state"], "succeeded", "{r:#}");
-    assert_on(&kw, &image(&b)).await;
+    assert_on(&kw, &image(b)).await;
     {
         let s = kw.double.state.lock().unwrap();
         assert!(
@@ -399,12 +419,23 @@ async fn events_are_valid_and_transient_api_failures_do_not_fail_a_rollout() {
             assert_eq!(e["regarding"]["kind"], "StatefulSet", "{e}");
         }
     }
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let fewest = prober.await.unwrap();
-    assert!(
-        fewest >= 3,
-        "only {fewest} of 4 nodes healthy at some instant"
-    );
+    let metrics = client()
+        .get(format!("{}/metrics", habd.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let refused: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("hab_kubernetes_events_failed_total "))
+        .unwrap_or_else(|| panic!("no events_failed counter in:\n{metrics}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(refused >= 1.0, "the refused Event is counted: {refused}");
+    prober_held(probing).await;
     habd.stop().await;
     kw.double.cleanup();
 }
@@ -415,27 +446,21 @@ async fn events_are_valid_and_transient_api_failures_do_not_fail_a_rollout() {
 /// rollout succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_terminating_longer_than_ready_timeout_still_rolls() {
-    let mut kw = KubeWorld::with(120, 2, "soak = \"1s\"\nready_timeout = \"6s\"\n").await;
-    let habd = Habd::start_config(kw.bw.load()).await;
-    sync_both(&habd).await;
-    let a = build(&habd, "node", "v1.0.0").await;
-    let b = build(&habd, "node", "v1.1.0").await;
-    let a2 = build(&habd, "node2", "v1.0.0").await;
-    kw.install_with(&kw.fleet.clone(), &image(&a), 2, 30);
-    kw.install(&kw.fleet2.clone(), &image(&a2));
-    kw.wait_ready().await;
-    for x in [&a, &a2] {
-        assert_eq!(promote_and_wait(&habd, x).await["state"], "succeeded");
-    }
+    let gates = "soak = \"1s\"\nready_timeout = \"6s\"\n";
+    let (mut kw, habd, builds) = started(120, 2, gates, &["v1.0.0", "v1.1.0"]).await;
+    let [a, b, a2] = &builds[..] else {
+        unreachable!()
+    };
+    installed(&kw, &habd, &image(a), 30, a, a2).await;
     kw.double.state.lock().unwrap().terminate_hold = Duration::from_secs(8);
-    let r = promote_and_wait(&habd, &b).await;
+    let r = promote_and_wait(&habd, b).await;
     assert_eq!(r["state"], "succeeded", "{r:#}");
     assert_eq!(
         kw.double.state.lock().unwrap().terminated,
         2,
         "both pods were held Terminating"
     );
-    assert_on(&kw, &image(&b)).await;
+    assert_on(&kw, &image(b)).await;
     habd.stop().await;
     kw.double.cleanup();
 }
