@@ -333,16 +333,11 @@ async fn a_template_change_restarts_no_pod_after_a_rollout_and_holds_one_mid_wal
         mid,
         "no node replaced while held (node 1 not twice, node 0 not behind the gates)"
     );
-    let reasons: Vec<String> = kw
-        .double
-        .state
-        .lock()
-        .unwrap()
-        .events
-        .iter()
-        .filter_map(|e| e["reason"].as_str().map(str::to_string))
-        .collect();
-    assert!(reasons.iter().any(|r| r == "RolloutHeld"), "{reasons:?}");
+    {
+        let s = kw.double.state.lock().unwrap();
+        let reasons = s.event_reasons();
+        assert!(reasons.contains(&"RolloutHeld"), "{reasons:?}");
+    }
 
     // The operator accepts the change.
     let (s, body) = call(habd.api(reqwest::Method::POST, &format!("/fleets/{fleet}/resume"))).await;
@@ -401,11 +396,7 @@ async fn events_are_valid_and_transient_api_failures_do_not_fail_a_rollout() {
             s.faults_served
         );
         assert!(s.events_refused.is_empty(), "{:?}", s.events_refused);
-        let reasons: Vec<&str> = s
-            .events
-            .iter()
-            .filter_map(|e| e["reason"].as_str())
-            .collect();
+        let reasons = s.event_reasons();
         for want in [
             "ImageSet",
             "PartitionMoved",

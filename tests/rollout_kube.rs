@@ -85,11 +85,7 @@ async fn statefulset_partition_walk_and_rollback_unsticks_the_pod() {
             partitions.ends_with(&[2, 1, 2, 0, 2]),
             "freeze, then one ordinal at a time, frozen again after each: {partitions:?}"
         );
-        let reasons: Vec<&str> = s
-            .events
-            .iter()
-            .filter_map(|e| e["reason"].as_str())
-            .collect();
+        let reasons = s.event_reasons();
         for want in [
             "ImageSet",
             "PartitionMoved",

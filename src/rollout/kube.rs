@@ -453,20 +453,24 @@ impl KubeTarget {
         let mut waited_for_termination = false;
         loop {
             let pod = self.pod(&pod_name).await.map_err(failed)?;
-            if let Some(p) = pod.as_ref().filter(|p| pod_revision(p) != Some(&revision)) {
+            // The set as it is now, read once per look, when the pod is not
+            // (yet) where it should be.
+            let live = match &pod {
+                Some(p) if pod_revision(p) == Some(&revision) => None,
+                _ => self.set(name).await.map_err(failed)?,
+            };
+            if let (Some(p), Some(newer)) = (
+                &pod,
+                live.as_ref()
+                    .filter(|s| observed(s))
+                    .and_then(update_revision),
+            ) {
                 // A template changed by someone else meanwhile (the image
                 // unchanged) moved updateRevision on: a pod on the image and
                 // on the set's newest revision is as good (never replaced
                 // twice for it).
-                let live = self.set(name).await.map_err(failed)?;
-                if let Some(newer) = live
-                    .as_ref()
-                    .filter(|s| observed(s))
-                    .and_then(update_revision)
-                {
-                    if pod_revision(p) == Some(&newer) && spec_image(p).as_deref() == Some(image) {
-                        revision = newer;
-                    }
+                if pod_revision(p) == Some(&newer) && spec_image(p).as_deref() == Some(image) {
+                    revision = newer;
                 }
             }
             match &pod {
@@ -485,7 +489,6 @@ impl KubeTarget {
                     // On the wrong revision, or missing: the partition at
                     // this ordinal (so it is recreated on updateRevision),
                     // seen by the controller; then the stale pod deleted.
-                    let live = self.set(name).await.map_err(failed)?;
                     if live.as_ref().and_then(template_image).as_deref() != Some(image) {
                         // Someone (a helm upgrade racing this step) set
                         // the image back: set it again, frozen first.

@@ -138,6 +138,16 @@ pub struct DoubleState {
     pub terminated: u32,
 }
 
+impl DoubleState {
+    /// The reasons of the Events recorded, in order.
+    pub fn event_reasons(&self) -> Vec<&str> {
+        self.events
+            .iter()
+            .filter_map(|e| e["reason"].as_str())
+            .collect()
+    }
+}
+
 /// A running double.
 pub struct KubeDouble {
     pub url: String,
