@@ -8,6 +8,7 @@
 
 use crate::{
     config::Pipeline,
+    refname::{self, natural_cmp},
     store::{ChannelMove, MoveRefused, Store, StoreError},
 };
 
@@ -148,18 +149,11 @@ pub fn resolve(
             }
         },
         Target::Ref(r) => {
-            let names = if r.starts_with("refs/") {
-                vec![r.clone()]
-            } else {
-                vec![format!("refs/tags/{r}"), format!("refs/heads/{r}")]
-            };
             let mut found = None;
-            for n in &names {
-                if let Some(id) = store.newest_verified(&pipeline.name, n)? {
-                    found = Some(id);
-                    break;
-                }
-            }
+            refname::resolve(&r, |n| {
+                found = store.newest_verified(&pipeline.name, n)?;
+                Ok::<_, StoreError>(found.is_some())
+            })?;
             found.ok_or_else(|| {
                 PromoteError::NotFound(format!(
                     "{r} of {} has no VERIFIED build (habctl build {} --ref {r} --wait)",
@@ -234,44 +228,8 @@ pub fn auto_channels(pipeline: &Pipeline) -> impl Iterator<Item = &str> {
 pub fn advances(current: Option<&str>, new: &str) -> bool {
     match current {
         None => true,
-        Some(cur) => natural_cmp(short(new), short(cur)) != std::cmp::Ordering::Less,
+        Some(cur) => natural_cmp(refname::short(new), refname::short(cur)) != std::cmp::Ordering::Less,
     }
-}
-
-fn short(r: &str) -> &str {
-    r.strip_prefix("refs/tags/")
-        .or_else(|| r.strip_prefix("refs/heads/"))
-        .unwrap_or(r)
-}
-
-/// Compares runs of digits as numbers and the rest as text.
-pub(crate) fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
-    fn chunks(s: &str) -> Vec<(bool, &str)> {
-        let mut out = Vec::new();
-        let mut start = 0;
-        let bytes = s.as_bytes();
-        for i in 1..=bytes.len() {
-            if i == bytes.len() || bytes[i].is_ascii_digit() != bytes[start].is_ascii_digit() {
-                out.push((bytes[start].is_ascii_digit(), &s[start..i]));
-                start = i;
-            }
-        }
-        out
-    }
-    let (ca, cb) = (chunks(a), chunks(b));
-    for (x, y) in ca.iter().zip(&cb) {
-        let o = match (x, y) {
-            ((true, x), (true, y)) => {
-                let (x, y) = (x.trim_start_matches('0'), y.trim_start_matches('0'));
-                x.len().cmp(&y.len()).then_with(|| x.cmp(y))
-            }
-            ((_, x), (_, y)) => x.cmp(y),
-        };
-        if o != std::cmp::Ordering::Equal {
-            return o;
-        }
-    }
-    ca.len().cmp(&cb.len())
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 
 #![deny(unsafe_code)]
 
-pub mod build;
+pub mod builder;
 pub mod channel;
 pub mod client;
 pub mod config;
@@ -22,6 +22,7 @@ pub mod hooks;
 pub mod mirror;
 pub mod prune;
 pub mod queue;
+pub mod refname;
 pub mod refplan;
 pub mod registry;
 pub mod rollout;

@@ -14,7 +14,7 @@
 //! when habd stopped is queued again. The same work (pipeline, kind, ref) is
 //! never pending twice nor running twice; builds are bounded per builder and
 //! shared fairly across pipelines by the builders' slots
-//! ([`crate::build::slots`]).
+//! ([`crate::builder::slots`]).
 
 use std::{
     collections::HashMap,
@@ -27,7 +27,7 @@ use serde_json::json;
 use tokio::sync::{watch, Notify};
 
 use crate::{
-    build::{BuildError, Builds, Started},
+    builder::{BuildError, Builds, Started},
     config::{Config, Pipeline},
     refplan::{auto_builds, may_build},
     store::{BuildRecord, Enqueue, Enqueued, Joined, QueueItem, QueueKind, Store, StoreError},
@@ -238,15 +238,10 @@ impl Queue {
         let asked = ref_name.to_string();
         let pn = p.name.clone();
         let full = blocking(move || {
-            if asked.starts_with("refs/") {
-                return Ok(asked);
-            }
-            for c in [format!("refs/tags/{asked}"), format!("refs/heads/{asked}")] {
-                if store.get_ref(&pn, &c)?.is_some() {
-                    return Ok(c);
-                }
-            }
-            Ok(format!("refs/tags/{asked}"))
+            let found = crate::refname::resolve(&asked, |c| {
+                Ok::<_, StoreError>(store.get_ref(&pn, c)?.is_some())
+            })?;
+            Ok(found.unwrap_or_else(|| crate::refname::default_full(&asked)))
         })
         .await
         .map_err(|e| Arc::new(BuildError::from(e)))?;

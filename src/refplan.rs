@@ -269,7 +269,7 @@ pub fn auto_builds(
     let newest_tag = candidates
         .iter()
         .filter(|n| n.starts_with("refs/tags/"))
-        .max_by(|a, b| crate::channel::natural_cmp(a, b));
+        .max_by(|a, b| crate::refname::natural_cmp(a, b));
     candidates
         .iter()
         .filter(|n| !n.starts_with("refs/tags/") || Some(*n) == newest_tag)

@@ -15,7 +15,7 @@ use bollard::{
     Docker,
 };
 
-use crate::build::engine::{connect_docker, pull_for_platform, ConnectError};
+use crate::builder::engine::{connect_docker, pull_for_platform, ConnectError};
 
 /// Label holding the fleet's name.
 pub const FLEET_LABEL: &str = "io.hab.fleet";

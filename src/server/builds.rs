@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::{blocking, ApiError, ApiResult, AppState};
 use crate::{
-    build::{BuildError, Verification},
+    builder::{BuildError, Verification},
     store::{BuildRecord, LogLine, VerificationRecord},
 };
 

@@ -44,7 +44,7 @@ pub use channels::{ChannelView, ChannelsView, PromoteView};
 pub use rollouts::RolloutView;
 
 use crate::{
-    build::{BuildError, Builds},
+    builder::{BuildError, Builds},
     config::{Config, Pipeline, SignaturePolicy},
     mirror::Mirror,
     refplan::may_build,
@@ -842,13 +842,15 @@ async fn acknowledge(
     })?;
     let store = state.store();
     let actor = req.by.unwrap_or_else(|| "api".into());
-    let refname = if req.r#ref.starts_with("refs/") {
-        req.r#ref
-    } else {
-        format!("refs/tags/{}", req.r#ref)
-    };
     Ok(Json(
-        blocking(move || store.acknowledge(&p.name, &refname, req.oid.as_deref(), &actor)).await?,
+        blocking(move || {
+            let found = crate::refname::resolve(&req.r#ref, |c| {
+                Ok::<_, StoreError>(store.get_ref(&p.name, c)?.is_some())
+            })?;
+            let refname = found.unwrap_or_else(|| crate::refname::default_full(&req.r#ref));
+            store.acknowledge(&p.name, &refname, req.oid.as_deref(), &actor)
+        })
+        .await?,
     ))
 }
 

@@ -323,7 +323,7 @@ mod tests {
     #[test]
     fn a_verdict_is_no_larger_than_before_the_policy_verdicts() {
         // Build and store errors carry a Verdict by value; past 72 bytes,
-        // clippy's result_large_err fires on them (src/build/mod.rs).
+        // clippy's result_large_err fires on them (src/builder/mod.rs).
         assert!(std::mem::size_of::<Verdict>() <= 72);
     }
 }

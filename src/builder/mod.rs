@@ -620,13 +620,8 @@ impl Builds {
         let p = pipeline.clone();
         let asked = ref_name.to_string();
         let (stored, recipe_files, tree) = blocking(move || {
-            let candidates = if asked.starts_with("refs/") {
-                vec![asked.clone()]
-            } else {
-                vec![format!("refs/tags/{asked}"), format!("refs/heads/{asked}")]
-            };
             let mut found = None;
-            for c in candidates {
+            for c in crate::refname::candidates(&asked) {
                 if !p.refs.tracks(&c) {
                     continue;
                 }

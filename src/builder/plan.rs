@@ -72,10 +72,7 @@ pub fn build_key(k: &KeyInputs<'_>) -> String {
 /// The image tag for a ref: its short name with characters a tag cannot
 /// hold replaced by `-` (`refs/tags/v27.1` → `v27.1`).
 pub fn version_tag(ref_name: &str) -> String {
-    let short = ref_name
-        .strip_prefix("refs/tags/")
-        .or_else(|| ref_name.strip_prefix("refs/heads/"))
-        .unwrap_or(ref_name);
+    let short = crate::refname::short(ref_name);
     let mut tag: String = short
         .chars()
         .map(|c| {
