@@ -21,7 +21,7 @@
 use std::{collections::BTreeMap, path::Path, time::Instant};
 
 use hab::{
-    build::engine::{BuildRequest, Engine},
+    builder::engine::{BuildRequest, Engine},
     config::{BuilderConfig, Config},
 };
 

@@ -20,7 +20,7 @@ use std::{
 };
 
 use hab::{
-    build::engine::{BuildRequest, Engine},
+    builder::engine::{BuildRequest, Engine},
     config::{BuilderConfig, RegistryConfig},
     registry::{IndexEntry, Registry},
 };

@@ -19,7 +19,7 @@ use std::{
 };
 
 use hab::{
-    build::{
+    builder::{
         context::{context_tar, load_recipe},
         engine::{BuildRequest, Engine},
     },

@@ -2,19 +2,20 @@
 //! channel, and which channels advance by themselves when a build verifies.
 //!
 //! A channel points at one VERIFIED build (DESIGN.md invariant 2); the store
-//! refuses anything else inside the move's transaction, and this module
-//! turns the operator's words (`v1.2.0`, `12`, `build-12`, `sha256:…`,
-//! `hab/node@sha256:…`) into a build and the refusals into reasons.
+//! refuses anything else inside the move's transaction. This module reads
+//! the operator's words (`v1.2.0`, `12`, `build-12`, `sha256:…`,
+//! `hab/node@sha256:…`) and names the refusals; [`crate::promotion`] moves
+//! channels.
 
 use crate::{
     config::Pipeline,
     refname::{self, natural_cmp},
-    store::{ChannelMove, MoveRefused, Store, StoreError},
+    store::{ChannelMove, StoreError},
 };
 
 /// What a promote names.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
+pub enum PromoteTarget {
     /// A build id (`12` or `build-12`).
     Build(i64),
     /// An index digest (`sha256:…`, optionally `repository@sha256:…`).
@@ -23,7 +24,7 @@ pub enum Target {
     Ref(String),
 }
 
-impl Target {
+impl PromoteTarget {
     /// Reads the operator's words.
     pub fn parse(s: &str) -> Self {
         let s = s.trim();
@@ -31,15 +32,15 @@ impl Target {
         let id = s.strip_prefix("build-").unwrap_or(s);
         if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) {
             if let Ok(id) = id.parse() {
-                return Target::Build(id);
+                return PromoteTarget::Build(id);
             }
         }
         if let Some(i) = s.find("sha256:") {
             if i == 0 || s[..i].ends_with('@') {
-                return Target::Digest(s[i..].to_string());
+                return PromoteTarget::Digest(s[i..].to_string());
             }
         }
-        Target::Ref(s.to_string())
+        PromoteTarget::Ref(s.to_string())
     }
 }
 
@@ -65,6 +66,9 @@ pub enum PromoteError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A blocking task died, or the rollouts could not be queued.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// What a promote did.
@@ -77,139 +81,28 @@ pub struct Promoted {
     pub channel_move: Option<ChannelMove>,
 }
 
-/// Moves `channel` of `pipeline` to the build `target` names. Blocking
-/// (SQLite). A known-bad build (its rollout failed its gates) moves only
-/// with `force` and a reason.
+/// Refuses a channel `pipeline` does not declare.
 ///
 /// # Errors
-/// Unknown channel or target, a build that is not VERIFIED, or a known-bad
-/// one without `force` and a reason; nothing changes then.
-pub fn promote(
-    store: &Store,
-    pipeline: &Pipeline,
-    target: &str,
-    channel: &str,
-    by: &str,
-    reason: Option<&str>,
-    force: bool,
-) -> Result<Promoted, PromoteError> {
-    let build_id = resolve(store, pipeline, target, channel)?;
-    if let Some(bad) = store.known_bad(build_id)? {
-        let reason_given = reason.is_some_and(|r| !r.trim().is_empty());
-        if !force || !reason_given {
-            return Err(PromoteError::Refused(format!(
-                "build {build_id} is {bad}; to promote it anyway, say why: --force --reason \"…\""
-            )));
-        }
+/// [`PromoteError::UnknownChannel`], listing the declared ones.
+pub fn declared(pipeline: &Pipeline, channel: &str) -> Result<(), PromoteError> {
+    if pipeline.channels.iter().any(|c| c.name == channel) {
+        return Ok(());
     }
-    move_to(store, pipeline, build_id, channel, by, reason)
-}
-
-/// The build a promote of `target` to `channel` would move it to.
-///
-/// # Errors
-/// An undeclared channel, or a target that names no build of the pipeline.
-pub fn resolve(
-    store: &Store,
-    pipeline: &Pipeline,
-    target: &str,
-    channel: &str,
-) -> Result<i64, PromoteError> {
-    if !pipeline.channels.iter().any(|c| c.name == channel) {
-        return Err(PromoteError::UnknownChannel {
-            pipeline: pipeline.name.clone(),
-            channel: channel.into(),
-            known: if pipeline.channels.is_empty() {
-                "none (declare [[channel]] in the pipeline file)".into()
-            } else {
-                pipeline
-                    .channels
-                    .iter()
-                    .map(|c| c.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            },
-        });
-    }
-    let build_id = match Target::parse(target) {
-        Target::Build(id) => id,
-        Target::Digest(d) => match store.build_by_index(&d)? {
-            Some(b) if b.pipeline == pipeline.name => b.id,
-            Some(b) => {
-                return Err(PromoteError::Refused(format!(
-                    "{d} is an image of pipeline {}, not {}",
-                    b.pipeline, pipeline.name
-                )))
-            }
-            None => {
-                return Err(PromoteError::NotFound(format!(
-                "no build of {} pushed index {d}: hab promotes only images it built and verified",
-                pipeline.name
-            )))
-            }
+    Err(PromoteError::UnknownChannel {
+        pipeline: pipeline.name.clone(),
+        channel: channel.into(),
+        known: if pipeline.channels.is_empty() {
+            "none (declare [[channel]] in the pipeline file)".into()
+        } else {
+            pipeline
+                .channels
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         },
-        Target::Ref(r) => {
-            let mut found = None;
-            refname::resolve(&r, |n| {
-                found = store.newest_verified(&pipeline.name, n)?;
-                Ok::<_, StoreError>(found.is_some())
-            })?;
-            found.ok_or_else(|| {
-                PromoteError::NotFound(format!(
-                    "{r} of {} has no VERIFIED build (habctl build {} --ref {r} --wait)",
-                    pipeline.name, pipeline.name
-                ))
-            })?
-        }
-    };
-    refuse_misbound(store, pipeline, build_id)?;
-    Ok(build_id)
-}
-
-/// Refuses a build whose ref is now judged misbound (a tag object under
-/// another name, or no commit) at the very commit the build was made from:
-/// a verdict reached under looser rules, and judged again since, must not
-/// still reach a channel through a build made before. A build of what the
-/// ref pointed at before it moved is not concerned.
-fn refuse_misbound(store: &Store, pipeline: &Pipeline, build_id: i64) -> Result<(), PromoteError> {
-    let Some(build) = store.build(build_id)? else {
-        return Ok(()); // the move itself reports the missing build
-    };
-    match store.get_ref(&pipeline.name, &build.ref_name)? {
-        Some(r) if r.verdict.is_misbound() && r.commit == build.commit => {
-            Err(PromoteError::Refused(format!(
-                "build {build_id} was made from {}, which is now refused: {}",
-                build.ref_name, r.verdict
-            )))
-        }
-        _ => Ok(()),
-    }
-}
-
-fn move_to(
-    store: &Store,
-    pipeline: &Pipeline,
-    build_id: i64,
-    channel: &str,
-    by: &str,
-    reason: Option<&str>,
-) -> Result<Promoted, PromoteError> {
-    match store.move_channel(&pipeline.name, channel, build_id, by, reason)? {
-        Ok(channel_move) => Ok(Promoted {
-            build_id,
-            channel_move,
-        }),
-        Err(MoveRefused::NoBuild(id)) => Err(PromoteError::NotFound(format!("no build {id}"))),
-        Err(MoveRefused::OtherPipeline(p)) => Err(PromoteError::Refused(format!(
-            "build {build_id} belongs to pipeline {p}, not {}",
-            pipeline.name
-        ))),
-        Err(MoveRefused::NotVerified { state, reason }) => Err(PromoteError::Refused(format!(
-            "build {build_id} is {}{}: only a VERIFIED build can be promoted",
-            state.to_uppercase(),
-            reason.map(|r| format!(" ({r})")).unwrap_or_default()
-        ))),
-    }
+    })
 }
 
 /// The channels that advance by themselves when a build of `pipeline` verifies.
@@ -228,7 +121,9 @@ pub fn auto_channels(pipeline: &Pipeline) -> impl Iterator<Item = &str> {
 pub fn advances(current: Option<&str>, new: &str) -> bool {
     match current {
         None => true,
-        Some(cur) => natural_cmp(refname::short(new), refname::short(cur)) != std::cmp::Ordering::Less,
+        Some(cur) => {
+            natural_cmp(refname::short(new), refname::short(cur)) != std::cmp::Ordering::Less
+        }
     }
 }
 
@@ -252,22 +147,28 @@ mod tests {
 
     #[test]
     fn targets_read_as_operators_write_them() {
-        assert_eq!(Target::parse("12"), Target::Build(12));
-        assert_eq!(Target::parse("build-12"), Target::Build(12));
+        assert_eq!(PromoteTarget::parse("12"), PromoteTarget::Build(12));
+        assert_eq!(PromoteTarget::parse("build-12"), PromoteTarget::Build(12));
         assert_eq!(
-            Target::parse("sha256:abc"),
-            Target::Digest("sha256:abc".into())
+            PromoteTarget::parse("sha256:abc"),
+            PromoteTarget::Digest("sha256:abc".into())
         );
         assert_eq!(
-            Target::parse("127.0.0.1:5000/hab/node@sha256:abc"),
-            Target::Digest("sha256:abc".into())
+            PromoteTarget::parse("127.0.0.1:5000/hab/node@sha256:abc"),
+            PromoteTarget::Digest("sha256:abc".into())
         );
-        assert_eq!(Target::parse("v1.2.0"), Target::Ref("v1.2.0".into()));
-        assert_eq!(Target::parse("2024"), Target::Build(2024));
         assert_eq!(
-            Target::parse("refs/tags/v1"),
-            Target::Ref("refs/tags/v1".into())
+            PromoteTarget::parse("v1.2.0"),
+            PromoteTarget::Ref("v1.2.0".into())
         );
-        assert_eq!(Target::parse("v12"), Target::Ref("v12".into()));
+        assert_eq!(PromoteTarget::parse("2024"), PromoteTarget::Build(2024));
+        assert_eq!(
+            PromoteTarget::parse("refs/tags/v1"),
+            PromoteTarget::Ref("refs/tags/v1".into())
+        );
+        assert_eq!(
+            PromoteTarget::parse("v12"),
+            PromoteTarget::Ref("v12".into())
+        );
     }
 }

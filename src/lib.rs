@@ -20,6 +20,7 @@ pub mod config;
 pub mod health;
 pub mod hooks;
 pub mod mirror;
+pub mod promotion;
 pub mod prune;
 pub mod queue;
 pub mod refname;

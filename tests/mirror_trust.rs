@@ -183,18 +183,25 @@ fn verdicts_recorded_under_older_rules_are_judged_again() {
     };
     let forged_build = built("v9.9.9", &format!("sha256:{}", "9".repeat(64)));
     let genuine_build = built("v1.0.0", &format!("sha256:{}", "1".repeat(64)));
+    let promotion = |target: &str, by: &str| hab::promotion::Promotion {
+        target: hab::channel::PromoteTarget::parse(target),
+        channel: "edge".into(),
+        by: by.into(),
+        reason: None,
+        force: false,
+        automatic: false,
+    };
     for target in ["v9.9.9".to_string(), forged_build.to_string()] {
-        let err = hab::channel::promote(&store, &pipeline, &target, "edge", "mallory", None, false)
-            .unwrap_err();
+        let err =
+            hab::promotion::decide(&store, &pipeline, &promotion(&target, "mallory")).unwrap_err();
         assert!(
             matches!(err, hab::channel::PromoteError::Refused(_))
                 && err.to_string().contains("now refused: tag name mismatch"),
             "{target}: {err}"
         );
     }
-    let ok =
-        hab::channel::promote(&store, &pipeline, "v1.0.0", "edge", "alice", None, false).unwrap();
-    assert_eq!(ok.build_id, genuine_build);
+    let ok = hab::promotion::decide(&store, &pipeline, &promotion("v1.0.0", "alice")).unwrap();
+    assert_eq!(ok.id, genuine_build);
 }
 
 #[test]

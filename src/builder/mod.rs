@@ -149,12 +149,24 @@ pub struct SmokeReport {
     pub output: String,
 }
 
+/// Told when a build becomes VERIFIED (habd's composition root wires the
+/// channel door, [`crate::promotion`], here); returns lines for the build's
+/// log. The build stays VERIFIED whatever it answers.
+pub trait OnVerified: Send + Sync + 'static {
+    /// Build `build` of `pipeline` verified.
+    fn verified<'a>(
+        &'a self,
+        build: &'a BuildRecord,
+        pipeline: &'a Arc<Pipeline>,
+    ) -> futures_util::future::BoxFuture<'a, Vec<String>>;
+}
+
 /// The build service: starts builds, runs them in the background, verifies.
 pub struct Builds {
     config: Arc<Config>,
     store: Store,
     registry: Registry,
-    rollouts: Arc<crate::rollout::Rollouts>,
+    on_verified: Arc<dyn OnVerified>,
     /// One build at a time per builder (a build uses every core it gets),
     /// handed out fairly across pipelines.
     slots: HashMap<String, Arc<FairSlots>>,
@@ -213,12 +225,12 @@ struct PlatformPlan {
 
 impl Builds {
     /// The service for `config`, recording into `store`, pushing to
-    /// `registry`; automatic channel moves queue rollouts on `rollouts`.
+    /// `registry`, telling `on_verified` of each build that verifies.
     pub fn new(
         config: Arc<Config>,
         store: Store,
         registry: Registry,
-        rollouts: Arc<crate::rollout::Rollouts>,
+        on_verified: Arc<dyn OnVerified>,
     ) -> Arc<Self> {
         let slots = config
             .builders
@@ -229,7 +241,7 @@ impl Builds {
             config,
             store,
             registry,
-            rollouts,
+            on_verified,
             slots,
             running: Mutex::new(HashMap::new()),
             ended: watch::Sender::new(0),
@@ -836,85 +848,8 @@ impl Builds {
             ),
         );
         // The build stays VERIFIED whatever happens to the channels.
-        if let Err(e) = self.advance_channels(&build, &prep.pipeline).await {
-            self.log(
-                id,
-                None,
-                format!("hab: automatic channels not advanced: {e}"),
-            );
-        }
-        Ok(())
-    }
-
-    /// Moves the pipeline's automatic channels (`edge`) to a build that just
-    /// verified, forward only.
-    async fn advance_channels(
-        &self,
-        build: &BuildRecord,
-        pipeline: &Arc<Pipeline>,
-    ) -> Result<(), BuildError> {
-        let id = build.id;
-        for channel in crate::channel::auto_channels(pipeline) {
-            let store = self.store.clone();
-            let (p, c, r) = (
-                pipeline.clone(),
-                channel.to_string(),
-                build.ref_name.clone(),
-            );
-            let moved = blocking(move || {
-                let current = store.channels(&p.name)?.into_iter().find(|s| s.name == c);
-                let current_ref = match current {
-                    Some(s) => store.build(s.build_id)?.map(|b| b.ref_name),
-                    None => None,
-                };
-                if !crate::channel::advances(current_ref.as_deref(), &r) {
-                    return Ok(None);
-                }
-                crate::channel::promote(
-                    &store,
-                    &p,
-                    &id.to_string(),
-                    &c,
-                    "habd",
-                    Some(&format!("automatic: build {id} of {r} verified")),
-                    false,
-                )
-                .map(|m| m.channel_move)
-                .map_err(|e| BuildError::Internal(e.to_string()))
-            })
-            .await?;
-            if let Some(m) = moved {
-                let queued = self
-                    .rollouts
-                    .channel_moved(
-                        &pipeline.name,
-                        channel,
-                        id,
-                        &build.repository,
-                        &m.index_digest,
-                        &format!("channel {channel} advanced"),
-                    )
-                    .await
-                    .map_err(|e| BuildError::Internal(e.to_string()))?;
-                for r in &queued {
-                    self.log(
-                        id,
-                        None,
-                        format!("hab: rollout {} of fleet {} queued", r.id, r.fleet),
-                    );
-                }
-                self.log(
-                    id,
-                    None,
-                    format!(
-                        "hab: channel {channel} of {} advanced to build {id}{}",
-                        pipeline.name,
-                        m.from_build
-                            .map(|f| format!(" (was build {f})"))
-                            .unwrap_or_default()
-                    ),
-                );
-            }
+        for line in self.on_verified.verified(&build, &prep.pipeline).await {
+            self.log(id, None, line);
         }
         Ok(())
     }

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiResult, AppState};
 use crate::{
-    channel::{promote, PromoteError, Promoted},
+    channel::{PromoteError, PromoteTarget, Promoted},
+    promotion::Promotion,
     store::{ChannelMove, ChannelState},
 };
 
@@ -22,6 +23,7 @@ impl From<PromoteError> for ApiError {
             }
             PromoteError::Refused(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             PromoteError::Store(e) => ApiError::internal(e),
+            PromoteError::Internal(e) => ApiError::internal(e),
         }
     }
 }
@@ -115,66 +117,22 @@ pub(super) async fn promote_build(
 ) -> ApiResult<PromoteView> {
     let Json(req) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
     let p = state.pipeline(&name)?;
-    // A build pruned from the registry since it verified cannot run: say
-    // so before anything moves.
-    let store = state.store();
-    let (pp, target, channel) = (p.clone(), req.target.clone(), req.channel.clone());
-    let build = tokio::task::spawn_blocking(move || {
-        let id = crate::channel::resolve(&store, &pp, &target, &channel)?;
-        Ok::<_, crate::channel::PromoteError>(store.build(id)?)
-    })
-    .await
-    .map_err(ApiError::internal)??;
-    if let Some(b) = build.filter(|b| b.verified()) {
-        let index = b.index_digest.clone().unwrap_or_default();
-        if !state
-            .builds
-            .registry()
-            .has_manifest(&b.repository, &index)
-            .await
-        {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                format!(
-                    "build {} ({}) is no longer in the registry (pruned?): build it again with habctl build {} --ref {}",
-                    b.id, b.version, b.pipeline, b.version
-                ),
-            ));
-        }
-    }
-    let store = state.store();
-    let promoted = tokio::task::spawn_blocking(move || {
-        promote(
-            &store,
+    let outcome = state
+        .promotions
+        .promote(
             &p,
-            &req.target,
-            &req.channel,
-            req.by.as_deref().unwrap_or("api"),
-            req.reason.as_deref(),
-            req.force,
+            Promotion {
+                target: PromoteTarget::parse(&req.target),
+                channel: req.channel,
+                by: req.by.unwrap_or_else(|| "api".into()),
+                reason: req.reason,
+                force: req.force,
+                automatic: false,
+            },
         )
-    })
-    .await
-    .map_err(ApiError::internal)??;
-    let mut rollouts = Vec::new();
-    if let Some(m) = &promoted.channel_move {
-        let store = state.store();
-        let b = m.to_build;
-        let build = super::blocking(move || store.build(b))
-            .await?
-            .ok_or_else(|| ApiError::internal(format!("build {b} vanished")))?;
-        rollouts = state
-            .rollouts
-            .channel_moved(
-                &m.pipeline,
-                &m.channel,
-                m.to_build,
-                &build.repository,
-                &m.index_digest,
-                &format!("promote by {}", m.by),
-            )
-            .await
-            .map_err(ApiError::internal)?;
-    }
-    Ok(Json(PromoteView { promoted, rollouts }))
+        .await?;
+    Ok(Json(PromoteView {
+        promoted: outcome.promoted,
+        rollouts: outcome.rollouts,
+    }))
 }

@@ -131,6 +131,7 @@ pub struct AppState {
     registry: Arc<Registry>,
     builds: Arc<Builds>,
     rollouts: Arc<crate::rollout::Rollouts>,
+    promotions: Arc<crate::promotion::Promotions>,
     queue: Arc<crate::queue::Queue>,
     started: Instant,
     requests: Arc<AtomicU64>,
@@ -207,7 +208,9 @@ impl AppState {
         let reg = crate::registry::Registry::new(&config.registry)?;
         let rollouts = crate::rollout::Rollouts::new(config.clone(), store.clone(), reg.clone());
         rollouts.spawn();
-        let builds = Builds::new(config.clone(), store.clone(), reg, rollouts.clone());
+        let promotions =
+            crate::promotion::Promotions::new(store.clone(), reg.clone(), rollouts.clone());
+        let builds = Builds::new(config.clone(), store.clone(), reg, promotions.clone());
         let syncer = Syncer::new(store.clone(), config.state_dir.clone());
         let queue = crate::queue::Queue::new(
             config.clone(),
@@ -227,6 +230,7 @@ impl AppState {
             registry: Arc::new(registry),
             builds,
             rollouts,
+            promotions,
             queue,
             started: Instant::now(),
             requests: Arc::default(),
@@ -241,6 +245,12 @@ impl AppState {
     /// The syncer.
     pub fn syncer(&self) -> &Syncer {
         &self.syncer
+    }
+
+    /// The channel door: promotes, and automatic channels when a build
+    /// verifies.
+    pub fn promotions(&self) -> &Arc<crate::promotion::Promotions> {
+        &self.promotions
     }
 
     /// The trigger queue (for syncs at start).

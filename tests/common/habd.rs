@@ -16,6 +16,8 @@ pub const TOKEN: &str = "test-token-0123456789";
 pub struct Habd {
     pub url: String,
     pub store: Store,
+    /// habd's services, when it runs in this process.
+    pub state: Option<AppState>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -44,12 +46,13 @@ impl Habd {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(serve_on(state, listener, async {
+        let task = tokio::spawn(serve_on(state.clone(), listener, async {
             let _ = rx.await;
         }));
         Habd {
             url,
             store,
+            state: Some(state),
             stop: Some(tx),
             task: Some(task),
         }
@@ -82,6 +85,7 @@ impl Habd {
         Habd {
             url,
             store,
+            state: None,
             stop: None,
             task: None,
         }
