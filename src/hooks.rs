@@ -92,7 +92,7 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
 
 /// What an event asks of hab.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub enum HookAction {
     /// Something changed upstream: sync the pipeline.
     Sync,
     /// The sender checks the hook works.
@@ -103,12 +103,12 @@ pub enum Action {
 
 /// What `event` asks for. `push`, `create` (a tag or branch) and `release`
 /// may mean a new release; a generic hook always asks for a sync.
-pub fn action(provider: Provider, event: Option<&str>) -> Action {
+pub fn action(provider: Provider, event: Option<&str>) -> HookAction {
     match (provider, event) {
-        (Provider::Generic, _) => Action::Sync,
-        (_, Some("push" | "create" | "release")) => Action::Sync,
-        (_, Some("ping")) => Action::Ping,
-        _ => Action::Ignore,
+        (Provider::Generic, _) => HookAction::Sync,
+        (_, Some("push" | "create" | "release")) => HookAction::Sync,
+        (_, Some("ping")) => HookAction::Ping,
+        _ => HookAction::Ignore,
     }
 }
 
@@ -230,12 +230,12 @@ mod tests {
 
     #[test]
     fn only_pushes_tags_and_releases_ask_for_a_sync() {
-        assert_eq!(action(Provider::Github, Some("push")), Action::Sync);
-        assert_eq!(action(Provider::Github, Some("create")), Action::Sync);
-        assert_eq!(action(Provider::Github, Some("release")), Action::Sync);
-        assert_eq!(action(Provider::Github, Some("ping")), Action::Ping);
-        assert_eq!(action(Provider::Gitea, Some("issues")), Action::Ignore);
-        assert_eq!(action(Provider::Github, None), Action::Ignore);
-        assert_eq!(action(Provider::Generic, None), Action::Sync);
+        assert_eq!(action(Provider::Github, Some("push")), HookAction::Sync);
+        assert_eq!(action(Provider::Github, Some("create")), HookAction::Sync);
+        assert_eq!(action(Provider::Github, Some("release")), HookAction::Sync);
+        assert_eq!(action(Provider::Github, Some("ping")), HookAction::Ping);
+        assert_eq!(action(Provider::Gitea, Some("issues")), HookAction::Ignore);
+        assert_eq!(action(Provider::Github, None), HookAction::Ignore);
+        assert_eq!(action(Provider::Generic, None), HookAction::Sync);
     }
 }

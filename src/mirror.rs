@@ -20,7 +20,7 @@ use std::{
 use git2::{AutotagOption, FetchOptions, FetchPrune, ObjectType, Oid, RemoteCallbacks, Repository};
 
 use crate::{
-    refplan::{RefKind, Target},
+    refplan::{RefKind, RefTarget},
     verify::{Keyring, Verdict},
 };
 
@@ -336,7 +336,7 @@ impl Mirror {
         refname: &str,
         oid: &str,
         keyring: Option<&Keyring>,
-    ) -> Result<(Target, Verdict), MirrorError> {
+    ) -> Result<(RefTarget, Verdict), MirrorError> {
         let repo = self.repo()?;
         let id = Oid::from_str(oid).map_err(|e| self.git_err(e))?;
         let object = repo.find_object(id, None).map_err(|e| self.git_err(e))?;
@@ -389,7 +389,7 @@ impl Mirror {
             }
         };
         Ok((
-            Target {
+            RefTarget {
                 kind,
                 oid: oid.to_string(),
                 commit: commit.map(|c| c.to_string()).unwrap_or_default(),

@@ -144,7 +144,7 @@ pub struct Change {
 
 /// What a ref points at now, read from the mirror.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Target {
+pub struct RefTarget {
     /// Annotated tag, lightweight tag or branch.
     pub kind: RefKind,
     /// The ref's direct target.
@@ -160,7 +160,7 @@ pub struct Observed {
     /// The change.
     pub change: Change,
     /// The new target (None when deleted).
-    pub target: Option<Target>,
+    pub target: Option<RefTarget>,
     /// Its verdict (None when deleted).
     pub verdict: Option<Verdict>,
 }

@@ -17,6 +17,7 @@ use tokio::sync::Notify;
 
 use crate::{
     config::{Config, Schedule},
+    queue::Intake,
     store::{Enqueue, QueueKind, Store, StoreError},
 };
 
@@ -130,7 +131,7 @@ pub struct Scheduler {
     config: Arc<Config>,
     store: Store,
     clock: Arc<dyn Clock>,
-    wake_queue: Arc<Notify>,
+    intake: Intake,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -145,19 +146,19 @@ impl std::fmt::Debug for Scheduler {
 const LOOK_AT_LEAST_EVERY: Duration = Duration::from_secs(60);
 
 impl Scheduler {
-    /// A scheduler over `config`'s pipelines, recording into `store`;
-    /// `wake_queue` is notified when it queued work.
+    /// A scheduler over `config`'s pipelines, keeping its slots in `store`
+    /// and queueing through `intake`.
     pub fn new(
         config: Arc<Config>,
         store: Store,
         clock: Arc<dyn Clock>,
-        wake_queue: Arc<Notify>,
+        intake: Intake,
     ) -> Arc<Self> {
         Arc::new(Scheduler {
             config,
             store,
             clock,
-            wake_queue,
+            intake,
         })
     }
 
@@ -189,7 +190,7 @@ impl Scheduler {
             };
             let mut e = Enqueue::new(pipeline, kind, "schedule");
             e.detail = Some(format!("{} at {}", schedule.expression, slot.to_rfc3339()));
-            let queued = self.store.schedule_fire(slot, &e)?;
+            let queued = self.intake.fire(slot, &e)?;
             let missed = next_slot(&schedule.cron, tz, last).is_some_and(|first| first < slot);
             tracing::info!(pipeline, kind = kind.as_str(), slot = %slot, queue = queued.item.id,
                 catch_up = missed, "schedule fired");
@@ -201,7 +202,7 @@ impl Scheduler {
             });
         }
         if !fired.is_empty() {
-            self.wake_queue.notify_one();
+            self.intake.wake();
         }
         Ok(fired)
     }

@@ -2,19 +2,17 @@
 //! against the store → keep dropped objects → verify what is new → commit it
 //! all to the store in one transaction.
 //!
-//! [`Syncer`] runs syncs for the server. Concurrent requests to sync the same
-//! pipeline share one fetch: the second caller waits for the sync in flight
-//! and gets its report (`joined: true`), so a burst of triggers costs one
+//! [`Syncer`] runs syncs for the queue. Concurrent requests to sync the same
+//! pipeline share one fetch: the queue joins them to the sync in flight and
+//! gives each its report (`joined: true`), so a burst of triggers costs one
 //! fetch, and nobody gets a 409 to retry.
 
 use std::{
-    collections::HashMap,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::Arc,
 };
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 
 use crate::{
     config::Pipeline,
@@ -190,88 +188,45 @@ fn run(
     })
 }
 
-type Outcome = Option<Result<SyncReport, SyncFailure>>;
-
-/// Runs syncs for the server, one fetch per pipeline at a time.
+/// Runs syncs for the queue, off the async threads. The queue runs one
+/// sync of a pipeline at a time and joins the triggers that arrive
+/// meanwhile ([`crate::queue`]); this only runs them.
 #[derive(Clone)]
 pub struct Syncer {
     store: Store,
     state_dir: PathBuf,
-    inflight: Arc<Mutex<HashMap<String, watch::Receiver<Outcome>>>>,
 }
 
 impl Syncer {
     /// A syncer over `store`, with mirrors under `state_dir/mirrors`.
     pub fn new(store: Store, state_dir: PathBuf) -> Self {
-        Syncer {
-            store,
-            state_dir,
-            inflight: Arc::default(),
-        }
+        Syncer { store, state_dir }
     }
 
-    /// Syncs `pipeline`, or joins the sync of it already running.
+    /// Syncs `pipeline`, recording `trigger` as who asked.
     ///
     /// # Errors
-    /// The sync's failure (shared by every caller that joined it).
+    /// The sync's failure.
     pub async fn sync(
         &self,
         pipeline: Arc<Pipeline>,
         trigger: &str,
     ) -> Result<SyncReport, SyncFailure> {
-        let (mut rx, joined) = {
-            let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
-            match inflight.get(&pipeline.name) {
-                Some(rx) => (rx.clone(), true),
-                None => {
-                    let (tx, rx) = watch::channel(None);
-                    inflight.insert(pipeline.name.clone(), rx.clone());
-                    let this = self.clone();
-                    let trigger = trigger.to_string();
-                    let p = pipeline.clone();
-                    tokio::spawn(async move {
-                        let (store, dir, name) =
-                            (this.store.clone(), this.state_dir.clone(), p.name.clone());
-                        let outcome = tokio::task::spawn_blocking(move || {
-                            sync_blocking(&store, &dir, &p, &trigger)
-                        })
-                        .await
-                        .unwrap_or_else(|e| {
-                            Err(SyncFailure {
-                                sync_id: 0,
-                                pipeline: name.clone(),
-                                reason: format!("sync task died: {e}"),
-                            })
-                        });
-                        // Leave the map before publishing, so a request that
-                        // arrives after the result starts a fresh sync.
-                        this.inflight
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .remove(&name);
-                        let _ = tx.send(Some(outcome));
-                    });
-                    (rx, false)
-                }
-            }
-        };
-        let outcome = rx
-            .wait_for(Option::is_some)
+        let (store, dir, name) = (
+            self.store.clone(),
+            self.state_dir.clone(),
+            pipeline.name.clone(),
+        );
+        let trigger = trigger.to_string();
+        tokio::task::spawn_blocking(move || sync_blocking(&store, &dir, &pipeline, &trigger))
             .await
-            .map(|o| o.clone())
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| {
+            .unwrap_or_else(|e| {
                 Err(SyncFailure {
                     sync_id: 0,
-                    pipeline: pipeline.name.clone(),
-                    reason: "sync task ended without a result".into(),
+                    pipeline: name,
+                    reason: format!("sync task died: {e}"),
                 })
-            });
-        outcome.map(|mut r| {
-            r.joined = joined;
-            r
-        })
+            })
     }
 
     /// The store.

@@ -10,6 +10,7 @@ use chrono::{TimeZone, Utc};
 use common::*;
 use hab::{
     config::{Config, Overrides},
+    queue::Intake,
     schedule::{ManualClock, Scheduler},
     store::{QueueKind, Store},
 };
@@ -52,7 +53,12 @@ fn an_every_minute_schedule_fires_once_a_minute_and_once_after_downtime() {
     let store = Store::open(&world.path("state/hab.sqlite3")).unwrap();
     let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 29, 10, 0, 30).unwrap());
     let wake = Arc::new(tokio::sync::Notify::new());
-    let scheduler = Scheduler::new(config.clone(), store.clone(), clock.clone(), wake.clone());
+    let scheduler = Scheduler::new(
+        config.clone(),
+        store.clone(),
+        clock.clone(),
+        Intake::new(store.clone(), wake.clone()),
+    );
 
     // First sight of the schedule: nothing was missed.
     assert!(scheduler.tick().unwrap().is_empty());
@@ -79,7 +85,12 @@ fn an_every_minute_schedule_fires_once_a_minute_and_once_after_downtime() {
     // the same store): one catch-up run, for the latest slot.
     drop(scheduler);
     clock.advance(Duration::from_secs(3 * 3600));
-    let restarted = Scheduler::new(config, store.clone(), clock.clone(), wake);
+    let restarted = Scheduler::new(
+        config,
+        store.clone(),
+        clock.clone(),
+        Intake::new(store.clone(), wake),
+    );
     let catch_up = restarted.tick().unwrap();
     assert_eq!(catch_up.len(), 1, "{catch_up:?}");
     assert_eq!(catch_up[0].slot.format("%H:%M:%S").to_string(), "13:10:00");
@@ -98,7 +109,12 @@ async fn the_scheduler_loop_wakes_when_the_clock_reaches_a_slot() {
     // A Sunday, 03:58:00.
     let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 29, 3, 58, 0).unwrap());
     let wake = Arc::new(tokio::sync::Notify::new());
-    let scheduler = Scheduler::new(config, store.clone(), clock.clone(), wake.clone());
+    let scheduler = Scheduler::new(
+        config,
+        store.clone(),
+        clock.clone(),
+        Intake::new(store.clone(), wake.clone()),
+    );
     assert_eq!(
         scheduler.next_wake(),
         Some(Utc.with_ymd_and_hms(2026, 11, 29, 4, 0, 0).unwrap())

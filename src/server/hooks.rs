@@ -18,10 +18,10 @@ use axum::{
 };
 use serde_json::{json, Value};
 
-use super::{blocking, ApiError, AppState};
+use super::{ApiError, AppState};
 use crate::{
     config::Pipeline,
-    hooks::{self, Action, Provider},
+    hooks::{self, HookAction, Provider},
     store::{Delivery, Enqueue, QueueKind},
 };
 
@@ -177,15 +177,17 @@ async fn handle(
     let pipeline = if provider == Provider::Generic {
         signed_by[0].clone()
     } else {
-        if action == Action::Ping {
-            let (store, d, p, ev) = (
-                state.store(),
-                delivery.clone(),
-                signed_by[0].name.clone(),
-                event_name.clone(),
-            );
-            let first =
-                blocking(move || store.record_delivery(provider.as_str(), &d, &p, &ev)).await?;
+        if action == HookAction::Ping {
+            let first = state
+                .queue
+                .intake()
+                .note_delivery(
+                    provider.as_str(),
+                    &delivery,
+                    &signed_by[0].name,
+                    &event_name,
+                )
+                .await?;
             return Ok((
                 StatusCode::OK,
                 json!({"status": if first { "pong" } else { "duplicate" }, "delivery": delivery}),
@@ -214,14 +216,12 @@ async fn handle(
         }
     };
 
-    if action != Action::Sync {
-        let (store, d, p, ev) = (
-            state.store(),
-            delivery.clone(),
-            pipeline.name.clone(),
-            event_name.clone(),
-        );
-        let first = blocking(move || store.record_delivery(provider.as_str(), &d, &p, &ev)).await?;
+    if action != HookAction::Sync {
+        let first = state
+            .queue
+            .intake()
+            .note_delivery(provider.as_str(), &delivery, &pipeline.name, &event_name)
+            .await?;
         return Ok((
             StatusCode::OK,
             json!({"status": if first { "ignored" } else { "duplicate" }, "event": event_name,
@@ -234,8 +234,11 @@ async fn handle(
     e.detail = Some(format!("delivery {delivery} ({event_name})"));
     e.due_at = chrono::Utc::now()
         + chrono::Duration::from_std(state.config.webhooks.settle).unwrap_or_default();
-    let (store, d, ev) = (state.store(), delivery.clone(), event_name.clone());
-    let accepted = blocking(move || store.accept_delivery(provider.as_str(), &d, &ev, &e)).await?;
+    let accepted = state
+        .queue
+        .intake()
+        .deliver(provider.as_str(), &delivery, &event_name, e)
+        .await?;
     match accepted {
         Delivery::Duplicate {
             first_seen,
@@ -245,13 +248,10 @@ async fn handle(
             json!({"status": "duplicate", "delivery": delivery, "first_seen": first_seen,
                    "queue_id": queue_id, "pipeline": pipeline.name}),
         )),
-        Delivery::Accepted(q) => {
-            state.queue.wake();
-            Ok((
-                StatusCode::ACCEPTED,
-                json!({"status": "queued", "delivery": delivery, "pipeline": pipeline.name,
+        Delivery::Accepted(q) => Ok((
+            StatusCode::ACCEPTED,
+            json!({"status": "queued", "delivery": delivery, "pipeline": pipeline.name,
                        "queue_id": q.item.id, "joined": q.joined, "due_at": q.item.due_at}),
-            ))
-        }
+        )),
     }
 }

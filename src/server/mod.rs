@@ -220,7 +220,7 @@ impl AppState {
         );
         queue.spawn()?;
         let scheduler =
-            crate::schedule::Scheduler::new(config.clone(), store, clock, queue.waker());
+            crate::schedule::Scheduler::new(config.clone(), store, clock, queue.intake().clone());
         tokio::spawn(scheduler.run());
         Ok(AppState {
             config,

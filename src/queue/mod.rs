@@ -16,6 +16,12 @@
 //! shared fairly across pipelines by the builders' slots
 //! ([`crate::builder::slots`]).
 
+mod decide;
+mod intake;
+
+pub use decide::{first_sync, rebuild_refs, who_asked, ItemEnd, ItemSummary};
+pub use intake::Intake;
+
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
@@ -23,12 +29,12 @@ use std::{
 };
 
 use chrono::Utc;
-use serde_json::json;
 use tokio::sync::{watch, Notify};
 
 use crate::{
     builder::{BuildError, Builds, Started},
     config::{Config, Pipeline},
+    queue::intake::blocking,
     refplan::{auto_builds, may_build},
     store::{BuildRecord, Enqueue, Enqueued, Joined, QueueItem, QueueKind, Store, StoreError},
     sync::{SyncFailure, SyncReport, Syncer},
@@ -69,6 +75,7 @@ pub struct Queue {
     store: Store,
     syncer: Syncer,
     builds: Arc<Builds>,
+    intake: Intake,
     wake: Arc<Notify>,
     watches: Mutex<HashMap<i64, Watch>>,
 }
@@ -77,15 +84,6 @@ impl std::fmt::Debug for Queue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Queue").finish_non_exhaustive()
     }
-}
-
-/// Runs blocking store work off the async threads.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| Err(StoreError::Task(e.to_string())))
 }
 
 /// The longest the worker sleeps without looking at the store: work queued
@@ -106,19 +104,22 @@ impl Queue {
         syncer: Syncer,
         builds: Arc<Builds>,
     ) -> Arc<Self> {
+        let wake = Arc::new(Notify::new());
         Arc::new(Queue {
             config,
+            intake: Intake::new(store.clone(), wake.clone()),
             store,
             syncer,
             builds,
-            wake: Arc::new(Notify::new()),
+            wake,
             watches: Mutex::new(HashMap::new()),
         })
     }
 
-    /// The handle that wakes the worker (for the scheduler).
-    pub fn waker(&self) -> Arc<Notify> {
-        self.wake.clone()
+    /// The queue's one writer, for the triggers that do not wait for their
+    /// work (webhooks, the scheduler).
+    pub fn intake(&self) -> &Intake {
+        &self.intake
     }
 
     /// Puts back what a stopped habd left running, then starts the worker.
@@ -145,15 +146,7 @@ impl Queue {
     /// # Errors
     /// The store fails; nothing is recorded.
     pub async fn request(&self, e: Enqueue) -> Result<Enqueued, StoreError> {
-        let store = self.store.clone();
-        let out = blocking(move || store.enqueue(&e)).await?;
-        self.wake.notify_one();
-        Ok(out)
-    }
-
-    /// Wakes the worker (work was queued straight into the store).
-    pub fn wake(&self) {
-        self.wake.notify_one();
+        self.intake.request(e).await
     }
 
     fn subscribe(&self, id: i64) -> watch::Receiver<Progress> {
@@ -326,13 +319,10 @@ impl Queue {
 
     async fn run(self: Arc<Self>, item: QueueItem) {
         let id = item.id;
-        let (result, error) = match self.pipeline(&item.pipeline) {
-            None => (
+        let end = match self.pipeline(&item.pipeline) {
+            None => ItemEnd::failed(
                 None,
-                Some(format!(
-                    "pipeline {} is no longer configured",
-                    item.pipeline
-                )),
+                format!("pipeline {} is no longer configured", item.pipeline),
             ),
             Some(p) => match item.kind {
                 QueueKind::Sync => self.run_sync(&item, p).await,
@@ -347,7 +337,7 @@ impl Queue {
         let mut wait = Duration::from_millis(500);
         loop {
             let store = self.store.clone();
-            let (r, err) = (result.clone(), error.clone());
+            let (r, err) = (end.result_json(), end.error.clone());
             match blocking(move || store.finish_item(id, r.as_ref(), err.as_deref())).await {
                 Ok(()) => break,
                 Err(e) => {
@@ -357,59 +347,37 @@ impl Queue {
                 }
             }
         }
-        if let Some(e) = error {
+        if let Some(e) = end.error {
             tracing::warn!(item = id, pipeline = %item.pipeline, kind = item.kind.as_str(), reason = %e, "queued work failed");
         }
         // Work of the same kind may be waiting for this to end.
         self.wake.notify_one();
     }
 
-    /// A description of who asked, for the sync's record: `webhook:github
-    /// (50 triggers)`.
+    /// Who asked for `item`, for the record of the work it runs.
     async fn describe(&self, item: &QueueItem) -> String {
         let store = self.store.clone();
         let id = item.id;
         let triggers = blocking(move || store.triggers_of(id))
             .await
             .unwrap_or_default();
-        let mut sources: Vec<String> = Vec::new();
-        for t in &triggers {
-            if !sources.contains(&t.source) {
-                sources.push(t.source.clone());
-            }
-        }
-        let mut s = if sources.is_empty() {
-            item.source.clone()
-        } else {
-            sources.join("+")
-        };
-        match triggers.as_slice() {
-            [only] => {
-                if let Some(d) = &only.detail {
-                    s.push_str(&format!(": {d}"));
-                }
-            }
-            [] => {}
-            many => s.push_str(&format!(" ({} triggers)", many.len())),
-        }
-        s.push_str(&format!(", queue {id}"));
-        s
+        who_asked(id, &item.source, &triggers)
     }
 
-    async fn run_sync(
-        &self,
-        item: &QueueItem,
-        p: Arc<Pipeline>,
-    ) -> (Option<serde_json::Value>, Option<String>) {
+    async fn run_sync(&self, item: &QueueItem, p: Arc<Pipeline>) -> ItemEnd {
         let label = self.describe(item).await;
         let outcome = self.syncer.sync(p.clone(), &label).await;
-        let summary = match &outcome {
-            Ok(r) => (
-                Some(json!({"sync_id": r.sync.id, "added": r.sync.added,
-                    "moved": r.sync.moved, "deleted": r.sync.deleted})),
-                None,
+        let end = match &outcome {
+            Ok(r) => ItemEnd::done(ItemSummary::Synced {
+                sync_id: r.sync.id,
+                added: r.sync.added,
+                moved: r.sync.moved,
+                deleted: r.sync.deleted,
+            }),
+            Err(f) => ItemEnd::failed(
+                Some(ItemSummary::SyncFailed { sync_id: f.sync_id }),
+                f.reason.clone(),
             ),
-            Err(f) => (Some(json!({"sync_id": f.sync_id})), Some(f.reason.clone())),
         };
         if let Ok(report) = &outcome {
             if let Err(e) = self.queue_new_builds(&p, report).await {
@@ -417,7 +385,7 @@ impl Queue {
             }
         }
         self.publish(item.id, |pr| pr.done = Some(Outcome::Synced(outcome)));
-        summary
+        end
     }
 
     async fn queue_new_builds(
@@ -436,11 +404,9 @@ impl Queue {
             .iter()
             .map(|c| (c.name.clone(), c.change))
             .collect();
+        let intake = self.intake.clone();
         let queued = blocking(move || {
-            let first_sync = store
-                .syncs(&pipeline.name, 1000)?
-                .iter()
-                .all(|s| s.id >= sync_id || s.status != "ok");
+            let first_sync = first_sync(sync_id, &store.syncs(&pipeline.name, 1000)?);
             let refs = store.refs(&pipeline.name)?;
             let wanted = auto_builds(&changes, first_sync, |name| {
                 refs.iter().any(|r| {
@@ -454,7 +420,7 @@ impl Queue {
                 let mut e = Enqueue::new(&pipeline.name, QueueKind::Build, "sync");
                 e.ref_name = name.clone();
                 e.detail = Some(format!("sync {sync_id} found it verified"));
-                queued.push((name, store.enqueue(&e)?.item.id));
+                queued.push((name, intake.request_blocking(&e)?.item.id));
             }
             Ok(queued)
         })
@@ -463,66 +429,42 @@ impl Queue {
             tracing::info!(pipeline = %p.name, r#ref = %name, queue = item, "new verified ref: build queued");
         }
         if !queued.is_empty() {
-            self.wake.notify_one();
+            self.intake.wake();
         }
         Ok(())
     }
 
-    async fn run_rebuild(
-        &self,
-        item: &QueueItem,
-        p: Arc<Pipeline>,
-    ) -> (Option<serde_json::Value>, Option<String>) {
-        let store = self.store.clone();
+    async fn run_rebuild(&self, item: &QueueItem, p: Arc<Pipeline>) -> ItemEnd {
+        let (store, intake) = (self.store.clone(), self.intake.clone());
         let pipeline = p.clone();
         let item_id = item.id;
         let r = blocking(move || {
-            // What runs: the builds the channels point at; with no channel
-            // set yet, the newest verified build.
-            let mut refs: Vec<String> = Vec::new();
+            let mut on_channels = Vec::new();
             for c in store.channels(&pipeline.name)? {
-                if let Some(b) = store.build(c.build_id)? {
-                    // Not what a channel names only because an operator
-                    // forced a known-bad build onto it.
-                    if b.known_bad.is_none() && !refs.contains(&b.ref_name) {
-                        refs.push(b.ref_name);
-                    }
-                }
+                on_channels.extend(store.build(c.build_id)?);
             }
-            if refs.is_empty() {
-                if let Some(b) = store
-                    .builds(Some(&pipeline.name), 200)?
-                    .into_iter()
-                    .find(|b| b.verified() && b.known_bad.is_none())
-                {
-                    refs.push(b.ref_name);
-                }
-            }
+            let refs = rebuild_refs(&on_channels, &store.builds(Some(&pipeline.name), 200)?);
             for name in &refs {
                 let mut e = Enqueue::new(&pipeline.name, QueueKind::Build, "rebuild");
                 e.ref_name = name.clone();
                 e.detail = Some(format!("rebuild (queue {item_id})"));
-                store.enqueue(&e)?;
+                intake.request_blocking(&e)?;
             }
             Ok(refs)
         })
         .await;
-        self.wake.notify_one();
-        let out = match &r {
-            Ok(refs) => (Some(json!({ "refs": refs })), None),
-            Err(e) => (None, Some(e.to_string())),
+        self.intake.wake();
+        let end = match &r {
+            Ok(refs) => ItemEnd::done(ItemSummary::Rebuilt { refs: refs.clone() }),
+            Err(e) => ItemEnd::failed(None, e.to_string()),
         };
         self.publish(item.id, |pr| {
             pr.done = Some(Outcome::Rebuilt(r.map_err(|e| e.to_string())));
         });
-        out
+        end
     }
 
-    async fn run_build(
-        &self,
-        item: &QueueItem,
-        p: Arc<Pipeline>,
-    ) -> (Option<serde_json::Value>, Option<String>) {
+    async fn run_build(&self, item: &QueueItem, p: Arc<Pipeline>) -> ItemEnd {
         let trigger = match item.source.as_str() {
             "sync" | "rebuild" | "restart" => self.describe(item).await,
             other => other.to_string(),
@@ -537,38 +479,55 @@ impl Queue {
                     pr.started = Some(Outcome::BuildStarted(Err(e.clone())));
                     pr.done = Some(Outcome::Built(Err(e)));
                 });
-                return (None, Some(reason));
+                return ItemEnd::failed(None, reason);
             }
         };
         let id = build.id;
         let store = self.store.clone();
         let item_id = item.id;
-        let _ = blocking(move || {
-            store.set_item_result(item_id, &json!({"build_id": id, "reused": reused}))
-        })
-        .await;
+        let started = ItemEnd::done(ItemSummary::Build {
+            build_id: id,
+            reused: Some(reused),
+            state: None,
+        });
+        if let Some(result) = started.result_json() {
+            let _ = blocking(move || store.set_item_result(item_id, &result)).await;
+        }
         self.publish(item.id, |pr| {
             pr.started = Some(Outcome::BuildStarted(Ok((build, reused))));
         });
         match self.builds.wait_final(id).await {
             Ok(b) => {
-                let result = json!({"build_id": b.id, "reused": reused, "state": b.state});
-                let error = (!b.verified()).then(|| {
-                    format!(
-                        "build {} ended {}: {}",
-                        b.id,
-                        b.state.as_str(),
-                        b.reason.clone().unwrap_or_default()
-                    )
-                });
+                let end = ItemEnd {
+                    summary: Some(ItemSummary::Build {
+                        build_id: b.id,
+                        reused: Some(reused),
+                        state: Some(b.state),
+                    }),
+                    error: (!b.verified()).then(|| {
+                        format!(
+                            "build {} ended {}: {}",
+                            b.id,
+                            b.state.as_str(),
+                            b.reason.clone().unwrap_or_default()
+                        )
+                    }),
+                };
                 self.publish(item.id, |pr| pr.done = Some(Outcome::Built(Ok(b))));
-                (Some(result), error)
+                end
             }
             Err(e) => {
                 let reason = e.to_string();
                 let e = Arc::new(e);
                 self.publish(item.id, |pr| pr.done = Some(Outcome::Built(Err(e))));
-                (Some(json!({"build_id": id})), Some(reason))
+                ItemEnd::failed(
+                    Some(ItemSummary::Build {
+                        build_id: id,
+                        reused: None,
+                        state: None,
+                    }),
+                    reason,
+                )
             }
         }
     }
