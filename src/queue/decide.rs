@@ -215,7 +215,10 @@ mod tests {
         let failed = build(5, "refs/tags/v5", BuildState::Failed, false);
         let newest_ok = build(6, "refs/tags/v4", v, false);
         assert_eq!(
-            rebuild_refs(&[forced.clone()], &[failed.clone(), forced, newest_ok]),
+            rebuild_refs(
+                std::slice::from_ref(&forced),
+                &[failed.clone(), forced, newest_ok]
+            ),
             vec!["refs/tags/v4"],
             "no channel to follow: the newest verified, not known-bad"
         );
