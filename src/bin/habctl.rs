@@ -4,16 +4,15 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use hab::{
-    client::{Client, ClientError},
-    rollout::FleetView,
-    server::{
-        BuildView, Chain, ChannelsView, FleetChain, LogPage, PipelineView, PromoteView, QueueView,
-        RefView, RolloutView,
+    api::{
+        AckRequest, BuildView, BuildsQuery, Chain, ChannelsView, FleetView, LogQuery, PipelineView,
+        PromoteRequest, PruneRequest, QueueQuery, QueueView, RefView, StartBuildRequest,
+        Verification, VerifyRequest,
     },
-    store::StoredRef,
+    client::{Client, ClientError},
     sync::SyncReport,
 };
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// habctl shows where each upstream release of your Bitcoin nodes stands, and
 /// drives habd.
@@ -616,52 +615,35 @@ fn print_queue(items: &[QueueView]) {
     );
 }
 
-fn print_verification(v: &Value) -> bool {
-    let ok = v["ok"].as_bool().unwrap_or(false);
-    let rb = &v["read_back"];
+fn print_verification(v: &Verification) {
+    let rb = &v.read_back;
     println!(
         "{} {}: read back {} blobs ({} bytes), sha256 recomputed",
-        if ok { "VERIFIED" } else { "FAILED" },
-        rb["reference"].as_str().unwrap_or("?"),
-        rb["blobs_checked"],
-        rb["bytes_read"]
+        if v.ok { "VERIFIED" } else { "FAILED" },
+        rb.reference,
+        rb.blobs_checked,
+        rb.bytes_read
     );
-    if let Some(platforms) = rb["platforms"].as_object() {
-        for (p, d) in platforms {
-            let smoke = &v["smoke"][p];
-            println!(
-                "  {p:<12} {}  smoke: {}",
-                d.as_str().unwrap_or("?"),
-                if smoke.is_null() {
-                    "not run".to_string()
-                } else {
-                    format!(
-                        "`{}` exited {}",
-                        smoke["command"]
-                            .as_array()
-                            .map(|c| c
-                                .iter()
-                                .filter_map(|x| x.as_str())
-                                .collect::<Vec<_>>()
-                                .join(" "))
-                            .unwrap_or_default(),
-                        smoke["exit_code"]
-                    )
-                }
-            );
-        }
+    for (p, d) in &rb.platforms {
+        println!(
+            "  {p:<12} {d}  smoke: {}",
+            match v.smoke.get(p) {
+                None => "not run".to_string(),
+                Some(s) => format!(
+                    "`{}` exited {}",
+                    s.command.join(" "),
+                    // As JSON shows a missing exit code.
+                    s.exit_code.map_or("null".into(), |c| c.to_string())
+                ),
+            }
+        );
     }
-    if let Some(problems) = rb["problems"].as_array() {
-        for p in problems {
-            println!("  problem: {}", p.as_str().unwrap_or("?"));
-        }
+    for p in &rb.problems {
+        println!("  problem: {p}");
     }
-    if let Some(reason) = v["reason"].as_str() {
-        if !ok {
-            println!("  reason: {reason}");
-        }
+    if let Some(reason) = v.reason.as_deref().filter(|_| !v.ok) {
+        println!("  reason: {reason}");
     }
-    ok
 }
 
 /// Polls a build until it ends, printing each platform's stage and upload
@@ -670,7 +652,7 @@ async fn wait_for(client: &Client, id: i64) -> Result<BuildView, ClientError> {
     let mut seen: std::collections::BTreeMap<String, String> = Default::default();
     let mut last_state = String::new();
     loop {
-        let v: BuildView = client.get(&format!("/builds/{id}")).await?;
+        let v = client.build(id).await?;
         for p in &v.build.platforms {
             let line = match p.stage.as_str() {
                 "pushing" | "pushed" => format!(
@@ -778,7 +760,7 @@ async fn wait_rollouts(client: &Client, ids: &[i64]) -> Result<bool, ClientError
     for id in ids {
         let mut seen = 0;
         loop {
-            let v: RolloutView = client.get(&format!("/rollouts/{id}")).await?;
+            let v = client.rollout(*id).await?;
             for s in v.steps.iter().skip(seen) {
                 eprintln!(
                     "  rollout {id} {}{} {}: {}",
@@ -815,16 +797,14 @@ async fn control(
     verb: &str,
     json_out: bool,
 ) -> Result<(), ClientError> {
-    let r: Value = client
-        .post(&format!("/fleets/{fleet}/{verb}"), &json!({}))
-        .await?;
+    let r = client.control(fleet, verb).await?;
     if json_out {
-        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+        print_json(&r);
     } else {
         println!(
             "rollout {} of {fleet}: {}",
-            r["id"],
-            r["state"].as_str().unwrap_or("?").to_uppercase()
+            r.id,
+            r.state.as_str().to_uppercase()
         );
     }
     Ok(())
@@ -1054,32 +1034,28 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
     };
     let client = Client::new(&cli.server, token);
     let json_out = cli.output == Output::Json;
-    let print_json =
-        |v: &Value| println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
     match cli.command {
         Command::Pipelines => {
-            let v: Vec<PipelineView> = client.get("/pipelines").await?;
+            let v = client.pipelines().await?;
             if json_out {
-                print_json(&json!(v));
+                print_json(&v);
             } else {
                 print_pipelines(&v);
             }
         }
         Command::Sync { pipeline } => {
             eprintln!("syncing {pipeline} (fetching upstream; a first fetch of a large repository takes minutes)...");
-            let r: SyncReport = client
-                .post(&format!("/pipelines/{pipeline}/sync"), &json!({}))
-                .await?;
+            let r = client.sync(&pipeline).await?;
             if json_out {
-                print_json(&json!(r));
+                print_json(&r);
             } else {
                 print_sync(&r);
             }
         }
         Command::Refs { pipeline } => {
-            let v: Vec<RefView> = client.get(&format!("/pipelines/{pipeline}/refs")).await?;
+            let v = client.refs(&pipeline).await?;
             if json_out {
-                print_json(&json!(v));
+                print_json(&v);
             } else {
                 print_refs(&v);
             }
@@ -1090,14 +1066,14 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             oid,
             by,
         } => {
-            let r: StoredRef = client
-                .post(
-                    &format!("/pipelines/{pipeline}/acknowledge"),
-                    &json!({ "ref": r#ref, "oid": oid, "by": by }),
-                )
-                .await?;
+            let req = AckRequest {
+                ref_name: r#ref,
+                oid,
+                by: Some(by),
+            };
+            let r = client.acknowledge(&pipeline, &req).await?;
             if json_out {
-                print_json(&json!(r));
+                print_json(&r);
             } else {
                 println!(
                     "acknowledged {} of {pipeline} at {}: now {} ({})",
@@ -1113,12 +1089,11 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             r#ref,
             wait,
         } => {
-            let v: BuildView = client
-                .post(
-                    &format!("/pipelines/{pipeline}/builds"),
-                    &json!({ "ref": r#ref, "trigger": "habctl" }),
-                )
-                .await?;
+            let req = StartBuildRequest {
+                ref_name: r#ref,
+                trigger: Some("habctl".into()),
+            };
+            let v = client.start_build(&pipeline, &req).await?;
             let id = v.build.id;
             if v.reused {
                 eprintln!(
@@ -1142,7 +1117,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 v
             };
             if json_out {
-                print_json(&json!(v));
+                print_json(&v);
             } else {
                 print_build(&v);
             }
@@ -1155,13 +1130,13 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             }
         }
         Command::Builds { pipeline, limit } => {
-            let path = match &pipeline {
-                Some(p) => format!("/builds?pipeline={p}&limit={limit}"),
-                None => format!("/builds?limit={limit}"),
+            let q = BuildsQuery {
+                pipeline,
+                limit: Some(limit),
             };
-            let v: Vec<BuildView> = client.get(&path).await?;
+            let v = client.builds(&q).await?;
             if json_out {
-                print_json(&json!(v));
+                print_json(&v);
             } else {
                 print_builds(&v);
             }
@@ -1174,17 +1149,17 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 .ok();
             match id {
                 Some(id) => {
-                    let v: Chain = client.get(&format!("/builds/{id}/chain")).await?;
+                    let v = client.chain(id).await?;
                     if json_out {
-                        print_json(&json!(v));
+                        print_json(&v);
                     } else {
                         print_chain(&v);
                     }
                 }
                 None => {
-                    let v: FleetChain = client.get(&format!("/fleets/{target}")).await?;
+                    let v = client.fleet(&target).await?;
                     if json_out {
-                        print_json(&json!(v));
+                        print_json(&v);
                     } else {
                         print_fleets(std::slice::from_ref(&v.fleet));
                         match &v.chain {
@@ -1199,48 +1174,38 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             }
         }
         Command::Rebuild { pipeline } => {
-            let v: Value = client
-                .post(&format!("/pipelines/{pipeline}/rebuild"), &json!({}))
-                .await?;
+            let v = client.rebuild(&pipeline).await?;
             if json_out {
                 print_json(&v);
             } else {
                 println!(
                     "rebuild of {pipeline} queued (queue item {}); habctl queue --pipeline {pipeline} shows the builds it asks for",
-                    v["item"]["id"]
+                    v.item.id
                 );
             }
         }
         Command::Prune { keep, dry_run } => {
-            let v: Value = client
-                .post(
-                    "/registry/prune",
-                    &json!({ "keep": keep, "dry_run": dry_run }),
-                )
-                .await?;
+            let v = client.prune(&PruneRequest { keep, dry_run }).await?;
             if json_out {
                 print_json(&v);
             } else {
-                let kept: Vec<String> = v["kept"]
-                    .as_array()
-                    .map(|k| k.iter().map(|b| b.to_string()).collect())
-                    .unwrap_or_default();
+                let kept: Vec<String> = v.plan.kept.iter().map(i64::to_string).collect();
                 println!("kept builds: {}", kept.join(", "));
-                for d in v["delete"].as_array().into_iter().flatten() {
+                for d in &v.plan.delete {
                     println!(
                         "{} build {} {}: {}@{}",
                         if dry_run { "would delete" } else { "deleted" },
-                        d["build"],
-                        d["what"].as_str().unwrap_or(""),
-                        d["repository"].as_str().unwrap_or(""),
-                        d["digest"].as_str().unwrap_or("")
+                        d.build,
+                        d.what,
+                        d.repository,
+                        d.digest
                     );
                 }
-                for e in v["errors"].as_array().into_iter().flatten() {
-                    eprintln!("failed: {}", e.as_str().unwrap_or(""));
+                for e in &v.errors {
+                    eprintln!("failed: {e}");
                 }
             }
-            if v["errors"].as_array().is_some_and(|e| !e.is_empty()) {
+            if !v.errors.is_empty() {
                 return Err(ClientError::Failed(
                     "some manifests could not be deleted".into(),
                 ));
@@ -1248,12 +1213,13 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
         }
         Command::BaseImage { .. } => unreachable!("handled before connecting"),
         Command::Queue { pipeline, limit } => {
-            let q = pipeline
-                .map(|p| format!("&pipeline={p}"))
-                .unwrap_or_default();
-            let v: Vec<QueueView> = client.get(&format!("/queue?limit={limit}{q}")).await?;
+            let q = QueueQuery {
+                pipeline,
+                limit: Some(limit),
+            };
+            let v = client.queue(&q).await?;
             if json_out {
-                print_json(&json!(v));
+                print_json(&v);
             } else {
                 print_queue(&v);
             }
@@ -1261,9 +1227,11 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
         Command::Logs { id, follow } => {
             let mut after = 0;
             loop {
-                let page: LogPage = client
-                    .get(&format!("/builds/{id}/logs?after={after}"))
-                    .await?;
+                let q = LogQuery {
+                    after: Some(after),
+                    limit: None,
+                };
+                let page = client.logs(id, &q).await?;
                 for l in &page.lines {
                     if json_out {
                         println!("{}", serde_json::to_string(l).unwrap_or_default());
@@ -1284,22 +1252,27 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             }
         }
         Command::Verify { target } => {
-            let body = match target.parse::<i64>() {
-                Ok(id) => json!({ "build": id }),
-                Err(_) => json!({ "reference": target }),
+            let req = match target.parse::<i64>() {
+                Ok(id) => VerifyRequest {
+                    build: Some(id),
+                    reference: None,
+                },
+                Err(_) => VerifyRequest {
+                    build: None,
+                    reference: Some(target.clone()),
+                },
             };
             eprintln!("verifying {target}: reading back every blob and running each image once...");
-            let v: Value = client.post("/verify", &body).await?;
-            let ok = if json_out {
+            let v = client.verify(&req).await?;
+            if json_out {
                 print_json(&v);
-                v["ok"].as_bool().unwrap_or(false)
             } else {
-                print_verification(&v)
-            };
-            if !ok {
+                print_verification(&v);
+            }
+            if !v.ok {
                 return Err(ClientError::Failed(format!(
                     "verification of {target} failed: {}",
-                    v["reason"].as_str().unwrap_or("unknown")
+                    v.reason.as_deref().unwrap_or("unknown")
                 )));
             }
         }
@@ -1312,33 +1285,34 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             force,
             wait,
         } => {
-            let p: PromoteView = client
-                .post(
-                    &format!("/pipelines/{pipeline}/promote"),
-                    &json!({ "target": target, "channel": channel, "reason": reason, "by": by, "force": force }),
-                )
-                .await?;
-            let v = json!(p);
+            let req = PromoteRequest {
+                target,
+                channel: channel.clone(),
+                reason,
+                by: Some(by),
+                force,
+            };
+            let p = client.promote(&pipeline, &req).await?;
             if json_out {
-                print_json(&v);
-            } else if v["move"].is_null() {
-                println!(
-                    "{channel} of {pipeline} already at build {}: nothing moved",
-                    v["build_id"]
-                );
+                print_json(&p);
             } else {
-                let m = &v["move"];
-                println!(
-                    "{channel} of {pipeline}: build {} -> build {} ({}), by {}",
-                    m["from_build"]
-                        .as_i64()
-                        .map_or("none".to_string(), |b| b.to_string()),
-                    m["to_build"],
-                    m["index_digest"].as_str().unwrap_or("?"),
-                    m["by"].as_str().unwrap_or("?")
-                );
-                for r in &p.rollouts {
-                    println!("  rollout {} of fleet {} queued", r.id, r.fleet);
+                match &p.promoted.channel_move {
+                    None => println!(
+                        "{channel} of {pipeline} already at build {}: nothing moved",
+                        p.promoted.build_id
+                    ),
+                    Some(m) => {
+                        println!(
+                            "{channel} of {pipeline}: build {} -> build {} ({}), by {}",
+                            m.from_build.map_or("none".to_string(), |b| b.to_string()),
+                            m.to_build,
+                            m.index_digest,
+                            m.by
+                        );
+                        for r in &p.rollouts {
+                            println!("  rollout {} of fleet {} queued", r.id, r.fleet);
+                        }
+                    }
                 }
             }
             if wait {
@@ -1353,7 +1327,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
         }
         Command::Rollout { action } => match action {
             RolloutAction::Status { fleet, wait } => {
-                let mut v: Vec<FleetView> = client.get("/fleets").await?;
+                let mut v = client.fleets().await?;
                 if let Some(f) = &fleet {
                     v.retain(|x| &x.name == f);
                     if v.is_empty() {
@@ -1370,13 +1344,13 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                     if !ids.is_empty() && !wait_rollouts(&client, &ids).await? {
                         return Err(ClientError::Failed("a rollout did not succeed".into()));
                     }
-                    v = client.get("/fleets").await?;
+                    v = client.fleets().await?;
                     if let Some(f) = &fleet {
                         v.retain(|x| &x.name == f);
                     }
                 }
                 if json_out {
-                    print_json(&json!(v));
+                    print_json(&v);
                 } else {
                     print_fleets(&v);
                 }
@@ -1386,39 +1360,41 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             RolloutAction::Undo { fleet } => control(&client, &fleet, "undo", json_out).await?,
         },
         Command::Channels { pipeline } => {
-            let v: ChannelsView = client
-                .get(&format!("/pipelines/{pipeline}/channels"))
-                .await?;
+            let v = client.channels(&pipeline).await?;
             if json_out {
-                print_json(&json!(v));
+                print_json(&v);
             } else {
                 print_channels(&v);
             }
         }
         Command::Cancel { id } => {
-            let _: Value = client
-                .post(&format!("/builds/{id}/cancel"), &json!({}))
-                .await?;
+            client.cancel(id).await?;
             println!("build {id}: cancelling");
         }
         Command::Status => {
-            let v: Value = client.get("/status").await?;
+            let v = client.status().await?;
             if json_out {
                 print_json(&v);
             } else {
                 println!(
                     "habd {} up {}s, state in {}",
-                    v["version"].as_str().unwrap_or("?"),
-                    v["uptime_seconds"],
-                    v["state_dir"].as_str().unwrap_or("?")
+                    v.version,
+                    v.uptime_seconds,
+                    v.state_dir.display()
                 );
-                let views: Vec<PipelineView> = serde_json::from_value(v["pipelines"].clone())
-                    .map_err(|e| ClientError::Decode(e.to_string()))?;
-                print_pipelines(&views);
+                print_pipelines(&v.pipelines);
             }
         }
     }
     Ok(())
+}
+
+/// `-o json`: the API's answer, pretty-printed.
+fn print_json(v: &impl serde::Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!(v)).unwrap_or_default()
+    );
 }
 
 /// `habctl show 12 | head` closes stdout early: end quietly, as a program
