@@ -1,5 +1,6 @@
 //! The API client habctl uses: JSON over HTTP with a bearer token, one
-//! typed method per endpoint (the bodies are [`crate::api`]'s types).
+//! typed method per endpoint (the bodies are [`crate::api`]'s types), and
+//! [`print`], which renders them for people.
 
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -10,9 +11,11 @@ use crate::{
         QueueQuery, QueueView, RefView, RolloutView, StartBuildRequest, StatusView, Verification,
         VerifyRequest,
     },
-    store::{Enqueued, RolloutRecord, StoredRef},
+    store::{Enqueued, RolloutRecord, RolloutState, StoredRef},
     sync::SyncReport,
 };
+
+pub mod print;
 
 /// Client errors, each saying what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +118,23 @@ impl Client {
         )
         .await
     }
+}
+
+/// The API token in a token file as habd writes them (one token a line,
+/// `#` comments): the first one.
+///
+/// # Errors
+/// The file cannot be read.
+pub fn token_from_file(path: &std::path::Path) -> Result<String, ClientError> {
+    Ok(std::fs::read_to_string(path)
+        .map_err(|e| {
+            ClientError::Decode(format!("cannot read token file {}: {e}", path.display()))
+        })?
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .unwrap_or_default()
+        .to_string())
 }
 
 /// `?key=value&…` of the pairs that have a value (empty when none has).
@@ -290,5 +310,87 @@ impl Client {
     pub async fn control(&self, fleet: &str, action: &str) -> Result<RolloutRecord, ClientError> {
         self.post(&format!("/fleets/{fleet}/{action}"), &serde_json::json!({}))
             .await
+    }
+
+    /// Polls build `id` every half second until it ends, telling `progress`
+    /// each platform's stage and upload progress, and the build's state,
+    /// whenever they change.
+    pub async fn wait_build(
+        &self,
+        id: i64,
+        mut progress: impl FnMut(&str),
+    ) -> Result<BuildView, ClientError> {
+        let mut seen: std::collections::BTreeMap<String, String> = Default::default();
+        let mut last_state = String::new();
+        loop {
+            let v = self.build(id).await?;
+            for p in &v.build.platforms {
+                let line = match p.stage.as_str() {
+                    "pushing" | "pushed" => format!(
+                        "{} {} / {}",
+                        p.stage,
+                        print::human_bytes(p.bytes_pushed),
+                        print::human_bytes(p.bytes_total)
+                    ),
+                    s => s.to_string(),
+                };
+                if seen.get(&p.platform) != Some(&line) {
+                    progress(&format!("  {:<12} {line}", p.platform));
+                    seen.insert(p.platform.clone(), line);
+                }
+            }
+            let state = v.build.state.as_str().to_string();
+            if state != last_state {
+                progress(&format!("build {id}: {}", state.to_uppercase()));
+                last_state = state;
+            }
+            if v.build.state.is_final() {
+                return Ok(v);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Polls each rollout in turn until it ends, telling `progress` every
+    /// step as it is recorded and how the rollout ended. True when every
+    /// one succeeded.
+    pub async fn wait_rollouts(
+        &self,
+        ids: &[i64],
+        mut progress: impl FnMut(&str),
+    ) -> Result<bool, ClientError> {
+        let mut ok = true;
+        for id in ids {
+            let mut seen = 0;
+            loop {
+                let v = self.rollout(*id).await?;
+                for s in v.steps.iter().skip(seen) {
+                    progress(&format!(
+                        "  rollout {id} {}{} {}: {}",
+                        v.rollout.fleet,
+                        s.ordinal.map(|o| format!(" node {o}")).unwrap_or_default(),
+                        s.kind,
+                        s.detail
+                    ));
+                }
+                seen = v.steps.len();
+                if v.rollout.state.is_final() {
+                    progress(&format!(
+                        "rollout {id} of {}: {}{}",
+                        v.rollout.fleet,
+                        v.rollout.state.as_str().to_uppercase(),
+                        v.rollout
+                            .reason
+                            .as_ref()
+                            .map(|r| format!(" ({r})"))
+                            .unwrap_or_default()
+                    ));
+                    ok &= v.rollout.state == RolloutState::Succeeded;
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            }
+        }
+        Ok(ok)
     }
 }
