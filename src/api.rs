@@ -24,6 +24,22 @@ use crate::{
     },
 };
 
+/// The body of every refusal (any status but 2xx):
+/// `{"error": "why, and what to do", "status": 409, "detail": {…}}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What went wrong, in words meant for the operator.
+    pub error: String,
+    /// The HTTP status again.
+    #[serde(default)]
+    pub status: u16,
+    /// Structured facts for a script, where there are some (the ref and
+    /// verdict of a refused build, the object a moved tag points at now,
+    /// the sync that failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
+}
+
 // -- pipelines and refs -------------------------------------------------------
 
 /// A pipeline as the API shows it (`GET /pipelines`, `/pipelines/{name}`).

@@ -6,10 +6,10 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{
     api::{
-        AckRequest, BuildView, BuildsQuery, CancelView, Chain, ChannelsView, FleetChain, FleetView,
-        LogPage, LogQuery, PipelineView, PromoteRequest, PromoteView, PruneReport, PruneRequest,
-        QueueQuery, QueueView, RefView, RolloutView, StartBuildRequest, StatusView, Verification,
-        VerifyRequest,
+        AckRequest, BuildView, BuildsQuery, CancelView, Chain, ChannelsView, ErrorBody, FleetChain,
+        FleetView, LogPage, LogQuery, PipelineView, PromoteRequest, PromoteView, PruneReport,
+        PruneRequest, QueueQuery, QueueView, RefView, RolloutView, StartBuildRequest, StatusView,
+        Verification, VerifyRequest,
     },
     store::{Enqueued, RolloutRecord, RolloutState, StoredRef},
     sync::SyncReport,
@@ -81,10 +81,9 @@ impl Client {
             .await
             .map_err(|e| ClientError::Decode(e.to_string()))?;
         if !status.is_success() {
-            let reason = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from))
-                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+            let reason = serde_json::from_slice::<ErrorBody>(&body)
+                .map(|e| e.error)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
             return Err(ClientError::Api {
                 status: status.as_u16(),
                 reason,

@@ -38,7 +38,10 @@ mod hooks;
 mod rollouts;
 
 use crate::{
-    api::{AckRequest, PipelineView, PruneReport, PruneRequest, RefBuild, RefView, StatusView},
+    api::{
+        AckRequest, ErrorBody, PipelineView, PruneReport, PruneRequest, RefBuild, RefView,
+        StatusView,
+    },
     build::{BuildError, Builds},
     config::{Config, Pipeline, SignaturePolicy},
     mirror::Mirror,
@@ -89,10 +92,11 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({ "error": self.reason, "status": self.status.as_u16() });
-        if let (Some(extra), Some(obj)) = (self.extra, body.as_object_mut()) {
-            obj.insert("detail".into(), extra);
-        }
+        let body = ErrorBody {
+            error: self.reason,
+            status: self.status.as_u16(),
+            detail: self.extra,
+        };
         let mut resp = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
