@@ -9,10 +9,12 @@
 //! `build::plan`) → [`registry`] (OCI distribution: publish, read back) →
 //! [`channel`] (promote, automatic channels) → [`rollout`] (fleets, one node
 //! at a time, gated by [`health`]) → [`server`] (HTTP API, webhooks, git
-//! over HTTP) ← [`client`] (habctl).
+//! over HTTP, its wire types in [`api`]) ← [`client`]
+//! (habctl).
 
 #![deny(unsafe_code)]
 
+pub mod api;
 pub mod builder;
 pub mod channel;
 pub mod client;

@@ -12,7 +12,13 @@ use std::{
 };
 
 use common::*;
+use hab::{api::RefView, sync::SyncReport};
 use serde_json::Value;
+
+/// A JSON answer as the API type it should be.
+fn typed<T: serde::de::DeserializeOwned>(v: &Value) -> T {
+    serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{e}: {v}"))
+}
 
 /// A world with a pinned key, one signed tag on master, the `node` pipeline.
 fn world_with_release() -> (World, String, String) {
@@ -92,19 +98,24 @@ async fn sync_then_refs_shows_verdicts_and_signers() {
     let habd = Habd::start(&world).await;
     let (s, body) = habd.sync_node().await;
     assert_eq!(s, 200, "{body}");
-    assert_eq!(body["sync"]["status"], "ok");
+    assert_eq!(typed::<SyncReport>(&body).sync.status, "ok");
     let (s, refs) = call(habd.api(reqwest::Method::GET, "/pipelines/node/refs")).await;
     assert_eq!(s, 200);
+    let refs: Vec<RefView> = typed(&refs);
     let tag = refs
-        .as_array()
-        .unwrap()
         .iter()
-        .find(|r| r["name"] == "refs/tags/v1.0.0")
+        .find(|r| r.stored.name == "refs/tags/v1.0.0")
         .unwrap();
-    assert_eq!(tag["commit"], commit.as_str());
-    assert_eq!(tag["verdict"]["verdict"], "verified");
-    assert_eq!(tag["verdict"]["fingerprint"], fpr.as_str());
-    assert_eq!(tag["buildable"], true);
+    assert_eq!(tag.stored.commit, commit);
+    assert_eq!(tag.stored.verdict.kind(), "verified");
+    assert_eq!(tag.stored.verdict.signer(), Some(fpr.as_str()));
+    assert!(tag.buildable);
+    // The wire names the verdict and its key as before.
+    let wire = &serde_json::to_value(tag).unwrap()["verdict"];
+    assert_eq!(
+        (&wire["verdict"], &wire["fingerprint"]),
+        (&Value::from("verified"), &Value::from(fpr.as_str()))
+    );
     habd.stop().await;
 }
 
@@ -152,12 +163,10 @@ async fn concurrent_syncs_of_one_pipeline_share_one_fetch() {
         sync().await
     });
     assert_eq!((a.0, b.0), (200, 200), "{a:?} {b:?}");
-    assert_eq!(
-        a.1["sync"]["id"], b.1["sync"]["id"],
-        "both report the same sync"
-    );
-    assert_eq!(a.1["joined"], false);
-    assert_eq!(b.1["joined"], true, "the second waited for the first");
+    let (a, b): (SyncReport, SyncReport) = (typed(&a.1), typed(&b.1));
+    assert_eq!(a.sync.id, b.sync.id, "both report the same sync");
+    assert!(!a.joined);
+    assert!(b.joined, "the second waited for the first");
     assert_eq!(
         habd.store.syncs("node", 10).unwrap().len(),
         1,
@@ -398,12 +407,8 @@ async fn refs_no_longer_tracked_are_kept_but_not_listed() {
     std::fs::write(&pipeline, text).unwrap();
     let habd = Habd::start(&world).await;
     let (_, refs) = call(habd.api(reqwest::Method::GET, "/pipelines/node/refs")).await;
-    let names: Vec<&str> = refs
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["name"].as_str().unwrap())
-        .collect();
+    let refs: Vec<RefView> = typed(&refs);
+    let names: Vec<&str> = refs.iter().map(|r| r.stored.name.as_str()).collect();
     assert_eq!(names, ["refs/tags/v1.0.0"]);
     assert!(habd
         .store

@@ -5,23 +5,40 @@
 mod common;
 
 use common::*;
-use serde_json::{json, Value};
+use hab::api::{ChannelsView, ErrorBody, PromoteRequest, PromoteView};
 
 const CHANNELS: &str = "[[channel]]\nname = \"edge\"\nauto = true\n\
                         [[channel]]\nname = \"stable\"\n";
 
-async fn promote(habd: &Habd, target: &str, channel: &str) -> (u16, Value) {
-    call(
+/// A promote by alice, and what habd answered: the promote, or why not.
+async fn promote(
+    habd: &Habd,
+    target: &str,
+    channel: &str,
+) -> (u16, Result<PromoteView, ErrorBody>) {
+    let (s, v) = call(
         habd.api(reqwest::Method::POST, "/pipelines/node/promote")
-            .json(&json!({ "target": target, "channel": channel, "by": "alice", "reason": "soaked on edge" })),
+            .json(&PromoteRequest {
+                target: target.into(),
+                channel: channel.into(),
+                reason: Some("soaked on edge".into()),
+                by: Some("alice".into()),
+                force: false,
+            }),
     )
-    .await
+    .await;
+    let answer = if s == 200 {
+        Ok(serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{e}: {v}")))
+    } else {
+        Err(serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{e}: {v}")))
+    };
+    (s, answer)
 }
 
-async fn channels(habd: &Habd) -> Value {
+async fn channels(habd: &Habd) -> ChannelsView {
     let (s, v) = call(habd.api(reqwest::Method::GET, "/pipelines/node/channels")).await;
     assert_eq!(s, 200, "{v}");
-    v
+    serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{e}: {v}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,13 +65,10 @@ async fn channels_point_only_at_verified_builds_and_record_every_move() {
     assert_eq!(a["state"], "verified", "{a}");
     let a_id = a["id"].as_i64().unwrap();
     let v = channels(&habd).await;
-    assert_eq!(v["channels"][0]["name"], "edge");
-    assert_eq!(v["channels"][0]["current"]["build_id"], a_id);
-    assert_eq!(v["channels"][0]["current"]["moved_by"], "habd");
-    assert!(
-        v["channels"][1]["current"].is_null(),
-        "stable waits for promote"
-    );
+    assert_eq!(v.channels[0].name, "edge");
+    let edge = v.channels[0].current.as_ref().expect("edge moved");
+    assert_eq!((edge.build_id, edge.moved_by.as_str()), (a_id, "habd"));
+    assert!(v.channels[1].current.is_none(), "stable waits for promote");
 
     // A failed build is refused with its state and reason; nothing moves.
     let (_, f) = start_build(&habd, "v1.1.0").await;
@@ -62,8 +76,8 @@ async fn channels_point_only_at_verified_builds_and_record_every_move() {
     assert_eq!(f["state"], "failed", "{f}");
     let f_id = f["id"].as_i64().unwrap();
     let (s, e) = promote(&habd, &f_id.to_string(), "stable").await;
-    assert_eq!(s, 409, "{e}");
-    let reason = e["error"].as_str().unwrap();
+    assert_eq!(s, 409, "{e:?}");
+    let reason = e.unwrap_err().error;
     assert!(
         reason.contains("is FAILED") && reason.contains("only a VERIFIED build"),
         "{reason}"
@@ -82,31 +96,38 @@ async fn channels_point_only_at_verified_builds_and_record_every_move() {
         ("v1.0.0", "prod", 404, "its channels: edge, stable"),
     ] {
         let (s, e) = promote(&habd, target, channel).await;
-        assert_eq!(s, status, "{target}: {e}");
-        assert!(
-            e["error"].as_str().unwrap().contains(words),
-            "{target}: {e}"
-        );
+        assert_eq!(s, status, "{target}: {e:?}");
+        let e = e.unwrap_err();
+        assert!(e.error.contains(words), "{target}: {e:?}");
     }
     let v = channels(&habd).await;
-    assert!(v["channels"][1]["current"].is_null());
-    assert_eq!(v["moves"].as_array().unwrap().len(), 1, "only edge's move");
+    assert!(v.channels[1].current.is_none());
+    assert_eq!(v.moves.len(), 1, "only edge's move");
 
     // Promote by tag, by digest, by build id: recorded with who and why.
     let (s, p) = promote(&habd, "v1.0.0", "stable").await;
-    assert_eq!(s, 200, "{p}");
-    assert_eq!(p["build_id"], a_id);
-    assert_eq!(p["move"]["by"], "alice");
-    assert_eq!(p["move"]["reason"], "soaked on edge");
-    assert!(p["move"]["from_build"].is_null());
+    assert_eq!(s, 200, "{p:?}");
+    let p = p.unwrap().promoted;
+    assert_eq!(p.build_id, a_id);
+    let m = p.channel_move.expect("a move");
+    assert_eq!(
+        (m.by.as_str(), m.reason.as_deref(), m.from_build),
+        ("alice", Some("soaked on edge"), None)
+    );
     let digest = a["index_digest"].as_str().unwrap();
     let (s, p) = promote(&habd, &format!("hab/node@{digest}"), "stable").await;
-    assert_eq!(s, 200, "{p}");
-    assert!(p["move"].is_null(), "already there: nothing recorded");
+    assert_eq!(s, 200, "{p:?}");
+    assert!(
+        p.unwrap().promoted.channel_move.is_none(),
+        "already there: nothing recorded"
+    );
     let v = channels(&habd).await;
-    assert_eq!(v["channels"][1]["current"]["build_id"], a_id);
-    assert_eq!(v["channels"][1]["current"]["index_digest"], digest);
-    assert_eq!(v["moves"].as_array().unwrap().len(), 2);
+    let stable = v.channels[1].current.as_ref().expect("stable moved");
+    assert_eq!(
+        (stable.build_id, stable.index_digest.as_str()),
+        (a_id, digest)
+    );
+    assert_eq!(v.moves.len(), 2);
 
     // habctl says the same.
     let out = run(habctl(&habd).args(["channels", "node"]));

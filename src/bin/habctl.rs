@@ -4,16 +4,13 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use hab::{
-    client::{Client, ClientError},
-    rollout::FleetView,
-    server::{
-        BuildView, Chain, ChannelsView, FleetChain, LogPage, PipelineView, PromoteView, QueueView,
-        RefView, RolloutView,
+    api::{
+        AckRequest, BuildsQuery, LogQuery, PromoteRequest, PruneRequest, QueueQuery,
+        StartBuildRequest, VerifyRequest,
     },
-    store::StoredRef,
-    sync::SyncReport,
+    client::{print, Client, ClientError},
 };
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// habctl shows where each upstream release of your Bitcoin nodes stands, and
 /// drives habd.
@@ -238,466 +235,6 @@ enum Command {
     Status,
 }
 
-fn print_channels(v: &ChannelsView) {
-    if v.channels.is_empty() {
-        println!("no channels declared (add [[channel]] to the pipeline file)");
-        return;
-    }
-    let rows = v
-        .channels
-        .iter()
-        .map(|c| match &c.current {
-            Some(s) => vec![
-                c.name.clone(),
-                if c.auto { "auto" } else { "promote" }.into(),
-                format!("build {}", s.build_id),
-                s.index_digest.clone(),
-                format!(
-                    "{} by {}",
-                    s.moved_at.format("%Y-%m-%d %H:%M:%SZ"),
-                    s.moved_by
-                ),
-                s.reason.clone().unwrap_or_else(|| "-".into()),
-            ],
-            None => vec![
-                c.name.clone(),
-                if c.auto { "auto" } else { "promote" }.into(),
-                "-".into(),
-                "-".into(),
-                "never moved".into(),
-                "-".into(),
-            ],
-        })
-        .collect();
-    println!(
-        "{}",
-        table(
-            &["CHANNEL", "MOVES", "BUILD", "INDEX", "MOVED", "WHY"],
-            rows
-        )
-    );
-    for c in &v.channels {
-        if let (Some(s), Some(bad)) = (&c.current, &c.known_bad) {
-            println!(
-                "  {}: build {} is {bad} (promoted with --force)",
-                c.name, s.build_id
-            );
-        }
-    }
-    if !v.moves.is_empty() {
-        println!();
-        for m in &v.moves {
-            println!(
-                "  {} {:<8} build {} -> {}  by {}{}",
-                m.at.format("%Y-%m-%d %H:%M:%SZ"),
-                m.channel,
-                m.from_build.map_or("none".to_string(), |b| b.to_string()),
-                m.to_build,
-                m.by,
-                m.reason
-                    .as_ref()
-                    .map(|r| format!(": {r}"))
-                    .unwrap_or_default()
-            );
-        }
-    }
-}
-
-fn human_bytes(n: i64) -> String {
-    const UNITS: [&str; 4] = ["B", "KB", "MB", "GB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u < UNITS.len() - 1 {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
-fn print_builds(builds: &[BuildView]) {
-    if builds.is_empty() {
-        println!("no builds yet (habctl build <pipeline> --ref <tag>)");
-        return;
-    }
-    let rows = builds
-        .iter()
-        .map(|v| {
-            let b = &v.build;
-            vec![
-                b.id.to_string(),
-                b.pipeline.clone(),
-                b.version.clone(),
-                short(&b.commit).to_string(),
-                b.state.as_str().to_uppercase(),
-                b.platforms
-                    .iter()
-                    .map(|p| p.platform.trim_start_matches("linux/").to_string())
-                    .collect::<Vec<_>>()
-                    .join(","),
-                b.index_digest.as_deref().map_or("-".into(), |d| {
-                    short(d.trim_start_matches("sha256:")).to_string()
-                }),
-                b.created_at.format("%Y-%m-%d %H:%M:%SZ").to_string(),
-            ]
-        })
-        .collect();
-    println!(
-        "{}",
-        table(
-            &[
-                "ID",
-                "PIPELINE",
-                "VERSION",
-                "COMMIT",
-                "STATE",
-                "PLATFORMS",
-                "INDEX",
-                "CREATED"
-            ],
-            rows
-        )
-    );
-}
-
-fn print_build(v: &BuildView) {
-    let b = &v.build;
-    println!(
-        "build {} of {}: {}",
-        b.id,
-        b.pipeline,
-        b.state.as_str().to_uppercase()
-    );
-    println!("  ref       {} ({})", b.ref_name, b.version);
-    println!("  commit    {}", b.commit);
-    println!(
-        "  signer    {}",
-        b.signer.as_deref().unwrap_or("- (unsigned)")
-    );
-    println!("  trigger   {}", b.trigger);
-    println!("  index     {}", v.reference.as_deref().unwrap_or("-"));
-    if let Some(r) = &b.reason {
-        println!("  reason    {r}");
-    }
-    if let Some(bad) = &b.known_bad {
-        println!(
-            "  KNOWN-BAD its rollout {}to fleet {} failed its gates at {}: {}",
-            bad.rollout_id.map(|r| format!("{r} ")).unwrap_or_default(),
-            bad.fleet,
-            bad.at.format("%Y-%m-%d %H:%M:%SZ"),
-            bad.reason
-        );
-    }
-    println!(
-        "  times     created {}{}",
-        b.created_at.format("%Y-%m-%d %H:%M:%SZ"),
-        b.finished_at
-            .map(|t| format!(", finished {}", t.format("%Y-%m-%d %H:%M:%SZ")))
-            .unwrap_or_default()
-    );
-    let rows = b
-        .platforms
-        .iter()
-        .map(|p| {
-            vec![
-                p.platform.clone(),
-                p.builder.clone(),
-                p.stage.clone(),
-                p.manifest_digest.clone().unwrap_or_else(|| "-".into()),
-                if p.reused {
-                    "reused".into()
-                } else {
-                    format!(
-                        "{} / {}",
-                        human_bytes(p.bytes_pushed),
-                        human_bytes(p.bytes_total)
-                    )
-                },
-                p.build_key.clone(),
-            ]
-        })
-        .collect();
-    println!();
-    println!(
-        "{}",
-        table(
-            &[
-                "PLATFORM",
-                "BUILDER",
-                "STAGE",
-                "MANIFEST",
-                "UPLOADED",
-                "BUILD KEY"
-            ],
-            rows
-        )
-    );
-    if !v.verifications.is_empty() {
-        println!();
-        print_verifications(&v.verifications);
-    }
-}
-
-fn print_verifications(runs: &[hab::store::VerificationRecord]) {
-    for r in runs {
-        println!(
-            "  verification {} at {}: {}{}",
-            r.id,
-            r.at.format("%Y-%m-%d %H:%M:%SZ"),
-            if r.ok { "ok" } else { "FAILED" },
-            r.reason
-                .as_ref()
-                .map(|x| format!(": {x}"))
-                .unwrap_or_default()
-        );
-    }
-}
-
-fn print_chain(c: &Chain) {
-    let time = |t: &chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M:%SZ").to_string();
-    println!("upstream");
-    match &c.stored_ref {
-        Some(r) => {
-            println!("  tag       {} -> commit {}", r.name, r.commit);
-            println!(
-                "  verdict   {}{}",
-                r.verdict.kind(),
-                r.verdict
-                    .signer()
-                    .map(|s| format!(", signed by {s}"))
-                    .unwrap_or_default()
-            );
-        }
-        None => println!(
-            "  ref       {} (no longer recorded)",
-            c.build.build.ref_name
-        ),
-    }
-    for e in &c.ref_events {
-        println!(
-            "  {}  {}{}{}",
-            time(&e.at),
-            e.event,
-            e.sync_id
-                .map(|s| format!(" by sync {s}"))
-                .unwrap_or_default(),
-            e.actor
-                .as_ref()
-                .map(|a| format!(" by {a}"))
-                .unwrap_or_default()
-        );
-    }
-    if let Some(s) = &c.sync {
-        println!(
-            "  sync {}   {} at {}, triggered by {}",
-            s.id,
-            s.status,
-            time(&s.started_at),
-            s.trigger
-        );
-    }
-    for t in c.sync_triggers.iter().take(10) {
-        println!(
-            "    {}  {}{}",
-            time(&t.at),
-            t.source,
-            t.detail
-                .as_ref()
-                .map(|d| format!(": {d}"))
-                .unwrap_or_default()
-        );
-    }
-    if c.sync_triggers.len() > 10 {
-        println!("    ... {} more triggers", c.sync_triggers.len() - 10);
-    }
-    println!();
-    print_build(&c.build);
-    for t in &c.build_triggers {
-        println!(
-            "  asked     {} by {}{}",
-            time(&t.at),
-            t.source,
-            t.detail
-                .as_ref()
-                .map(|d| format!(": {d}"))
-                .unwrap_or_default()
-        );
-    }
-    if c.build.verifications.is_empty() {
-        print_verifications(&c.verifications);
-    }
-    println!();
-    println!("channels");
-    if c.channel_moves.is_empty() {
-        println!("  no channel points at this build");
-    }
-    for m in &c.channel_moves {
-        println!(
-            "  {}  {} -> build {}{} by {}{}",
-            time(&m.at),
-            m.channel,
-            m.to_build,
-            m.from_build
-                .map(|f| format!(" (from build {f})"))
-                .unwrap_or_default(),
-            m.by,
-            m.reason
-                .as_ref()
-                .map(|r| format!(": {r}"))
-                .unwrap_or_default()
-        );
-    }
-    println!();
-    println!("rollouts");
-    if c.rollouts.is_empty() {
-        println!("  none");
-    }
-    for r in &c.rollouts {
-        println!(
-            "  rollout {} of fleet {}: {}{}",
-            r.rollout.id,
-            r.rollout.fleet,
-            r.rollout.state.as_str().to_uppercase(),
-            r.rollout
-                .reason
-                .as_ref()
-                .map(|x| format!(" ({x})"))
-                .unwrap_or_default()
-        );
-        for s in &r.steps {
-            println!(
-                "    {}  {:<8} {:<12} {}",
-                time(&s.at),
-                s.ordinal.map_or("-".into(), |o| format!("node {o}")),
-                s.kind,
-                s.detail
-            );
-        }
-    }
-}
-
-fn print_queue(items: &[QueueView]) {
-    if items.is_empty() {
-        println!("the queue is empty: nothing has been triggered yet");
-        return;
-    }
-    let rows = items
-        .iter()
-        .map(|q| {
-            let i = &q.item;
-            vec![
-                i.id.to_string(),
-                i.pipeline.clone(),
-                i.kind.as_str().to_string(),
-                i.ref_name
-                    .strip_prefix("refs/tags/")
-                    .unwrap_or(&i.ref_name)
-                    .to_string(),
-                format!("{:?}", i.state).to_lowercase(),
-                format!("{} x{}", i.source, i.triggers),
-                i.created_at.format("%Y-%m-%d %H:%M:%SZ").to_string(),
-                match (&i.error, &i.result) {
-                    (Some(e), _) => e.clone(),
-                    (None, Some(r)) => r.to_string(),
-                    (None, None) => "-".into(),
-                },
-            ]
-        })
-        .collect();
-    println!(
-        "{}",
-        table(
-            &["ID", "PIPELINE", "KIND", "REF", "STATE", "ASKED BY", "CREATED", "RESULT"],
-            rows
-        )
-    );
-}
-
-fn print_verification(v: &Value) -> bool {
-    let ok = v["ok"].as_bool().unwrap_or(false);
-    let rb = &v["read_back"];
-    println!(
-        "{} {}: read back {} blobs ({} bytes), sha256 recomputed",
-        if ok { "VERIFIED" } else { "FAILED" },
-        rb["reference"].as_str().unwrap_or("?"),
-        rb["blobs_checked"],
-        rb["bytes_read"]
-    );
-    if let Some(platforms) = rb["platforms"].as_object() {
-        for (p, d) in platforms {
-            let smoke = &v["smoke"][p];
-            println!(
-                "  {p:<12} {}  smoke: {}",
-                d.as_str().unwrap_or("?"),
-                if smoke.is_null() {
-                    "not run".to_string()
-                } else {
-                    format!(
-                        "`{}` exited {}",
-                        smoke["command"]
-                            .as_array()
-                            .map(|c| c
-                                .iter()
-                                .filter_map(|x| x.as_str())
-                                .collect::<Vec<_>>()
-                                .join(" "))
-                            .unwrap_or_default(),
-                        smoke["exit_code"]
-                    )
-                }
-            );
-        }
-    }
-    if let Some(problems) = rb["problems"].as_array() {
-        for p in problems {
-            println!("  problem: {}", p.as_str().unwrap_or("?"));
-        }
-    }
-    if let Some(reason) = v["reason"].as_str() {
-        if !ok {
-            println!("  reason: {reason}");
-        }
-    }
-    ok
-}
-
-/// Polls a build until it ends, printing each platform's stage and upload
-/// progress as it changes.
-async fn wait_for(client: &Client, id: i64) -> Result<BuildView, ClientError> {
-    let mut seen: std::collections::BTreeMap<String, String> = Default::default();
-    let mut last_state = String::new();
-    loop {
-        let v: BuildView = client.get(&format!("/builds/{id}")).await?;
-        for p in &v.build.platforms {
-            let line = match p.stage.as_str() {
-                "pushing" | "pushed" => format!(
-                    "{} {} / {}",
-                    p.stage,
-                    human_bytes(p.bytes_pushed),
-                    human_bytes(p.bytes_total)
-                ),
-                s => s.to_string(),
-            };
-            if seen.get(&p.platform) != Some(&line) {
-                eprintln!("  {:<12} {line}", p.platform);
-                seen.insert(p.platform.clone(), line);
-            }
-        }
-        let state = v.build.state.as_str().to_string();
-        if state != last_state {
-            eprintln!("build {id}: {}", state.to_uppercase());
-            last_state = state;
-        }
-        if v.build.state.is_final() {
-            return Ok(v);
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
-}
-
 #[derive(Subcommand)]
 enum RolloutAction {
     /// Every fleet (or one): each node's image, RPC and health now, and its
@@ -729,360 +266,46 @@ enum RolloutAction {
     },
 }
 
-fn print_fleets(fleets: &[FleetView]) {
-    if fleets.is_empty() {
-        println!("no fleets configured (add [[fleet]] to hab.toml)");
-        return;
-    }
-    for f in fleets {
-        println!(
-            "fleet {} ({} {} on {}){}",
-            f.name,
-            f.pipeline,
-            f.channel,
-            f.target,
-            f.rollout.as_ref().map_or(String::new(), |r| format!(
-                ": rollout {} {} to build {}{}",
-                r.id,
-                r.state.as_str().to_uppercase(),
-                r.build_id,
-                r.reason
-                    .as_ref()
-                    .map(|x| format!(" ({x})"))
-                    .unwrap_or_default()
-            ))
-        );
-        let rows = f
-            .nodes
-            .iter()
-            .map(|n| {
-                vec![
-                    n.ordinal.to_string(),
-                    n.image.clone().unwrap_or_else(|| "-".into()),
-                    n.rpc.clone().unwrap_or_else(|| "-".into()),
-                    match &n.health {
-                        Ok(h) => format!("healthy at {h}"),
-                        Err(e) => e.clone(),
-                    },
-                ]
-            })
-            .collect();
-        println!("{}", table(&["NODE", "IMAGE", "RPC", "HEALTH"], rows));
-        println!();
-    }
-}
-
-/// Polls rollouts until each ends, printing steps as they are recorded.
-async fn wait_rollouts(client: &Client, ids: &[i64]) -> Result<bool, ClientError> {
-    let mut ok = true;
-    for id in ids {
-        let mut seen = 0;
-        loop {
-            let v: RolloutView = client.get(&format!("/rollouts/{id}")).await?;
-            for s in v.steps.iter().skip(seen) {
-                eprintln!(
-                    "  rollout {id} {}{} {}: {}",
-                    v.rollout.fleet,
-                    s.ordinal.map(|o| format!(" node {o}")).unwrap_or_default(),
-                    s.kind,
-                    s.detail
-                );
-            }
-            seen = v.steps.len();
-            if v.rollout.state.is_final() {
-                eprintln!(
-                    "rollout {id} of {}: {}{}",
-                    v.rollout.fleet,
-                    v.rollout.state.as_str().to_uppercase(),
-                    v.rollout
-                        .reason
-                        .as_ref()
-                        .map(|r| format!(" ({r})"))
-                        .unwrap_or_default()
-                );
-                ok &= v.rollout.state == hab::store::RolloutState::Succeeded;
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        }
-    }
-    Ok(ok)
-}
-
 async fn control(
     client: &Client,
     fleet: &str,
     verb: &str,
     json_out: bool,
 ) -> Result<(), ClientError> {
-    let r: Value = client
-        .post(&format!("/fleets/{fleet}/{verb}"), &json!({}))
-        .await?;
+    let r = client.control(fleet, verb).await?;
     if json_out {
-        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+        print_json(&r);
     } else {
         println!(
             "rollout {} of {fleet}: {}",
-            r["id"],
-            r["state"].as_str().unwrap_or("?").to_uppercase()
+            r.id,
+            r.state.as_str().to_uppercase()
         );
     }
     Ok(())
 }
 
-fn short(oid: &str) -> &str {
-    oid.get(..12).unwrap_or(oid)
-}
-
-fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-    for r in &rows {
-        for (i, c) in r.iter().enumerate() {
-            widths[i] = widths[i].max(c.chars().count());
-        }
-    }
-    let line = |cells: Vec<String>| {
-        cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_string()
-    };
-    let mut out = vec![line(headers.iter().map(|h| h.to_string()).collect())];
-    out.extend(rows.into_iter().map(line));
-    out.join("\n")
-}
-
-fn print_pipelines(views: &[PipelineView]) {
-    let rows = views
-        .iter()
-        .map(|p| {
-            let refs = if p.refs.is_empty() {
-                "-".into()
-            } else {
-                p.refs
-                    .iter()
-                    .map(|(k, v)| format!("{v} {k}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            let last = p.last_sync.as_ref().map_or("never".into(), |s| {
-                format!(
-                    "{} {}",
-                    s.status,
-                    s.finished_at
-                        .unwrap_or(s.started_at)
-                        .format("%Y-%m-%d %H:%M:%SZ")
-                )
-            });
-            let next = |t: &Option<chrono::DateTime<chrono::Utc>>| {
-                t.map_or("-".into(), |t| t.format("%Y-%m-%d %H:%MZ").to_string())
-            };
-            let mut triggers = Vec::new();
-            if let Some(s) = &p.sync_schedule {
-                triggers.push(format!("cron {s}"));
-            }
-            if p.webhook {
-                triggers.push("webhook".into());
-            }
-            if p.auto_build {
-                triggers.push("auto-build".into());
-            }
-            vec![
-                p.name.clone(),
-                p.upstream.clone(),
-                p.policy.clone(),
-                refs,
-                last,
-                next(&p.next_sync),
-                next(&p.next_rebuild),
-                if triggers.is_empty() {
-                    "habctl only".into()
-                } else {
-                    triggers.join(", ")
-                },
-            ]
-        })
-        .collect();
-    println!(
-        "{}",
-        table(
-            &[
-                "PIPELINE",
-                "UPSTREAM",
-                "POLICY",
-                "REFS",
-                "LAST SYNC",
-                "NEXT SYNC",
-                "NEXT REBUILD",
-                "TRIGGERS"
-            ],
-            rows
-        )
-    );
-}
-
-fn print_refs(refs: &[RefView]) {
-    if refs.is_empty() {
-        println!("no tracked refs yet (run habctl sync)");
-        return;
-    }
-    let rows = refs
-        .iter()
-        .map(|r| {
-            let s = &r.stored;
-            let name = s
-                .name
-                .strip_prefix("refs/tags/")
-                .unwrap_or(&s.name)
-                .to_string();
-            vec![
-                name,
-                short(&s.oid).to_string(),
-                if s.commit.is_empty() {
-                    "-".into()
-                } else {
-                    short(&s.commit).to_string()
-                },
-                s.state.as_str().to_string(),
-                s.verdict.kind().to_string(),
-                s.verdict.signer().unwrap_or("-").to_string(),
-                if r.buildable {
-                    "yes".into()
-                } else {
-                    "no".into()
-                },
-                r.build.as_ref().map_or("-".into(), |b| {
-                    format!(
-                        "#{} {}{}",
-                        b.id,
-                        b.state.as_str().to_uppercase(),
-                        if b.known_bad.is_some() {
-                            " KNOWN-BAD"
-                        } else {
-                            ""
-                        }
-                    )
-                }),
-            ]
-        })
-        .collect();
-    println!(
-        "{}",
-        table(
-            &[
-                "REF",
-                "OBJECT",
-                "COMMIT",
-                "STATE",
-                "VERDICT",
-                "SIGNER",
-                "BUILDABLE",
-                "BUILD"
-            ],
-            rows
-        )
-    );
-    for r in refs.iter().filter(|r| !r.buildable) {
-        if let Some(why) = &r.refusal {
-            println!("  {}: {why}", r.stored.name);
-        }
-    }
-    for r in refs {
-        if let Some((b, bad)) = r
-            .build
-            .as_ref()
-            .and_then(|b| Some((b, b.known_bad.as_ref()?)))
-        {
-            println!("  {}: build {} is {bad}", r.stored.name, b.id);
-        }
-    }
-}
-
-fn print_sync(r: &SyncReport) {
-    let s = &r.sync;
-    println!(
-        "sync {} of {}: {}{} — {} added, {} moved, {} deleted; {} objects ({} bytes) received",
-        s.id,
-        s.pipeline,
-        s.status,
-        if r.joined {
-            " (joined a sync already running)"
-        } else {
-            ""
-        },
-        s.added,
-        s.moved,
-        s.deleted,
-        s.objects_received,
-        s.bytes_received
-    );
-    for c in &r.changes {
-        println!(
-            "  {:<9} {}  {}{}",
-            format!("{:?}", c.change).to_lowercase(),
-            c.name,
-            c.verdict.as_deref().unwrap_or("-"),
-            c.signer
-                .as_ref()
-                .map(|s| format!(" by {s}"))
-                .unwrap_or_default()
-        );
-    }
-}
-
 async fn run(cli: Cli) -> Result<(), ClientError> {
     let token = match (&cli.token, &cli.token_file) {
         (Some(t), _) => Some(t.clone()),
-        // habd's token files hold one token a line, `#` comments: the
-        // first token is habctl's.
-        (None, Some(f)) => Some(
-            std::fs::read_to_string(f)
-                .map_err(|e| {
-                    ClientError::Decode(format!("cannot read token file {}: {e}", f.display()))
-                })?
-                .lines()
-                .map(str::trim)
-                .find(|l| !l.is_empty() && !l.starts_with('#'))
-                .unwrap_or_default()
-                .to_string(),
-        ),
+        (None, Some(f)) => Some(hab::client::token_from_file(f)?),
         (None, None) => None,
     };
     let client = Client::new(&cli.server, token);
     let json_out = cli.output == Output::Json;
-    let print_json =
-        |v: &Value| println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
     match cli.command {
         Command::Pipelines => {
-            let v: Vec<PipelineView> = client.get("/pipelines").await?;
-            if json_out {
-                print_json(&json!(v));
-            } else {
-                print_pipelines(&v);
-            }
+            let v = client.pipelines().await?;
+            show(json_out, v.as_slice(), print::pipelines);
         }
         Command::Sync { pipeline } => {
             eprintln!("syncing {pipeline} (fetching upstream; a first fetch of a large repository takes minutes)...");
-            let r: SyncReport = client
-                .post(&format!("/pipelines/{pipeline}/sync"), &json!({}))
-                .await?;
-            if json_out {
-                print_json(&json!(r));
-            } else {
-                print_sync(&r);
-            }
+            let r = client.sync(&pipeline).await?;
+            show(json_out, &r, print::sync);
         }
         Command::Refs { pipeline } => {
-            let v: Vec<RefView> = client.get(&format!("/pipelines/{pipeline}/refs")).await?;
-            if json_out {
-                print_json(&json!(v));
-            } else {
-                print_refs(&v);
-            }
+            let v = client.refs(&pipeline).await?;
+            show(json_out, v.as_slice(), print::refs);
         }
         Command::Ack {
             pipeline,
@@ -1090,35 +313,24 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             oid,
             by,
         } => {
-            let r: StoredRef = client
-                .post(
-                    &format!("/pipelines/{pipeline}/acknowledge"),
-                    &json!({ "ref": r#ref, "oid": oid, "by": by }),
-                )
-                .await?;
-            if json_out {
-                print_json(&json!(r));
-            } else {
-                println!(
-                    "acknowledged {} of {pipeline} at {}: now {} ({})",
-                    r.name,
-                    r.oid,
-                    r.state.as_str(),
-                    r.verdict.kind()
-                );
-            }
+            let req = AckRequest {
+                ref_name: r#ref,
+                oid,
+                by: Some(by),
+            };
+            let r = client.acknowledge(&pipeline, &req).await?;
+            show(json_out, &r, |r| print::acknowledged(&pipeline, r));
         }
         Command::Build {
             pipeline,
             r#ref,
             wait,
         } => {
-            let v: BuildView = client
-                .post(
-                    &format!("/pipelines/{pipeline}/builds"),
-                    &json!({ "ref": r#ref, "trigger": "habctl" }),
-                )
-                .await?;
+            let req = StartBuildRequest {
+                ref_name: r#ref,
+                trigger: Some("habctl".into()),
+            };
+            let v = client.start_build(&pipeline, &req).await?;
             let id = v.build.id;
             if v.reused {
                 eprintln!(
@@ -1137,15 +349,11 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 );
             }
             let v = if wait && !v.build.state.is_final() {
-                wait_for(&client, id).await?
+                client.wait_build(id, |l| eprintln!("{l}")).await?
             } else {
                 v
             };
-            if json_out {
-                print_json(&json!(v));
-            } else {
-                print_build(&v);
-            }
+            show(json_out, &v, print::build);
             if wait && !v.verified {
                 return Err(ClientError::Failed(format!(
                     "build {id} ended {}: {}",
@@ -1155,16 +363,12 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             }
         }
         Command::Builds { pipeline, limit } => {
-            let path = match &pipeline {
-                Some(p) => format!("/builds?pipeline={p}&limit={limit}"),
-                None => format!("/builds?limit={limit}"),
+            let q = BuildsQuery {
+                pipeline,
+                limit: Some(limit),
             };
-            let v: Vec<BuildView> = client.get(&path).await?;
-            if json_out {
-                print_json(&json!(v));
-            } else {
-                print_builds(&v);
-            }
+            let v = client.builds(&q).await?;
+            show(json_out, v.as_slice(), print::builds);
         }
         Command::Show { target } => {
             let id = target
@@ -1174,73 +378,32 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 .ok();
             match id {
                 Some(id) => {
-                    let v: Chain = client.get(&format!("/builds/{id}/chain")).await?;
-                    if json_out {
-                        print_json(&json!(v));
-                    } else {
-                        print_chain(&v);
-                    }
+                    let v = client.chain(id).await?;
+                    show(json_out, &v, print::chain);
                 }
                 None => {
-                    let v: FleetChain = client.get(&format!("/fleets/{target}")).await?;
-                    if json_out {
-                        print_json(&json!(v));
-                    } else {
-                        print_fleets(std::slice::from_ref(&v.fleet));
-                        match &v.chain {
-                            Some(c) => {
-                                println!();
-                                print_chain(c);
-                            }
-                            None => println!("\nno rollout of {target} has succeeded yet"),
-                        }
-                    }
+                    let v = client.fleet(&target).await?;
+                    show(json_out, &v, print::fleet_chain);
                 }
             }
         }
         Command::Rebuild { pipeline } => {
-            let v: Value = client
-                .post(&format!("/pipelines/{pipeline}/rebuild"), &json!({}))
-                .await?;
-            if json_out {
-                print_json(&v);
-            } else {
-                println!(
-                    "rebuild of {pipeline} queued (queue item {}); habctl queue --pipeline {pipeline} shows the builds it asks for",
-                    v["item"]["id"]
-                );
-            }
+            let v = client.rebuild(&pipeline).await?;
+            show(json_out, &v, |v| {
+                format!("rebuild of {pipeline} queued (queue item {}); habctl queue --pipeline {pipeline} shows the builds it asks for\n", v.item.id)
+            });
         }
         Command::Prune { keep, dry_run } => {
-            let v: Value = client
-                .post(
-                    "/registry/prune",
-                    &json!({ "keep": keep, "dry_run": dry_run }),
-                )
-                .await?;
+            let v = client.prune(&PruneRequest { keep, dry_run }).await?;
             if json_out {
                 print_json(&v);
             } else {
-                let kept: Vec<String> = v["kept"]
-                    .as_array()
-                    .map(|k| k.iter().map(|b| b.to_string()).collect())
-                    .unwrap_or_default();
-                println!("kept builds: {}", kept.join(", "));
-                for d in v["delete"].as_array().into_iter().flatten() {
-                    println!(
-                        "{} build {} {}: {}@{}",
-                        if dry_run { "would delete" } else { "deleted" },
-                        d["build"],
-                        d["what"].as_str().unwrap_or(""),
-                        d["repository"].as_str().unwrap_or(""),
-                        d["digest"].as_str().unwrap_or("")
-                    );
-                }
-                for e in v["errors"].as_array().into_iter().flatten() {
-                    eprintln!("failed: {}", e.as_str().unwrap_or(""));
+                print!("{}", print::pruned(&v));
+                for e in &v.errors {
+                    eprintln!("failed: {e}");
                 }
             }
-            if v["errors"].as_array().is_some_and(|e| !e.is_empty()) {
+            if !v.errors.is_empty() {
                 return Err(ClientError::Failed(
                     "some manifests could not be deleted".into(),
                 ));
@@ -1248,30 +411,26 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
         }
         Command::BaseImage { .. } => unreachable!("handled before connecting"),
         Command::Queue { pipeline, limit } => {
-            let q = pipeline
-                .map(|p| format!("&pipeline={p}"))
-                .unwrap_or_default();
-            let v: Vec<QueueView> = client.get(&format!("/queue?limit={limit}{q}")).await?;
-            if json_out {
-                print_json(&json!(v));
-            } else {
-                print_queue(&v);
-            }
+            let q = QueueQuery {
+                pipeline,
+                limit: Some(limit),
+            };
+            let v = client.queue(&q).await?;
+            show(json_out, v.as_slice(), print::queue);
         }
         Command::Logs { id, follow } => {
             let mut after = 0;
             loop {
-                let page: LogPage = client
-                    .get(&format!("/builds/{id}/logs?after={after}"))
-                    .await?;
+                let q = LogQuery {
+                    after: Some(after),
+                    limit: None,
+                };
+                let page = client.logs(id, &q).await?;
                 for l in &page.lines {
                     if json_out {
                         println!("{}", serde_json::to_string(l).unwrap_or_default());
                     } else {
-                        match &l.platform {
-                            Some(p) => println!("[{p}] {}", l.line),
-                            None => println!("{}", l.line),
-                        }
+                        print!("{}", print::log_line(l));
                     }
                     after = l.seq;
                 }
@@ -1284,22 +443,23 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             }
         }
         Command::Verify { target } => {
-            let body = match target.parse::<i64>() {
-                Ok(id) => json!({ "build": id }),
-                Err(_) => json!({ "reference": target }),
+            let req = match target.parse::<i64>() {
+                Ok(id) => VerifyRequest {
+                    build: Some(id),
+                    reference: None,
+                },
+                Err(_) => VerifyRequest {
+                    build: None,
+                    reference: Some(target.clone()),
+                },
             };
             eprintln!("verifying {target}: reading back every blob and running each image once...");
-            let v: Value = client.post("/verify", &body).await?;
-            let ok = if json_out {
-                print_json(&v);
-                v["ok"].as_bool().unwrap_or(false)
-            } else {
-                print_verification(&v)
-            };
-            if !ok {
+            let v = client.verify(&req).await?;
+            show(json_out, &v, print::verification);
+            if !v.ok {
                 return Err(ClientError::Failed(format!(
                     "verification of {target} failed: {}",
-                    v["reason"].as_str().unwrap_or("unknown")
+                    v.reason.as_deref().unwrap_or("unknown")
                 )));
             }
         }
@@ -1312,38 +472,18 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             force,
             wait,
         } => {
-            let p: PromoteView = client
-                .post(
-                    &format!("/pipelines/{pipeline}/promote"),
-                    &json!({ "target": target, "channel": channel, "reason": reason, "by": by, "force": force }),
-                )
-                .await?;
-            let v = json!(p);
-            if json_out {
-                print_json(&v);
-            } else if v["move"].is_null() {
-                println!(
-                    "{channel} of {pipeline} already at build {}: nothing moved",
-                    v["build_id"]
-                );
-            } else {
-                let m = &v["move"];
-                println!(
-                    "{channel} of {pipeline}: build {} -> build {} ({}), by {}",
-                    m["from_build"]
-                        .as_i64()
-                        .map_or("none".to_string(), |b| b.to_string()),
-                    m["to_build"],
-                    m["index_digest"].as_str().unwrap_or("?"),
-                    m["by"].as_str().unwrap_or("?")
-                );
-                for r in &p.rollouts {
-                    println!("  rollout {} of fleet {} queued", r.id, r.fleet);
-                }
-            }
+            let req = PromoteRequest {
+                target,
+                channel: channel.clone(),
+                reason,
+                by: Some(by),
+                force,
+            };
+            let p = client.promote(&pipeline, &req).await?;
+            show(json_out, &p, |p| print::promoted(&pipeline, &channel, p));
             if wait {
                 let ids: Vec<i64> = p.rollouts.iter().map(|r| r.id).collect();
-                if !wait_rollouts(&client, &ids).await? {
+                if !client.wait_rollouts(&ids, |l| eprintln!("{l}")).await? {
                     return Err(ClientError::Failed(
                         "a rollout did not succeed; the fleet was rolled back (habctl rollout status)"
                             .into(),
@@ -1353,7 +493,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
         }
         Command::Rollout { action } => match action {
             RolloutAction::Status { fleet, wait } => {
-                let mut v: Vec<FleetView> = client.get("/fleets").await?;
+                let mut v = client.fleets().await?;
                 if let Some(f) = &fleet {
                     v.retain(|x| &x.name == f);
                     if v.is_empty() {
@@ -1367,58 +507,51 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                         .filter(|r| !r.state.is_final())
                         .map(|r| r.id)
                         .collect();
-                    if !ids.is_empty() && !wait_rollouts(&client, &ids).await? {
+                    if !ids.is_empty() && !client.wait_rollouts(&ids, |l| eprintln!("{l}")).await? {
                         return Err(ClientError::Failed("a rollout did not succeed".into()));
                     }
-                    v = client.get("/fleets").await?;
+                    v = client.fleets().await?;
                     if let Some(f) = &fleet {
                         v.retain(|x| &x.name == f);
                     }
                 }
-                if json_out {
-                    print_json(&json!(v));
-                } else {
-                    print_fleets(&v);
-                }
+                show(json_out, v.as_slice(), print::fleets);
             }
             RolloutAction::Pause { fleet } => control(&client, &fleet, "pause", json_out).await?,
             RolloutAction::Resume { fleet } => control(&client, &fleet, "resume", json_out).await?,
             RolloutAction::Undo { fleet } => control(&client, &fleet, "undo", json_out).await?,
         },
         Command::Channels { pipeline } => {
-            let v: ChannelsView = client
-                .get(&format!("/pipelines/{pipeline}/channels"))
-                .await?;
-            if json_out {
-                print_json(&json!(v));
-            } else {
-                print_channels(&v);
-            }
+            let v = client.channels(&pipeline).await?;
+            show(json_out, &v, print::channels);
         }
         Command::Cancel { id } => {
-            let _: Value = client
-                .post(&format!("/builds/{id}/cancel"), &json!({}))
-                .await?;
+            client.cancel(id).await?;
             println!("build {id}: cancelling");
         }
         Command::Status => {
-            let v: Value = client.get("/status").await?;
-            if json_out {
-                print_json(&v);
-            } else {
-                println!(
-                    "habd {} up {}s, state in {}",
-                    v["version"].as_str().unwrap_or("?"),
-                    v["uptime_seconds"],
-                    v["state_dir"].as_str().unwrap_or("?")
-                );
-                let views: Vec<PipelineView> = serde_json::from_value(v["pipelines"].clone())
-                    .map_err(|e| ClientError::Decode(e.to_string()))?;
-                print_pipelines(&views);
-            }
+            let v = client.status().await?;
+            show(json_out, &v, print::status);
         }
     }
     Ok(())
+}
+
+/// `-o json`: the API's answer, pretty-printed.
+fn print_json(v: &(impl serde::Serialize + ?Sized)) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!(v)).unwrap_or_default()
+    );
+}
+
+/// The API's answer as JSON (`-o json`), or as `text` renders it.
+fn show<T: serde::Serialize + ?Sized>(json_out: bool, v: &T, text: impl FnOnce(&T) -> String) {
+    if json_out {
+        print_json(v);
+    } else {
+        print!("{}", text(v));
+    }
 }
 
 /// `habctl show 12 | head` closes stdout early: end quietly, as a program

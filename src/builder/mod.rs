@@ -34,10 +34,11 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    api::{SmokeReport, Verification},
     config::{Config, Pipeline},
     mirror::{Mirror, MirrorError},
     refplan::may_build,
-    registry::{IndexEntry, ReadBack, Registry, RegistryError},
+    registry::{IndexEntry, Registry, RegistryError},
     store::{
         BuildRecord, BuildState, NewBuild, NewPlatform, PlatformUpdate, Store, StoreError,
         StoredRef,
@@ -123,30 +124,6 @@ pub struct Started {
     pub build: BuildRecord,
     /// True when nothing needed building: an equal build had verified.
     pub reused: bool,
-}
-
-/// What a verification run found.
-#[derive(Debug, Clone, Serialize)]
-pub struct Verification {
-    /// Passed every check.
-    pub ok: bool,
-    /// The first problem, in words.
-    pub reason: Option<String>,
-    /// The read-back of the index.
-    pub read_back: ReadBack,
-    /// Smoke runs per platform: exit code and output.
-    pub smoke: BTreeMap<String, SmokeReport>,
-}
-
-/// One smoke run.
-#[derive(Debug, Clone, Serialize)]
-pub struct SmokeReport {
-    /// The command.
-    pub command: Vec<String>,
-    /// Exit code (None when it could not run).
-    pub exit_code: Option<i64>,
-    /// Output, or why it could not run.
-    pub output: String,
 }
 
 /// Told when a build becomes VERIFIED (habd's composition root wires the

@@ -217,7 +217,7 @@ mod tests {
         assert_eq!(
             rebuild_refs(
                 std::slice::from_ref(&forced),
-                &[failed.clone(), forced, newest_ok]
+                &[failed.clone(), forced.clone(), newest_ok]
             ),
             vec!["refs/tags/v4"],
             "no channel to follow: the newest verified, not known-bad"

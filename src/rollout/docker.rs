@@ -63,9 +63,10 @@ pub struct NodeSpec {
     pub host_port: Option<u16>,
 }
 
-/// What a node runs now.
+/// What a node's container runs now (the target-neutral view is
+/// [`super::target::NodeStatus`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeStatus {
+pub struct ContainerStatus {
     /// The pinned image, from its label.
     pub image: Option<String>,
     /// Running.
@@ -119,7 +120,7 @@ impl DockerTarget {
         &self,
         fleet: &str,
         ordinal: u32,
-    ) -> Result<Option<NodeStatus>, DockerTargetError> {
+    ) -> Result<Option<ContainerStatus>, DockerTargetError> {
         let name = container_name(fleet, ordinal);
         let c = match self.docker.inspect_container(&name, None).await {
             Ok(c) => c,
@@ -145,7 +146,7 @@ impl DockerTarget {
                     .flatten()
                     .find_map(|b| b.host_port.as_deref()?.parse().ok())
             });
-        Ok(Some(NodeStatus {
+        Ok(Some(ContainerStatus {
             image,
             running,
             host_port,

@@ -15,10 +15,10 @@ use std::{
 };
 
 use bollard::auth::DockerCredentials;
-use serde::Serialize;
 use tokio::sync::Notify;
 
 use crate::{
+    api::{FleetView, NodeView},
     config::{Config, FleetConfig, TargetKind},
     health::{self, Observation, Soak, Verdict},
     registry::Registry,
@@ -42,36 +42,6 @@ pub enum RolloutError {
     /// A blocking task died.
     #[error("internal error: {0}")]
     Internal(String),
-}
-
-/// A fleet and its nodes now, for `habctl rollout status`.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct FleetView {
-    /// The fleet's configuration.
-    pub name: String,
-    /// Pipeline.
-    pub pipeline: String,
-    /// Channel followed.
-    pub channel: String,
-    /// Target.
-    pub target: String,
-    /// Per node: what it runs and whether its gates pass now.
-    pub nodes: Vec<NodeView>,
-    /// The newest rollout of the fleet.
-    pub rollout: Option<RolloutRecord>,
-}
-
-/// One node now.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct NodeView {
-    /// Ordinal.
-    pub ordinal: u32,
-    /// Pinned image it runs.
-    pub image: Option<String>,
-    /// Its RPC URL.
-    pub rpc: Option<String>,
-    /// Healthy now, or why not.
-    pub health: Result<u64, String>,
 }
 
 /// The rollout engine: one rollout at a time across every fleet (so never

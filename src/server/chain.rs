@@ -4,52 +4,23 @@
 //! channel moves to it, and the rollouts of it with every step. Also the
 //! queue, and one fleet with the chain of the build it runs.
 
+use super::{blocking, builds::build_view, ApiError, ApiResult, AppState};
+use crate::{
+    api::{Chain, FleetChain, QueueQuery, QueueView, RolloutView},
+    store::{ChannelMove, QueueKind},
+};
 use axum::{
     extract::{Path, Query, State},
     http::StatusCode,
     Json,
 };
-use serde::{Deserialize, Serialize};
-
-use super::{blocking, builds::BuildView, rollouts::RolloutView, ApiError, ApiResult, AppState};
-use crate::{
-    rollout::FleetView,
-    store::{
-        ChannelMove, QueueItem, QueueKind, RefEvent, StoredRef, SyncRecord, TriggerRecord,
-        VerificationRecord,
-    },
-};
-
-/// Everything that happened to one build, from upstream to the nodes.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Chain {
-    /// The build: keys, digests, index.
-    pub build: BuildView,
-    /// The ref it was built from: commit, verdict, signer.
-    #[serde(rename = "ref")]
-    pub stored_ref: Option<StoredRef>,
-    /// What happened to that ref (added by sync N, moved, acknowledged).
-    pub ref_events: Vec<RefEvent>,
-    /// The sync that first saw the ref.
-    pub sync: Option<SyncRecord>,
-    /// What asked for that sync (webhook deliveries, a schedule slot, habctl).
-    pub sync_triggers: Vec<TriggerRecord>,
-    /// What asked for the build (the sync that found it, habctl, a rebuild).
-    pub build_triggers: Vec<TriggerRecord>,
-    /// Every verification run of the build.
-    pub verifications: Vec<VerificationRecord>,
-    /// Channel moves to this build.
-    pub channel_moves: Vec<ChannelMove>,
-    /// Rollouts of this build, with their steps.
-    pub rollouts: Vec<RolloutView>,
-}
 
 pub(super) async fn chain_of(state: &AppState, id: i64) -> Result<Chain, ApiError> {
     let store = state.store();
     let build = blocking(move || store.build(id))
         .await?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no build {id}")))?;
-    let view = BuildView::new(state, build);
+    let view = build_view(state, build);
     let store = state.store();
     blocking(move || {
         let b = &view.build;
@@ -113,15 +84,6 @@ pub(super) async fn build_chain(
     Ok(Json(chain_of(&state, id).await?))
 }
 
-/// One fleet now, and the chain of the build its nodes run.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct FleetChain {
-    /// Nodes, images, health, newest rollout.
-    pub fleet: FleetView,
-    /// The build the fleet runs (its newest succeeded rollout's), whole.
-    pub chain: Option<Chain>,
-}
-
 pub(super) async fn fleet(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -157,22 +119,6 @@ pub(super) async fn fleet(
         None => None,
     };
     Ok(Json(FleetChain { fleet, chain }))
-}
-
-#[derive(Debug, Deserialize)]
-pub(super) struct QueueQuery {
-    pipeline: Option<String>,
-    limit: Option<u32>,
-}
-
-/// A queue item with the triggers that asked for it.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct QueueView {
-    /// The item.
-    #[serde(flatten)]
-    pub item: QueueItem,
-    /// Its triggers, oldest first (at most 20 shown).
-    pub trigger_list: Vec<TriggerRecord>,
 }
 
 pub(super) async fn list_queue(

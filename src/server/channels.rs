@@ -6,13 +6,12 @@ use axum::{
     http::StatusCode,
     Json,
 };
-use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiResult, AppState};
 use crate::{
-    channel::{PromoteError, PromoteTarget, Promoted},
+    api::{ChannelView, ChannelsView, PromoteRequest, PromoteView},
+    channel::{PromoteError, PromoteTarget},
     promotion::Promotion,
-    store::{ChannelMove, ChannelState},
 };
 
 impl From<PromoteError> for ApiError {
@@ -26,30 +25,6 @@ impl From<PromoteError> for ApiError {
             PromoteError::Internal(e) => ApiError::internal(e),
         }
     }
-}
-
-/// A pipeline's channels: each declared one, where it points, and the moves.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ChannelsView {
-    /// Declared channels, with where each points (None: never moved).
-    pub channels: Vec<ChannelView>,
-    /// Moves, newest first.
-    pub moves: Vec<ChannelMove>,
-}
-
-/// One channel.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ChannelView {
-    /// Name.
-    pub name: String,
-    /// Advances by itself when a build verifies.
-    pub auto: bool,
-    /// Where it points.
-    pub current: Option<ChannelState>,
-    /// Set when the build it points at is known-bad (only an operator's
-    /// `promote --force` leaves a channel there).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub known_bad: Option<crate::store::KnownBad>,
 }
 
 pub(super) async fn list_channels(
@@ -81,33 +56,6 @@ pub(super) async fn list_channels(
             .collect(),
         moves,
     }))
-}
-
-/// `POST /api/v1/pipelines/{name}/promote`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PromoteRequest {
-    /// A tag, a build id (`12`, `build-12`) or an index digest.
-    pub target: String,
-    /// The channel to move.
-    pub channel: String,
-    /// Why (recorded).
-    pub reason: Option<String>,
-    /// Who (recorded).
-    pub by: Option<String>,
-    /// Promote a known-bad build anyway (needs a reason).
-    #[serde(default)]
-    pub force: bool,
-}
-
-/// What a promote did: the move, and the rollouts it queued.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct PromoteView {
-    /// The build and the move.
-    #[serde(flatten)]
-    pub promoted: Promoted,
-    /// Rollouts queued, one per fleet following the channel.
-    pub rollouts: Vec<crate::store::RolloutRecord>,
 }
 
 pub(super) async fn promote_build(

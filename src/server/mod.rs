@@ -29,7 +29,6 @@ use prometheus_client::{
     metrics::{counter::Counter, family::Family, gauge::Gauge},
     registry::Registry,
 };
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 mod builds;
@@ -38,12 +37,11 @@ mod channels;
 mod hooks;
 mod rollouts;
 
-pub use builds::{BuildView, LogPage};
-pub use chain::{Chain, FleetChain, QueueView};
-pub use channels::{ChannelView, ChannelsView, PromoteView};
-pub use rollouts::RolloutView;
-
 use crate::{
+    api::{
+        AckRequest, ErrorBody, PipelineView, PruneReport, PruneRequest, RefBuild, RefView,
+        StatusView,
+    },
     builder::{BuildError, Builds},
     config::{Config, Pipeline, SignaturePolicy},
     mirror::Mirror,
@@ -94,10 +92,11 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({ "error": self.reason, "status": self.status.as_u16() });
-        if let (Some(extra), Some(obj)) = (self.extra, body.as_object_mut()) {
-            obj.insert("detail".into(), extra);
-        }
+        let body = ErrorBody {
+            error: self.reason,
+            status: self.status.as_u16(),
+            detail: self.extra,
+        };
         let mut resp = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
@@ -464,53 +463,6 @@ fn set_counts(
     }
 }
 
-/// A pipeline as the API shows it.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct PipelineView {
-    /// Name.
-    pub name: String,
-    /// Implementation.
-    pub implementation: String,
-    /// Upstream URL.
-    pub upstream: String,
-    /// Tracked globs.
-    pub track: Vec<String>,
-    /// Ignored globs.
-    pub ignore: Vec<String>,
-    /// `signed` or `none`.
-    pub policy: String,
-    /// Pinned primary fingerprints.
-    pub keys: Vec<String>,
-    /// Sync schedule, as written.
-    pub sync_schedule: Option<String>,
-    /// When it next fires.
-    #[serde(default)]
-    pub next_sync: Option<chrono::DateTime<chrono::Utc>>,
-    /// Rebuild schedule, as written.
-    #[serde(default)]
-    pub rebuild_schedule: Option<String>,
-    /// When it next fires.
-    #[serde(default)]
-    pub next_rebuild: Option<chrono::DateTime<chrono::Utc>>,
-    /// The schedules' time zone.
-    #[serde(default)]
-    pub timezone: String,
-    /// True when webhooks can trigger it (a secret is configured).
-    #[serde(default)]
-    pub webhook: bool,
-    /// True when new verified refs build by themselves.
-    #[serde(default)]
-    pub auto_build: bool,
-    /// Channels.
-    pub channels: Vec<String>,
-    /// Refs by verdict.
-    pub refs: std::collections::BTreeMap<String, usize>,
-    /// The last sync.
-    pub last_sync: Option<crate::store::SyncRecord>,
-    /// Mirror clone URL path.
-    pub mirror: String,
-}
-
 fn pipeline_view(
     p: &Pipeline,
     refs: &[StoredRef],
@@ -592,17 +544,17 @@ async fn get_pipeline(
     Ok(Json(views.remove(0)))
 }
 
-async fn status(State(state): State<AppState>) -> ApiResult<serde_json::Value> {
+async fn status(State(state): State<AppState>) -> ApiResult<StatusView> {
     let all = state.config.pipelines.clone();
     let views = pipeline_views(&state, all).await?;
-    Ok(Json(json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime_seconds": state.started.elapsed().as_secs(),
-        "state_dir": state.config.state_dir,
-        "store": state.store().path(),
-        "builds_running": state.builds.running(),
-        "pipelines": views,
-    })))
+    Ok(Json(StatusView {
+        version: env!("CARGO_PKG_VERSION").into(),
+        uptime_seconds: state.started.elapsed().as_secs(),
+        state_dir: state.config.state_dir.clone(),
+        store: state.store().path().to_path_buf(),
+        builds_running: state.builds.running(),
+        pipelines: views,
+    }))
 }
 
 async fn sync_pipeline(State(state): State<AppState>, Path(name): Path<String>) -> Response {
@@ -652,30 +604,6 @@ async fn rebuild_pipeline(
         ))
         .await?;
     Ok((StatusCode::ACCEPTED, Json(queued)).into_response())
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PruneRequest {
-    keep: usize,
-    #[serde(default)]
-    dry_run: bool,
-}
-
-/// What a prune did.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct PruneReport {
-    /// The plan: builds kept, manifests to delete.
-    #[serde(flatten)]
-    pub plan: crate::prune::PrunePlan,
-    /// Manifests deleted (none on a dry run).
-    pub deleted: usize,
-    /// Manifests that were already gone.
-    pub missing: usize,
-    /// Deletions that failed, with why.
-    pub errors: Vec<String>,
-    /// True on a dry run.
-    pub dry_run: bool,
 }
 
 /// `POST /api/v1/registry/prune {"keep": N, "dry_run": false}`: deletes the
@@ -758,33 +686,6 @@ async fn list_syncs(
     Ok(Json(blocking(move || store.syncs(&p.name, 50)).await?))
 }
 
-/// A ref as the API shows it: the stored ref plus whether it may be built.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct RefView {
-    /// The stored ref.
-    #[serde(flatten)]
-    pub stored: StoredRef,
-    /// True when the signature policy and the ref's state allow a build.
-    pub buildable: bool,
-    /// Why not, when not.
-    pub refusal: Option<String>,
-    /// The ref's newest build, if any: `{"id": 3, "state": "verified"}`.
-    #[serde(default)]
-    pub build: Option<RefBuild>,
-}
-
-/// The newest build of a ref.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RefBuild {
-    /// Build id.
-    pub id: i64,
-    /// Its state.
-    pub state: crate::store::BuildState,
-    /// Set when its image is known-bad (a rollout of it failed its gates).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub known_bad: Option<crate::store::KnownBad>,
-}
-
 async fn list_refs(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -827,17 +728,6 @@ async fn list_refs(
     ))
 }
 
-#[derive(Debug, Deserialize)]
-struct AckRequest {
-    r#ref: String,
-    /// The object acknowledged (a prefix of 7 or more hex digits will do);
-    /// without it, the ref must not have moved again since it was flagged.
-    #[serde(default)]
-    oid: Option<String>,
-    #[serde(default)]
-    by: Option<String>,
-}
-
 async fn acknowledge(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -854,10 +744,10 @@ async fn acknowledge(
     let actor = req.by.unwrap_or_else(|| "api".into());
     Ok(Json(
         blocking(move || {
-            let found = crate::refname::resolve(&req.r#ref, |c| {
+            let found = crate::refname::resolve(&req.ref_name, |c| {
                 Ok::<_, StoreError>(store.get_ref(&p.name, c)?.is_some())
             })?;
-            let refname = found.unwrap_or_else(|| crate::refname::default_full(&req.r#ref));
+            let refname = found.unwrap_or_else(|| crate::refname::default_full(&req.ref_name));
             store.acknowledge(&p.name, &refname, req.oid.as_deref(), &actor)
         })
         .await?,

@@ -1,17 +1,15 @@
 //! The rollout API: fleets and their nodes now, rollouts and their steps,
 //! and pause, resume, undo.
 
+use super::{blocking, ApiError, ApiResult, AppState};
+use crate::{
+    api::{FleetView, RolloutView, RolloutsQuery},
+    store::RolloutRecord,
+};
 use axum::{
     extract::{Path, Query, State},
     http::StatusCode,
     Json,
-};
-use serde::{Deserialize, Serialize};
-
-use super::{blocking, ApiError, ApiResult, AppState};
-use crate::{
-    rollout::FleetView,
-    store::{RolloutRecord, RolloutStep},
 };
 
 pub(super) async fn list_fleets(State(state): State<AppState>) -> ApiResult<Vec<FleetView>> {
@@ -20,31 +18,15 @@ pub(super) async fn list_fleets(State(state): State<AppState>) -> ApiResult<Vec<
     ))
 }
 
-#[derive(Debug, Deserialize)]
-pub(super) struct ListQuery {
-    fleet: Option<String>,
-    limit: Option<u32>,
-}
-
 pub(super) async fn list_rollouts(
     State(state): State<AppState>,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<RolloutsQuery>,
 ) -> ApiResult<Vec<RolloutRecord>> {
     let store = state.store();
     let limit = q.limit.unwrap_or(20).min(1000);
     Ok(Json(
         blocking(move || store.rollouts(q.fleet.as_deref(), limit)).await?,
     ))
-}
-
-/// A rollout with its steps.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct RolloutView {
-    /// The rollout.
-    #[serde(flatten)]
-    pub rollout: RolloutRecord,
-    /// Every step and gate result, oldest first.
-    pub steps: Vec<RolloutStep>,
 }
 
 pub(super) async fn get_rollout(
