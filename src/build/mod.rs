@@ -36,8 +36,9 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     config::{Config, Pipeline},
     mirror::{Mirror, MirrorError},
+    readback::{self, ReadBack},
     refplan::may_build,
-    registry::{IndexEntry, ReadBack, Registry, RegistryError},
+    registry::{IndexEntry, Registry, RegistryError},
     store::{
         BuildRecord, BuildState, NewBuild, NewPlatform, PlatformUpdate, Store, StoreError,
         StoredRef,
@@ -1130,10 +1131,8 @@ impl Builds {
             "hab: reading back {}",
             self.registry.pinned(repository, index_digest)
         ));
-        let read_back = self
-            .registry
-            .read_back(repository, index_digest, &platforms)
-            .await;
+        let read_back =
+            readback::read_back(&self.registry, repository, index_digest, &platforms).await;
         let mut problems = read_back.problems.clone();
         note(format!(
             "hab: read back {} blobs, {} bytes; {} problems",

@@ -1,6 +1,9 @@
-//! The cluster's OCI registry, through oci-client: publishes an image that a
-//! builder exported (blobs the registry lacks, then its manifest), pushes the
-//! image index of a release, and reads everything back to check it.
+//! The cluster's OCI registry, through oci-client: moves bytes, and decides
+//! nothing about them. It publishes an image that a builder exported (blobs
+//! the registry lacks, then its manifest), pushes the image index of a
+//! release, tags, fetches manifests and streams blobs back (hashing them as
+//! they arrive), and deletes manifests. Whether what came back is what was
+//! pushed is judged in [`crate::readback`].
 //!
 //! Layers come out of the engine uncompressed (`docker save`); they are
 //! gzip-compressed here at level 1, all layers at once, which is where
@@ -10,14 +13,13 @@
 //! registry has is never sent again.
 //!
 //! By concern: `retry` (transient failures, timeouts), `push`
-//! (publish, index, tags), `read` (manifests, base images), `read_back`,
-//! `delete`, `saved` (the `docker save` archive) and `oci` (the wire types).
+//! (publish, index, tags), `read` (manifests, blobs, base images), `delete`,
+//! `saved` (the `docker save` archive) and `oci` (the wire types).
 
 mod delete;
 mod oci;
 mod push;
 mod read;
-mod read_back;
 mod retry;
 mod saved;
 
@@ -35,7 +37,7 @@ pub use oci::{
     IndexManifest, IndexPlatform, Manifest, OCI_INDEX, OCI_MANIFEST,
 };
 pub use push::{IndexEntry, PushedImage};
-pub use read_back::ReadBack;
+pub use read::FetchedBlob;
 use retry::transient;
 
 /// Blobs uploaded at once: enough to keep both cores compressing while the
