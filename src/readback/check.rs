@@ -3,6 +3,8 @@
 //! value or a [`Refusal`] whose text is what `habctl show` and the build's
 //! log say.
 
+use std::collections::BTreeMap;
+
 use super::Refusal;
 use crate::registry::{
     digest_of, parse_config_platform, parse_index, parse_manifest, Descriptor, FetchedBlob, Index,
@@ -172,6 +174,59 @@ pub fn config_platform(
             reason: e.to_string(),
         }),
     }
+}
+
+/// The images to smoke-run, as (platform, manifest digest): the expected
+/// platforms that read back, in their order; every platform read back when
+/// none is expected (an index no build of hab's pushed).
+pub fn smoke_targets(
+    expected: &[String],
+    found: &BTreeMap<String, String>,
+) -> Vec<(String, String)> {
+    if expected.is_empty() {
+        found.iter().map(|(p, d)| (p.clone(), d.clone())).collect()
+    } else {
+        expected
+            .iter()
+            .filter_map(|p| found.get(p).map(|d| (p.clone(), d.clone())))
+            .collect()
+    }
+}
+
+/// A smoke run passed: it ran and exited 0.
+///
+/// # Errors
+/// [`Refusal::SmokeFailed`].
+pub fn smoke_run(
+    command: &[String],
+    platform: &str,
+    exit_code: Option<i64>,
+    output: &str,
+) -> Result<(), Refusal> {
+    if exit_code == Some(0) {
+        Ok(())
+    } else {
+        Err(Refusal::SmokeFailed {
+            command: command.to_vec(),
+            platform: platform.into(),
+            exit_code,
+            output: output.into(),
+        })
+    }
+}
+
+/// `repository` and `digest` of what to read back, given as
+/// `[host/]repository@digest` (`host` is the registry's, and optional).
+///
+/// # Errors
+/// [`Refusal::NotPinned`] when there is no `@`.
+pub fn pinned_parts<'a>(host: &str, reference: &'a str) -> Result<(&'a str, &'a str), Refusal> {
+    let reference = reference
+        .strip_prefix(&format!("{host}/"))
+        .unwrap_or(reference);
+    reference.split_once('@').ok_or_else(|| Refusal::NotPinned {
+        reference: reference.into(),
+    })
 }
 
 #[cfg(test)]
@@ -500,6 +555,72 @@ mod tests {
                 d.digest,
                 layer.len()
             )
+        );
+    }
+
+    #[test]
+    fn smoke_runs_the_expected_platforms_that_read_back_or_all() {
+        let found: BTreeMap<String, String> = [
+            ("linux/amd64".to_string(), "sha256:a".to_string()),
+            ("linux/arm64".to_string(), "sha256:b".to_string()),
+        ]
+        .into();
+        let all = vec![
+            ("linux/amd64".to_string(), "sha256:a".to_string()),
+            ("linux/arm64".to_string(), "sha256:b".to_string()),
+        ];
+        assert_eq!(smoke_targets(&[], &found), all);
+        assert_eq!(
+            smoke_targets(
+                &[
+                    "linux/arm64".into(),
+                    "linux/riscv64".into(),
+                    "linux/amd64".into()
+                ],
+                &found
+            ),
+            vec![
+                ("linux/arm64".to_string(), "sha256:b".to_string()),
+                ("linux/amd64".to_string(), "sha256:a".to_string()),
+            ]
+        );
+        assert!(smoke_targets(&["linux/arm64".into()], &BTreeMap::new()).is_empty());
+    }
+
+    #[test]
+    fn a_smoke_run_passes_only_when_it_exits_zero() {
+        let cmd = vec!["bitcoind".to_string(), "-version".to_string()];
+        smoke_run(&cmd, "linux/amd64", Some(0), "Bitcoin Core version v27.0\n").unwrap();
+        assert_eq!(
+            smoke_run(&cmd, "linux/amd64", Some(3), "  bad\n")
+                .unwrap_err()
+                .to_string(),
+            "smoke command `bitcoind -version` on linux/amd64 exited 3: bad"
+        );
+        assert_eq!(
+            smoke_run(&cmd, "linux/arm64", None, "no builder runs linux/arm64")
+                .unwrap_err()
+                .to_string(),
+            "smoke command `bitcoind -version` on linux/arm64 could not run: no builder runs linux/arm64"
+        );
+    }
+
+    #[test]
+    fn what_to_read_back_is_repository_at_digest_with_or_without_the_host() {
+        let host = "127.0.0.1:5000";
+        assert_eq!(
+            pinned_parts(host, "127.0.0.1:5000/hab/node@sha256:ab"),
+            Ok(("hab/node", "sha256:ab"))
+        );
+        assert_eq!(
+            pinned_parts(host, "hab/node@sha256:ab"),
+            Ok(("hab/node", "sha256:ab"))
+        );
+        assert_eq!(
+            pinned_parts(host, "127.0.0.1:5000/hab/node:v27")
+                .unwrap_err()
+                .to_string(),
+            "\"hab/node:v27\" is not repository@sha256:digest"
         );
     }
 }

@@ -2,7 +2,7 @@
 //! [`super::check`], each with the words the build's log, its reason and
 //! `habctl verify` show.
 
-/// Why read-back refuses what the registry sent.
+/// Why read-back refuses what the registry sent, or what a smoke run did.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     /// The index's bytes do not hash to the digest asked for.
@@ -112,5 +112,28 @@ pub enum Refusal {
         size: u64,
         /// The size the manifest gives.
         expected: i64,
+    },
+    /// A platform's smoke command did not exit 0.
+    #[error(
+        "smoke command `{}` on {platform} {}: {}",
+        .command.join(" "),
+        .exit_code.map_or("could not run".to_string(), |c| format!("exited {c}")),
+        .output.trim()
+    )]
+    SmokeFailed {
+        /// The command.
+        command: Vec<String>,
+        /// `linux/arm64`.
+        platform: String,
+        /// Its exit code; None when it could not run.
+        exit_code: Option<i64>,
+        /// Its output, or why it could not run.
+        output: String,
+    },
+    /// What to read back is not `repository@digest`.
+    #[error("{reference:?} is not repository@sha256:digest")]
+    NotPinned {
+        /// As given, without the registry's host.
+        reference: String,
     },
 }
