@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     channel::Promoted,
     prune::PrunePlan,
-    registry::ReadBack,
+    readback::ReadBack,
     store::{
         BuildRecord, BuildState, ChannelMove, ChannelState, KnownBad, LogLine, QueueItem, RefEvent,
         RolloutRecord, RolloutStep, StoredRef, SyncRecord, TriggerRecord, VerificationRecord,

@@ -6,7 +6,8 @@
 //! [`queue`] → [`config`] → [`mirror`] (git) → [`verify`] (OpenPGP) →
 //! [`refplan`] (what changed, pure) → [`store`] (SQLite) → [`sync`] (one
 //! sync, end to end) → [`build`] (BuildKit via the Docker API, plans in
-//! `build::plan`) → [`registry`] (OCI distribution: publish, read back) →
+//! `build::plan`) → [`registry`] (OCI distribution: moves bytes) →
+//! [`readback`] (is what the registry holds what was pushed, pure checks) →
 //! [`channel`] (promote, automatic channels) → [`rollout`] (fleets, one node
 //! at a time, gated by [`health`]) → [`server`] (HTTP API, webhooks, git
 //! over HTTP, its wire types in [`api`]) ← [`client`]
@@ -25,6 +26,7 @@ pub mod mirror;
 pub mod promotion;
 pub mod prune;
 pub mod queue;
+pub mod readback;
 pub mod refname;
 pub mod refplan;
 pub mod registry;

@@ -37,6 +37,7 @@ use crate::{
     api::{SmokeReport, Verification},
     config::{Config, Pipeline},
     mirror::{Mirror, MirrorError},
+    readback,
     refplan::may_build,
     registry::{IndexEntry, Registry, RegistryError},
     store::{
@@ -1037,10 +1038,8 @@ impl Builds {
             "hab: reading back {}",
             self.registry.pinned(repository, index_digest)
         ));
-        let read_back = self
-            .registry
-            .read_back(repository, index_digest, &platforms)
-            .await;
+        let read_back =
+            readback::read_back(&self.registry, repository, index_digest, &platforms).await;
         let mut problems = read_back.problems.clone();
         note(format!(
             "hab: read back {} blobs, {} bytes; {} problems",
@@ -1055,18 +1054,7 @@ impl Builds {
                 .and_then(|p| p.build.as_ref())
                 .map(|b| b.smoke.clone())
                 .unwrap_or_default();
-            let to_run: Vec<(String, String)> = if platforms.is_empty() {
-                read_back
-                    .platforms
-                    .iter()
-                    .map(|(p, d)| (p.clone(), d.clone()))
-                    .collect()
-            } else {
-                platforms
-                    .iter()
-                    .filter_map(|p| read_back.platforms.get(p).map(|d| (p.clone(), d.clone())))
-                    .collect()
-            };
+            let to_run = readback::check::smoke_targets(&platforms, &read_back.platforms);
             if command.is_empty() {
                 note("hab: no smoke command configured; images not run".into());
             } else {
@@ -1082,15 +1070,13 @@ impl Builds {
                             .map_or("(did not run)".to_string(), |c| c.to_string()),
                         report.output.trim()
                     ));
-                    if report.exit_code != Some(0) {
-                        problems.push(format!(
-                            "smoke command `{}` on {platform} {}: {}",
-                            command.join(" "),
-                            report
-                                .exit_code
-                                .map_or("could not run".to_string(), |c| format!("exited {c}")),
-                            report.output.trim()
-                        ));
+                    if let Err(r) = readback::check::smoke_run(
+                        &command,
+                        &platform,
+                        report.exit_code,
+                        &report.output,
+                    ) {
+                        problems.push(r.to_string());
                     }
                     smoke.insert(platform, report);
                 }
@@ -1177,14 +1163,8 @@ impl Builds {
     /// # Errors
     /// Malformed reference, or the store failed.
     pub async fn verify_reference(&self, reference: &str) -> Result<Verification, BuildError> {
-        let reference = reference
-            .strip_prefix(&format!("{}/", self.registry.host()))
-            .unwrap_or(reference);
-        let Some((repository, digest)) = reference.split_once('@') else {
-            return Err(BuildError::Verification(format!(
-                "{reference:?} is not repository@sha256:digest"
-            )));
-        };
+        let (repository, digest) = readback::check::pinned_parts(self.registry.host(), reference)
+            .map_err(|r| BuildError::Verification(r.to_string()))?;
         let store = self.store.clone();
         let d = digest.to_string();
         let build = blocking(move || Ok(store.build_by_index(&d)?)).await?;

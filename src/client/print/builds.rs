@@ -338,7 +338,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::{api::SmokeReport, registry::ReadBack};
+    use crate::{api::SmokeReport, readback::ReadBack};
 
     fn verification(ok: bool, smoke: Option<Option<i64>>) -> Verification {
         Verification {
