@@ -56,8 +56,8 @@ use prometheus_client::metrics::counter::Counter;
 use serde_json::json;
 
 use super::{
+    node::{NodeStatus, UpdateError},
     plan::Direction,
-    target::{NodeStatus, UpdateError},
 };
 use crate::config::FleetConfig;
 

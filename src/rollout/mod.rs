@@ -5,6 +5,7 @@
 
 pub mod docker;
 pub mod kube;
+pub mod node;
 pub mod plan;
 pub mod target;
 
@@ -25,8 +26,9 @@ use crate::{
     store::{RolloutRecord, RolloutState, Store, StoreError},
 };
 use docker::DockerTarget;
+use node::{NodeEnv, UpdateError};
 use plan::{Action, Direction, NodeState};
-use target::{NodeEnv, Target, UpdateError};
+use target::Target;
 
 /// How often a node under its gates is looked at. Short, so a rollout
 /// moves on within a fraction of a second of a node settling.
