@@ -541,16 +541,6 @@ impl Store {
         Ok(rows)
     }
 
-    /// Syncs by pipeline and status (for metrics).
-    pub fn sync_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
-        let conn = self.lock();
-        let rows = conn
-            .prepare("SELECT pipeline, status, COUNT(*) FROM syncs GROUP BY pipeline, status")?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            .collect::<Result<_, _>>()?;
-        Ok(rows)
-    }
-
     /// The triggers that asked for an item.
     pub fn triggers_of(&self, queue_id: i64) -> Result<Vec<TriggerRecord>, StoreError> {
         self.triggers_where("queue_id = ?1", params![queue_id])
