@@ -14,25 +14,28 @@ use std::{
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 
+mod build_logs;
 mod builds;
 mod channels;
+mod platforms;
 mod queue;
 mod refs;
 mod rollouts;
 mod schema;
 mod syncs;
+mod verifications;
 
-pub use builds::{
-    BuildRecord, BuildState, KeyRecord, LogLine, NewBuild, NewPlatform, PlatformRecord,
-    PlatformUpdate, VerificationRecord,
-};
+pub use build_logs::LogLine;
+pub use builds::{BuildRecord, BuildState, NewBuild};
 pub use channels::{ChannelMove, ChannelState, KnownBad, MoveRefused};
+pub use platforms::{KeyRecord, NewPlatform, PlatformRecord, PlatformUpdate};
 pub use queue::{
     Delivery, Enqueue, Enqueued, ItemState, Joined, QueueItem, QueueKind, TriggerRecord,
 };
 pub use refs::{RefEvent, StoredRef};
 pub use rollouts::{RolloutRecord, RolloutState, RolloutStep};
 pub use syncs::{SyncRecord, SyncResult};
+pub use verifications::VerificationRecord;
 
 use schema::MIGRATIONS;
 
