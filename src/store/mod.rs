@@ -17,10 +17,12 @@ use rusqlite::Connection;
 mod build_logs;
 mod builds;
 mod channels;
+mod deliveries;
 mod platforms;
 mod queue;
 mod refs;
 mod rollouts;
+mod schedules;
 mod schema;
 mod syncs;
 mod verifications;
@@ -28,10 +30,9 @@ mod verifications;
 pub use build_logs::LogLine;
 pub use builds::{BuildRecord, BuildState, NewBuild};
 pub use channels::{ChannelMove, ChannelState, KnownBad, MoveRefused};
+pub use deliveries::Delivery;
 pub use platforms::{KeyRecord, NewPlatform, PlatformRecord, PlatformUpdate};
-pub use queue::{
-    Delivery, Enqueue, Enqueued, ItemState, Joined, QueueItem, QueueKind, TriggerRecord,
-};
+pub use queue::{Enqueue, Enqueued, ItemState, Joined, QueueItem, QueueKind, TriggerRecord};
 pub use refs::{RefEvent, StoredRef};
 pub use rollouts::{RolloutRecord, RolloutState, RolloutStep};
 pub use syncs::{SyncRecord, SyncResult};
