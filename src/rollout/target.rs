@@ -2,43 +2,10 @@
 //! answers, moving a node to an image, removing one, and recording a step
 //! where the target's own tools show it.
 
-use bollard::auth::DockerCredentials;
-
 use super::{docker::DockerTarget, kube::KubeTarget, plan::Direction};
 use crate::config::FleetConfig;
 
-/// A node as any target reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeStatus {
-    /// The pinned image it runs.
-    pub image: Option<String>,
-    /// Running (and, on Kubernetes, Ready).
-    pub running: bool,
-    /// Its RPC URL (`http://127.0.0.1:18500/`).
-    pub rpc_url: Option<String>,
-}
-
-/// What a node is given besides its image.
-#[derive(Debug, Clone)]
-pub struct NodeEnv {
-    /// Environment (`NETWORK`, `RPC_USER`, `RPC_PASSWORD`).
-    pub env: Vec<String>,
-    /// Credentials to pull from the registry.
-    pub credentials: Option<DockerCredentials>,
-}
-
-/// Why a node was not moved.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum UpdateError {
-    /// The target refused or the node did not come back: the rollout turns
-    /// back (or, going back, fails).
-    #[error("{0}")]
-    Failed(String),
-    /// Moving on would change nodes behind hab's gates (the target changed
-    /// under the rollout): the rollout is paused for an operator.
-    #[error("{0}")]
-    Hold(String),
-}
+pub use super::node::{NodeEnv, NodeStatus, UpdateError};
 
 /// A rollout target.
 #[derive(Debug, Clone)]

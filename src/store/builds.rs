@@ -1,5 +1,6 @@
-//! Builds in the state store: one row per build, one per platform of it, the
-//! build output, the build keys that verified, and every verification run.
+//! Builds in the state store: one row per build, with its platforms
+//! (`platforms`), its output (`build_logs`) and its verification runs
+//! (`verifications`) beside it.
 //!
 //! A build key lands in `build_keys` in the same transaction that marks its
 //! build VERIFIED, so "this key was built and verified" is never half true.
@@ -8,7 +9,11 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
-use super::{now, Store, StoreError};
+use super::{
+    now,
+    platforms::{platforms_of, NewPlatform, PlatformRecord},
+    Store, StoreError,
+};
 
 /// Where a build stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,35 +84,6 @@ impl BuildState {
     }
 }
 
-/// One platform of a build.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlatformRecord {
-    /// `linux/amd64`, `linux/arm64`.
-    pub platform: String,
-    /// The builder it was given to.
-    pub builder: String,
-    /// sha256 over (commit, recipe files, build args, platform, base digest).
-    pub build_key: String,
-    /// queued, building, exporting, pushing, pushed, reused, verified, failed.
-    pub stage: String,
-    /// The key had verified before: nothing was built or uploaded.
-    pub reused: bool,
-    /// Image id on the builder.
-    pub image_id: Option<String>,
-    /// The platform's image manifest in the registry.
-    pub manifest_digest: Option<String>,
-    /// Its size in bytes.
-    pub manifest_size: Option<i64>,
-    /// Its media type.
-    pub manifest_media_type: Option<String>,
-    /// Bytes of blobs the image has.
-    pub bytes_total: i64,
-    /// Bytes uploaded (blobs the registry already had are not).
-    pub bytes_pushed: i64,
-    /// Blobs the registry already had.
-    pub blobs_skipped: i64,
-}
-
 /// A build, with its platforms.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BuildRecord {
@@ -176,91 +152,8 @@ pub struct NewBuild {
     pub platforms: Vec<NewPlatform>,
 }
 
-/// A platform of a new build.
-#[derive(Debug, Clone)]
-pub struct NewPlatform {
-    /// Platform.
-    pub platform: String,
-    /// Builder.
-    pub builder: String,
-    /// Build key.
-    pub build_key: String,
-    /// A verified image of the same key, reused as is.
-    pub reuse: Option<KeyRecord>,
-}
-
-/// A build key that verified, and the image it made.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyRecord {
-    /// The key.
-    pub build_key: String,
-    /// Platform.
-    pub platform: String,
-    /// Repository it lives in.
-    pub repository: String,
-    /// Image manifest digest.
-    pub manifest_digest: String,
-    /// Manifest size.
-    pub manifest_size: i64,
-    /// Manifest media type.
-    pub manifest_media_type: String,
-    /// The build that made it.
-    pub build_id: i64,
-}
-
-/// Fields of a platform row to change; `None` leaves a field alone.
-#[derive(Debug, Clone, Default)]
-pub struct PlatformUpdate {
-    /// Stage.
-    pub stage: Option<String>,
-    /// Image id.
-    pub image_id: Option<String>,
-    /// Manifest digest, size, media type.
-    pub manifest: Option<(String, i64, String)>,
-    /// Bytes total.
-    pub bytes_total: Option<i64>,
-    /// Bytes pushed so far.
-    pub bytes_pushed: Option<i64>,
-    /// Blobs skipped.
-    pub blobs_skipped: Option<i64>,
-}
-
-/// A line of build output.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogLine {
-    /// Position in the build's output, from 1.
-    pub seq: i64,
-    /// The platform it came from; None for hab's own lines.
-    pub platform: Option<String>,
-    /// When it was stored.
-    pub at: DateTime<Utc>,
-    /// The line.
-    pub line: String,
-}
-
-/// One run of verification.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VerificationRecord {
-    /// Id.
-    pub id: i64,
-    /// The build verified, when it was one.
-    pub build_id: Option<i64>,
-    /// `repository@digest`.
-    pub reference: String,
-    /// When.
-    pub at: DateTime<Utc>,
-    /// Passed.
-    pub ok: bool,
-    /// Why not.
-    pub reason: Option<String>,
-    /// The full report.
-    pub report: serde_json::Value,
-}
-
 const BUILD_COLUMNS: &str = "id, pipeline, ref_name, commit_oid, version, signer, trigger,
     repository, state, reason, index_digest, created_at, finished_at, verified_at";
-const PLATFORM_COLUMNS: &str = "platform, builder, build_key, stage, reused, image_id,
-    manifest_digest, manifest_size, manifest_media_type, bytes_total, bytes_pushed, blobs_skipped";
 
 impl Store {
     /// Records a new build, queued, with its platforms. Reused platforms are
@@ -448,34 +341,6 @@ impl Store {
         Ok(())
     }
 
-    /// The verified image of a build key, if one exists in `repository`.
-    pub fn verified_key(
-        &self,
-        build_key: &str,
-        repository: &str,
-    ) -> Result<Option<KeyRecord>, StoreError> {
-        Ok(self
-            .lock()
-            .query_row(
-                "SELECT build_key, platform, repository, manifest_digest, manifest_size,
-                    manifest_media_type, build_id
-                 FROM build_keys WHERE build_key = ?1 AND repository = ?2",
-                params![build_key, repository],
-                |r| {
-                    Ok(KeyRecord {
-                        build_key: r.get(0)?,
-                        platform: r.get(1)?,
-                        repository: r.get(2)?,
-                        manifest_digest: r.get(3)?,
-                        manifest_size: r.get(4)?,
-                        manifest_media_type: r.get(5)?,
-                        build_id: r.get(6)?,
-                    })
-                },
-            )
-            .optional()?)
-    }
-
     /// The newest VERIFIED build of `pipeline` for `ref_name` whose platforms
     /// carry exactly `keys`: asking for it again reuses it whole.
     pub fn verified_build_with_keys(
@@ -506,146 +371,6 @@ impl Store {
         }))
     }
 
-    /// Changes a platform row.
-    pub fn update_platform(
-        &self,
-        id: i64,
-        platform: &str,
-        u: &PlatformUpdate,
-    ) -> Result<(), StoreError> {
-        let (digest, size, media) = match &u.manifest {
-            Some((d, s, m)) => (Some(d.as_str()), Some(*s), Some(m.as_str())),
-            None => (None, None, None),
-        };
-        self.lock().execute(
-            "UPDATE build_platforms SET
-                stage = COALESCE(?3, stage),
-                image_id = COALESCE(?4, image_id),
-                manifest_digest = COALESCE(?5, manifest_digest),
-                manifest_size = COALESCE(?6, manifest_size),
-                manifest_media_type = COALESCE(?7, manifest_media_type),
-                bytes_total = COALESCE(?8, bytes_total),
-                bytes_pushed = COALESCE(?9, bytes_pushed),
-                blobs_skipped = COALESCE(?10, blobs_skipped)
-             WHERE build_id = ?1 AND platform = ?2",
-            params![
-                id,
-                platform,
-                u.stage,
-                u.image_id,
-                digest,
-                size,
-                media,
-                u.bytes_total,
-                u.bytes_pushed,
-                u.blobs_skipped
-            ],
-        )?;
-        Ok(())
-    }
-
-    /// Appends lines to a build's output.
-    pub fn append_log(
-        &self,
-        id: i64,
-        platform: Option<&str>,
-        lines: &[String],
-    ) -> Result<(), StoreError> {
-        if lines.is_empty() {
-            return Ok(());
-        }
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        let mut seq: i64 = tx.query_row(
-            "SELECT COALESCE(MAX(seq), 0) FROM build_logs WHERE build_id = ?1",
-            params![id],
-            |r| r.get(0),
-        )?;
-        let at = now();
-        {
-            let mut insert = tx.prepare(
-                "INSERT INTO build_logs (build_id, seq, platform, at, line) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for line in lines {
-                seq += 1;
-                insert.execute(params![id, seq, platform, at, line])?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// A build's output after line `after`, at most `limit` lines.
-    pub fn logs(&self, id: i64, after: i64, limit: u32) -> Result<Vec<LogLine>, StoreError> {
-        let conn = self.lock();
-        let lines = conn
-            .prepare(
-                "SELECT seq, platform, at, line FROM build_logs
-                 WHERE build_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-            )?
-            .query_map(params![id, after, limit], |r| {
-                Ok(LogLine {
-                    seq: r.get(0)?,
-                    platform: r.get(1)?,
-                    at: r.get(2)?,
-                    line: r.get(3)?,
-                })
-            })?
-            .collect::<Result<_, _>>()?;
-        Ok(lines)
-    }
-
-    /// Records a verification run.
-    pub fn record_verification(
-        &self,
-        build_id: Option<i64>,
-        reference: &str,
-        ok: bool,
-        reason: Option<&str>,
-        report: &serde_json::Value,
-    ) -> Result<VerificationRecord, StoreError> {
-        let conn = self.lock();
-        let at = now();
-        conn.execute(
-            "INSERT INTO verifications (build_id, reference, at, ok, reason, report)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![build_id, reference, at, ok, reason, report.to_string()],
-        )?;
-        Ok(VerificationRecord {
-            id: conn.last_insert_rowid(),
-            build_id,
-            reference: reference.to_string(),
-            at,
-            ok,
-            reason: reason.map(str::to_string),
-            report: report.clone(),
-        })
-    }
-
-    /// Verification runs of a build, oldest first.
-    pub fn verifications(&self, build_id: i64) -> Result<Vec<VerificationRecord>, StoreError> {
-        let conn = self.lock();
-        let rows = conn
-            .prepare(
-                "SELECT id, build_id, reference, at, ok, reason, report FROM verifications
-                 WHERE build_id = ?1 ORDER BY id",
-            )?
-            .query_map(params![build_id], |r| {
-                let report: String = r.get(6)?;
-                Ok(VerificationRecord {
-                    id: r.get(0)?,
-                    build_id: r.get(1)?,
-                    reference: r.get(2)?,
-                    at: r.get(3)?,
-                    ok: r.get(4)?,
-                    reason: r.get(5)?,
-                    report: serde_json::from_str(&report).unwrap_or(serde_json::Value::Null),
-                })
-            })?
-            .collect::<Result<_, _>>()?;
-        Ok(rows)
-    }
-
     /// Ends builds a previous process left running: their images may be half
     /// pushed, but nothing was tagged with the version or marked verified.
     pub fn mark_builds_interrupted(&self) -> Result<usize, StoreError> {
@@ -659,27 +384,7 @@ impl Store {
 }
 
 fn build_by_id(conn: &Connection, id: i64) -> Result<BuildRecord, StoreError> {
-    let platforms = conn
-        .prepare(&format!(
-            "SELECT {PLATFORM_COLUMNS} FROM build_platforms WHERE build_id = ?1 ORDER BY platform"
-        ))?
-        .query_map(params![id], |r| {
-            Ok(PlatformRecord {
-                platform: r.get(0)?,
-                builder: r.get(1)?,
-                build_key: r.get(2)?,
-                stage: r.get(3)?,
-                reused: r.get(4)?,
-                image_id: r.get(5)?,
-                manifest_digest: r.get(6)?,
-                manifest_size: r.get(7)?,
-                manifest_media_type: r.get(8)?,
-                bytes_total: r.get(9)?,
-                bytes_pushed: r.get(10)?,
-                blobs_skipped: r.get(11)?,
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+    let platforms = platforms_of(conn, id)?;
     conn.query_row(
         &format!("SELECT {BUILD_COLUMNS} FROM builds WHERE id = ?1"),
         params![id],
@@ -717,6 +422,7 @@ fn build_by_id(conn: &Connection, id: i64) -> Result<BuildRecord, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::PlatformUpdate;
 
     fn new_build(keys: &[(&str, &str)]) -> NewBuild {
         NewBuild {

@@ -1,14 +1,13 @@
 //! The trigger queue in the state store: one row per unit of work (sync a
-//! pipeline, rebuild what it runs, build one ref), one row per trigger that
-//! asked for it, the webhook deliveries already seen, and the last slot each
-//! schedule fired for.
+//! pipeline, rebuild what it runs, build one ref) and one row per trigger
+//! that asked for it. The webhook deliveries already seen (`deliveries`)
+//! and the last slot each schedule fired for (`schedules`) land work here
+//! through [`enqueue_in`], in their own transaction.
 //!
 //! Coalescing happens here, inside one transaction: at most one item per
 //! (pipeline, kind, ref) is pending (a partial unique index holds that even
 //! if two habds shared the file), and a trigger for work already pending
-//! joins it instead of adding more. A webhook delivery is recorded in the
-//! same transaction as its trigger, so a replay is recognised even across a
-//! crash, and a delivery is never recorded without the work it asked for.
+//! joins it instead of adding more.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
@@ -193,20 +192,6 @@ pub struct Enqueued {
     pub trigger_id: i64,
 }
 
-/// What became of a webhook delivery.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Delivery {
-    /// First time seen: recorded, with the work it asked for.
-    Accepted(Enqueued),
-    /// Seen before: nothing done.
-    Duplicate {
-        /// When it was first seen.
-        first_seen: DateTime<Utc>,
-        /// The item it asked for then, if any.
-        queue_id: Option<i64>,
-    },
-}
-
 const ITEM_COLUMNS: &str = "id, pipeline, kind, ref_name, state, due_at, created_at, started_at,
     finished_at, triggers, source, result, error";
 
@@ -257,7 +242,7 @@ fn item_in_state(
 }
 
 /// Records the trigger and lands it on an item, inside `tx`.
-fn enqueue_in(tx: &Transaction<'_>, e: &Enqueue) -> Result<Enqueued, StoreError> {
+pub(super) fn enqueue_in(tx: &Transaction<'_>, e: &Enqueue) -> Result<Enqueued, StoreError> {
     let at = now();
     let (item_id, joined) =
         if let Some(running) = item_in_state(tx, e, "running")?.filter(|_| e.join_running) {
@@ -323,60 +308,6 @@ impl Store {
         let out = enqueue_in(&tx, e)?;
         tx.commit()?;
         Ok(out)
-    }
-
-    /// Records a webhook delivery and queues its work, in one transaction;
-    /// a delivery id seen before does nothing.
-    ///
-    /// # Errors
-    /// The store fails; nothing is recorded.
-    pub fn accept_delivery(
-        &self,
-        provider: &str,
-        delivery: &str,
-        event: &str,
-        e: &Enqueue,
-    ) -> Result<Delivery, StoreError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        let seen: Option<(DateTime<Utc>, Option<i64>)> = tx
-            .query_row(
-                "SELECT at, queue_id FROM deliveries WHERE provider = ?1 AND delivery = ?2",
-                params![provider, delivery],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        if let Some((first_seen, queue_id)) = seen {
-            return Ok(Delivery::Duplicate {
-                first_seen,
-                queue_id,
-            });
-        }
-        let out = enqueue_in(&tx, e)?;
-        tx.execute(
-            "INSERT INTO deliveries (provider, delivery, pipeline, event, queue_id, at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![provider, delivery, e.pipeline, event, out.item.id, now()],
-        )?;
-        tx.commit()?;
-        Ok(Delivery::Accepted(out))
-    }
-
-    /// Records a delivery that asks for no work (a `ping`), so its replay is
-    /// recognised too. Returns false when it was seen before.
-    pub fn record_delivery(
-        &self,
-        provider: &str,
-        delivery: &str,
-        pipeline: &str,
-        event: &str,
-    ) -> Result<bool, StoreError> {
-        let n = self.lock().execute(
-            "INSERT OR IGNORE INTO deliveries (provider, delivery, pipeline, event, at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![provider, delivery, pipeline, event, now()],
-        )?;
-        Ok(n == 1)
     }
 
     /// Pending items, soonest due first.
@@ -522,30 +453,11 @@ impl Store {
             .optional()?)
     }
 
-    /// Forgets webhook deliveries older than `before` (a replay older than
-    /// that asks for one more sync, which is harmless: a sync only fetches
-    /// and verifies). Returns how many.
-    pub fn prune_deliveries(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
-        Ok(self
-            .lock()
-            .execute("DELETE FROM deliveries WHERE at < ?1", params![before])?)
-    }
-
     /// Items by kind and state (for metrics).
     pub fn queue_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
         let conn = self.lock();
         let rows = conn
             .prepare("SELECT kind, state, COUNT(*) FROM queue GROUP BY kind, state")?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            .collect::<Result<_, _>>()?;
-        Ok(rows)
-    }
-
-    /// Syncs by pipeline and status (for metrics).
-    pub fn sync_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
-        let conn = self.lock();
-        let rows = conn
-            .prepare("SELECT pipeline, status, COUNT(*) FROM syncs GROUP BY pipeline, status")?
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<Result<_, _>>()?;
         Ok(rows)
@@ -588,54 +500,6 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// The last slot a schedule fired for (or its baseline), if any.
-    pub fn schedule_last(
-        &self,
-        pipeline: &str,
-        kind: QueueKind,
-    ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        Ok(self
-            .lock()
-            .query_row(
-                "SELECT last_slot FROM schedule_runs WHERE pipeline = ?1 AND kind = ?2",
-                params![pipeline, kind.as_str()],
-                |r| r.get(0),
-            )
-            .optional()?)
-    }
-
-    /// Records where a schedule starts counting from, without firing it (the
-    /// first time habd sees a schedule, nothing was missed).
-    pub fn schedule_baseline(
-        &self,
-        pipeline: &str,
-        kind: QueueKind,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.lock().execute(
-            "INSERT OR IGNORE INTO schedule_runs (pipeline, kind, last_slot, fired_at)
-             VALUES (?1, ?2, ?3, ?4)",
-            params![pipeline, kind.as_str(), at, now()],
-        )?;
-        Ok(())
-    }
-
-    /// Fires a schedule for `slot`: records the slot and queues the work, in
-    /// one transaction (a crash between them cannot lose or repeat a run).
-    pub fn schedule_fire(&self, slot: DateTime<Utc>, e: &Enqueue) -> Result<Enqueued, StoreError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        tx.execute(
-            "INSERT INTO schedule_runs (pipeline, kind, last_slot, fired_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (pipeline, kind) DO UPDATE SET last_slot = excluded.last_slot,
-                fired_at = excluded.fired_at",
-            params![e.pipeline, e.kind.as_str(), slot, now()],
-        )?;
-        let out = enqueue_in(&tx, e)?;
-        tx.commit()?;
-        Ok(out)
     }
 }
 
@@ -688,26 +552,6 @@ mod tests {
         s.finish_item(id, Some(&serde_json::json!({"sync_id": 1})), None)
             .unwrap();
         assert!(s.start_item(next.item.id).unwrap().is_some());
-    }
-
-    #[test]
-    fn a_delivery_is_accepted_once() {
-        let (_d, s) = store();
-        let e = Enqueue::new("p", QueueKind::Sync, "webhook:github");
-        assert!(matches!(
-            s.accept_delivery("github", "d-1", "push", &e).unwrap(),
-            Delivery::Accepted(_)
-        ));
-        assert!(matches!(
-            s.accept_delivery("github", "d-1", "push", &e).unwrap(),
-            Delivery::Duplicate { .. }
-        ));
-        // The same id from another provider is another delivery.
-        assert!(matches!(
-            s.accept_delivery("gitea", "d-1", "push", &e).unwrap(),
-            Delivery::Accepted(_)
-        ));
-        assert_eq!(s.pending_items().unwrap()[0].triggers, 2);
     }
 
     #[test]

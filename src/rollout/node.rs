@@ -1,0 +1,39 @@
+//! The words the rollout targets and the engine share: a node as any
+//! target reports it, what it is given besides its image, and why it was
+//! not moved. Apart from the targets, so that a target and the dispatcher
+//! over them (`target`) do not import each other.
+
+use bollard::auth::DockerCredentials;
+
+/// A node as any target reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// The pinned image it runs.
+    pub image: Option<String>,
+    /// Running (and, on Kubernetes, Ready).
+    pub running: bool,
+    /// Its RPC URL (`http://127.0.0.1:18500/`).
+    pub rpc_url: Option<String>,
+}
+
+/// What a node is given besides its image.
+#[derive(Debug, Clone)]
+pub struct NodeEnv {
+    /// Environment (`NETWORK`, `RPC_USER`, `RPC_PASSWORD`).
+    pub env: Vec<String>,
+    /// Credentials to pull from the registry.
+    pub credentials: Option<DockerCredentials>,
+}
+
+/// Why a node was not moved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpdateError {
+    /// The target refused or the node did not come back: the rollout turns
+    /// back (or, going back, fails).
+    #[error("{0}")]
+    Failed(String),
+    /// Moving on would change nodes behind hab's gates (the target changed
+    /// under the rollout): the rollout is paused for an operator.
+    #[error("{0}")]
+    Hold(String),
+}
