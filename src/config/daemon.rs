@@ -14,7 +14,7 @@ use url::Url;
 
 use super::{
     load_pipelines, parse_duration, parse_platforms, parse_timeout, read_source, resolve,
-    ConfigError, FleetConfig, Pipeline, Platform, Source, PLATFORMS,
+    ConfigError, FleetConfig, Pipeline, Platform, Source,
 };
 
 /// The address habd listens on when nothing else is said. 8470 is unassigned
@@ -314,8 +314,8 @@ impl Config {
             builders: vec![BuilderConfig {
                 name: "local".into(),
                 endpoint: local.clone(),
-                platforms: PLATFORMS.iter().map(|p| Platform(p.to_string())).collect(),
-                emulated: vec![Platform("linux/arm64".into())],
+                platforms: Platform::ALL.to_vec(),
+                emulated: vec![Platform::LinuxArm64],
                 tls_ca: None,
                 tls_cert: None,
                 tls_key: None,

@@ -32,7 +32,7 @@ pub use pipeline::{
     load_pipelines, parse_pipeline, BuildRecipe, Channel, Implementation, Pipeline, RefFilter,
     Schedule, Secret, SignaturePolicy, DEFAULT_UPSTREAM_TIMEOUT,
 };
-pub use platform::{Platform, PLATFORMS};
+pub use platform::{Platform, UnknownPlatform};
 
 use diagnostics::{read_source, Source};
 
@@ -61,8 +61,8 @@ fn parse_platforms(src: &mut Source<'_>, list: &[Spanned<String>], field: &str) 
     list.iter()
         .filter_map(|p| match p.get_ref().parse::<Platform>() {
             Ok(p) => Some(p),
-            Err(msg) => {
-                src.error(p.span(), field, msg);
+            Err(e) => {
+                src.error(p.span(), field, e.to_string());
                 None
             }
         })

@@ -21,7 +21,7 @@ use url::Url;
 
 use super::{
     parse_platforms, parse_timeout, read_source, resolve, BuilderConfig, ConfigError, Diagnostic,
-    Platform, Source, PLATFORMS,
+    Platform, Source,
 };
 use crate::verify::Keyring;
 
@@ -490,10 +490,11 @@ pub fn parse_pipeline(
         let platforms = parse_platforms(&mut src, &b.platforms, "build.platforms");
         if !builders.is_empty() {
             for p in b.platforms.iter() {
-                let covered = builders
-                    .iter()
-                    .any(|bl| bl.platforms.iter().any(|q| q.as_str() == p.get_ref()));
-                if PLATFORMS.contains(&p.get_ref().as_str()) && !covered {
+                // An unknown platform is already reported by parse_platforms.
+                let Ok(platform) = p.get_ref().parse::<Platform>() else {
+                    continue;
+                };
+                if !builders.iter().any(|bl| bl.platforms.contains(&platform)) {
                     src.error(
                         p.span(),
                         "build.platforms",
