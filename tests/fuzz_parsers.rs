@@ -2097,9 +2097,9 @@ fn registry_case(reg: &registry::Registry, i: &RegistryInput) -> &'static str {
     let mut reached = "none parses";
     if let Ok(index) = registry::parse_index(&i.bytes) {
         reached = "index";
-        for p in hab::config::PLATFORMS
-            .iter()
-            .copied()
+        for p in hab::config::Platform::ALL
+            .map(hab::config::Platform::as_str)
+            .into_iter()
             .chain([i.platform.as_str()])
         {
             for m in index.entries_for(p) {
