@@ -34,6 +34,6 @@ pub mod rollout;
 pub mod schedule;
 pub mod secrets;
 pub mod server;
+pub mod signature;
 pub mod store;
 pub mod sync;
-pub mod verify;

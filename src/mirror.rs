@@ -21,7 +21,7 @@ use git2::{AutotagOption, FetchOptions, FetchPrune, ObjectType, Oid, RemoteCallb
 
 use crate::{
     refplan::{RefKind, RefTarget},
-    verify::{Keyring, Verdict},
+    signature::{Keyring, Verdict},
 };
 
 /// The namespaces mirrored from upstream. `+refs/*:refs/*` would also pull

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{config::SignaturePolicy, verify::Verdict};
+use crate::{config::SignaturePolicy, signature::Verdict};
 
 /// What a ref is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -45,7 +45,7 @@ use hab::{
     health::{self, ChainInfo, Observation},
     hooks::{self, Provider},
     registry, schedule,
-    verify::{self, Keyring},
+    signature::{self, Keyring},
 };
 use proptest::{
     collection::{btree_map, vec},
@@ -1668,7 +1668,7 @@ fn material() -> Material {
     assert!(
         matches!(
             keyring.verify_tag("refs/tags/v1.0.0", format!("{payload}{sig}").as_bytes()),
-            verify::Verdict::Verified { .. }
+            signature::Verdict::Verified { .. }
         ),
         "the fuzz key must verify its own tag"
     );
@@ -1872,7 +1872,7 @@ fn verify_case(m: &Material, file: &Path, input: &VerifyInput) -> &'static str {
             let now = Utc.timestamp_opt(t.now, 0).single().unwrap_or_default();
             let verdict = m.keyring.verify_tag_at(&t.ref_name, &raw, now);
             let _ = m.keyring.verify_tag(&t.ref_name, &raw);
-            let detached = verify::split_signed_tag(&raw).map(|(payload, sig)| {
+            let detached = signature::split_signed_tag(&raw).map(|(payload, sig)| {
                 let _ = Keyring::empty().verify_detached(payload, sig);
                 m.keyring.verify_detached(payload, sig)
             });
@@ -1894,7 +1894,7 @@ fn verify_case(m: &Material, file: &Path, input: &VerifyInput) -> &'static str {
             for (name, (payload, sig)) in ["v1.0.0", "v2.0.0", "v3.0.0"].iter().zip(&m.tags) {
                 let raw = format!("{payload}{sig}");
                 let v = ring.verify_tag(&format!("refs/tags/{name}"), raw.as_bytes());
-                verified |= matches!(v, verify::Verdict::Verified { .. });
+                verified |= matches!(v, signature::Verdict::Verified { .. });
             }
             if verified {
                 "key loaded, verifies"

@@ -18,11 +18,11 @@ use common::*;
 use hab::{
     config::{Config, Overrides},
     refplan::{Change, ChangeKind, Observed, RefKind, RefTarget},
+    signature::Verdict,
     store::{
         BuildState, Enqueue, NewBuild, NewPlatform, PlatformUpdate, QueueKind, RolloutState, Store,
         SyncResult,
     },
-    verify::Verdict,
 };
 
 const GOLDEN_DIR: &str = "tests/golden/habctl";

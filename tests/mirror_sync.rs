@@ -7,9 +7,9 @@ use common::*;
 use hab::{
     mirror::Mirror,
     refplan::RefState,
+    signature::Verdict,
     store::Store,
     sync::{mirror_path, sync_blocking},
-    verify::Verdict,
 };
 
 struct Setup {

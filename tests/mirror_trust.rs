@@ -16,9 +16,9 @@ use std::{
 use common::*;
 use hab::{
     refplan::{RefState, JUDGED_BY},
+    signature::Verdict,
     store::Store,
     sync::sync_blocking,
-    verify::Verdict,
 };
 use serde_json::Value;
 

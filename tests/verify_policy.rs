@@ -1,4 +1,4 @@
-//! The signature policy of `hab::verify`, one OpenPGP case per test, with
+//! The signature policy of `hab::signature`, one OpenPGP case per test, with
 //! keys and signatures GnuPG makes here (at faked times) and, where GnuPG
 //! cannot make the case, a GnuPG-made key edited with rpgp.
 //!
@@ -15,7 +15,7 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use common::{run, Gpg, T2020_01_01, T2020_02_01, T2020_03_01};
-use hab::verify::{Keyring, Verdict};
+use hab::signature::{Keyring, Verdict};
 use pgp::{
     composed::{ArmorOptions, Deserializable, SignedPublicKey},
     packet::{Signature, SignatureType, Subpacket, SubpacketData},

@@ -40,12 +40,12 @@ use crate::{
     readback,
     refplan::may_build,
     registry::{IndexEntry, Registry, RegistryError},
+    signature::Verdict,
     store::{
         BuildRecord, BuildState, NewBuild, NewPlatform, PlatformUpdate, Store, StoreError,
         StoredRef,
     },
     sync::mirror_path,
-    verify::Verdict,
 };
 use context::ContextError;
 use engine::{BuildRequest, Engine, EngineError};

@@ -23,7 +23,7 @@ use super::{
     parse_platforms, parse_timeout, read_source, resolve, BuilderConfig, ConfigError, Diagnostic,
     Platform, Source,
 };
-use crate::verify::Keyring;
+use crate::signature::Keyring;
 
 /// A pipeline's default `[upstream] timeout`: how long a fetch may go
 /// without receiving anything. A first fetch of Bitcoin Core takes minutes,

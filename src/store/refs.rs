@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{now, Store, StoreError};
 use crate::{
     refplan::{ChangeKind, Observed, RefKind, RefState, JUDGED_BY},
-    verify::Verdict,
+    signature::Verdict,
 };
 
 /// A ref as the store knows it.

@@ -4,8 +4,6 @@
 
 use pgp::{crypto::hash::HashAlgorithm, packet::Signature};
 
-use super::key::created;
-
 /// 2013-02-01T00:00:00Z: Sequoia's `Y2013M2`, from when SHA-1 is refused where
 /// collision resistance is needed (data signatures), and RIPEMD-160 everywhere.
 pub(super) const Y2013M2: u32 = 1_359_676_800;
@@ -49,6 +47,11 @@ pub(super) fn refused_hash(sig: &Signature, usage: HashUse) -> Option<(HashAlgor
     hash_cutoff(hash, usage)
         .filter(|cutoff| created(sig) >= *cutoff)
         .map(|cutoff| (hash, cutoff))
+}
+
+/// When a signature says it was made (0 when it does not say).
+pub(super) fn created(sig: &Signature) -> u32 {
+    sig.created().map(|t| t.as_secs()).unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use pgp::{
     types::{KeyDetails, Tag},
 };
 
-use super::policy::{refused_hash, HashUse};
+use super::policy::{created, refused_hash, HashUse};
 
 /// One self-signature that binds a key (or subkey) and may set its expiry.
 #[derive(Debug, Clone)]
@@ -110,11 +110,6 @@ pub(super) fn ts(secs: u32) -> DateTime<Utc> {
     Utc.timestamp_opt(i64::from(secs), 0)
         .single()
         .unwrap_or_default()
-}
-
-/// When a signature says it was made (0 when it does not say).
-pub(super) fn created(sig: &Signature) -> u32 {
-    sig.created().map(|t| t.as_secs()).unwrap_or(0)
 }
 
 pub(super) fn revocation_of(sig: &Signature) -> Revocation {
