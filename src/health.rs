@@ -157,7 +157,7 @@ pub fn judge(node: &Observation, best_peer_tip: Option<u64>, max_lag: u64) -> Re
 
 /// Where a node's gate stands over time.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub enum GateVerdict {
     /// Keep looking.
     Waiting {
         /// The last failing gate, if it fails now.
@@ -191,32 +191,32 @@ impl Soak {
     }
 
     /// Takes one gate result seen at `now`.
-    pub fn observe(&mut self, result: Result<(), String>, now: Instant) -> Verdict {
+    pub fn observe(&mut self, result: Result<(), String>, now: Instant) -> GateVerdict {
         match result {
             Ok(()) => {
                 let since = *self.healthy_since.get_or_insert(now);
                 if now.duration_since(since) >= self.gates.soak {
-                    Verdict::Passed
+                    GateVerdict::Passed
                 } else {
-                    Verdict::Waiting { last: None }
+                    GateVerdict::Waiting { last: None }
                 }
             }
             Err(reason) => {
                 if let Some(since) = self.healthy_since.take() {
                     // Healthy, then not: during the soak that is a failure.
-                    return Verdict::Failed(format!(
+                    return GateVerdict::Failed(format!(
                         "{reason} (after {:.0?} healthy, during the {:.0?} soak)",
                         now.duration_since(since),
                         self.gates.soak
                     ));
                 }
                 if now.duration_since(self.started) >= self.gates.ready_timeout {
-                    Verdict::Failed(format!(
+                    GateVerdict::Failed(format!(
                         "not healthy after {:.0?}: {reason}",
                         self.gates.ready_timeout
                     ))
                 } else {
-                    Verdict::Waiting { last: Some(reason) }
+                    GateVerdict::Waiting { last: Some(reason) }
                 }
             }
         }
@@ -317,30 +317,36 @@ mod tests {
         let mut s = Soak::new(gates, t0);
         assert_eq!(
             s.observe(Err("down".into()), at(1)),
-            Verdict::Waiting {
+            GateVerdict::Waiting {
                 last: Some("down".into())
             }
         );
-        assert_eq!(s.observe(Ok(()), at(5)), Verdict::Waiting { last: None });
+        assert_eq!(
+            s.observe(Ok(()), at(5)),
+            GateVerdict::Waiting { last: None }
+        );
         assert_eq!(s.deadline(), at(15));
-        assert_eq!(s.observe(Ok(()), at(14)), Verdict::Waiting { last: None });
-        assert_eq!(s.observe(Ok(()), at(15)), Verdict::Passed);
+        assert_eq!(
+            s.observe(Ok(()), at(14)),
+            GateVerdict::Waiting { last: None }
+        );
+        assert_eq!(s.observe(Ok(()), at(15)), GateVerdict::Passed);
 
         // Healthy, then not, during the soak: failed.
         let mut s = Soak::new(gates, t0);
         s.observe(Ok(()), at(1));
         assert!(
-            matches!(s.observe(Err("lag".into()), at(3)), Verdict::Failed(r) if r.contains("during the"))
+            matches!(s.observe(Err("lag".into()), at(3)), GateVerdict::Failed(r) if r.contains("during the"))
         );
 
         // Never healthy: failed at the ready timeout, with the last reason.
         let mut s = Soak::new(gates, t0);
         assert!(matches!(
             s.observe(Err("-28".into()), at(59)),
-            Verdict::Waiting { .. }
+            GateVerdict::Waiting { .. }
         ));
         assert!(
-            matches!(s.observe(Err("-28".into()), at(60)), Verdict::Failed(r) if r.contains("not healthy after") && r.contains("-28"))
+            matches!(s.observe(Err("-28".into()), at(60)), GateVerdict::Failed(r) if r.contains("not healthy after") && r.contains("-28"))
         );
     }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use super::{blocking, target::Target, Rollouts};
 use crate::{
     config::FleetConfig,
-    health::{self, Soak, Verdict},
+    health::{self, GateVerdict, Soak},
     store::{RolloutRecord, RolloutState},
 };
 
@@ -131,11 +131,11 @@ impl Rollouts {
                 last_reason = Some(now_says);
             }
             match soak.observe(result, Instant::now()) {
-                Verdict::Passed => {
+                GateVerdict::Passed => {
                     return Ok(obs.rpc.map(|i| i.blocks).unwrap_or_default());
                 }
-                Verdict::Failed(reason) => return Err(GateStop::Failed(reason)),
-                Verdict::Waiting { .. } => {}
+                GateVerdict::Failed(reason) => return Err(GateStop::Failed(reason)),
+                GateVerdict::Waiting { .. } => {}
             }
             if self.state_of(id).await != Some(r.state) {
                 return Err(GateStop::Interrupted);

@@ -16,7 +16,6 @@ use std::{
 };
 
 use axum::{
-    body::Body,
     extract::{Path, Request, State},
     http::{header, HeaderValue, StatusCode},
     middleware::{self, Next},
@@ -24,30 +23,31 @@ use axum::{
     routing::{get, post},
     Json, Router,
 };
-use prometheus_client::{
-    encoding::text::encode,
-    metrics::{counter::Counter, family::Family, gauge::Gauge},
-    registry::Registry,
-};
+use prometheus_client::registry::Registry;
 use serde_json::json;
 
+mod app;
 mod builds;
 mod chain;
 mod channels;
+mod git;
 mod hooks;
+mod metrics;
 mod rollouts;
+
+use git::{git_head, git_info_packs, git_info_refs, git_object};
+use metrics::{metrics, Metrics};
 
 use crate::{
     api::{
         AckRequest, ErrorBody, PipelineView, PruneReport, PruneRequest, RefBuild, RefView,
         StatusView,
     },
-    builder::{BuildError, Builds},
+    builder::Builds,
     config::{Config, Pipeline, SignaturePolicy},
-    mirror::Mirror,
     refplan::may_build,
-    store::{Store, StoreError, StoredRef},
-    sync::{mirror_path, Syncer},
+    store::{StoreError, StoredRef},
+    sync::Syncer,
 };
 
 /// An API error: a status and a JSON body `{"error": reason}`.
@@ -108,18 +108,6 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
-/// Counters habd exports on `/metrics`.
-#[derive(Default)]
-struct Metrics {
-    syncs: Family<Vec<(String, String)>, Gauge>,
-    webhooks: Family<Vec<(String, String)>, Counter>,
-    queue: Family<Vec<(String, String)>, Gauge>,
-    refs: Family<Vec<(String, String)>, Gauge>,
-    last_sync: Family<Vec<(String, String)>, Gauge>,
-    builds: Family<Vec<(String, String)>, Gauge>,
-    http_unauthorized: Counter,
-}
-
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
@@ -134,154 +122,6 @@ pub struct AppState {
     queue: Arc<crate::queue::Queue>,
     started: Instant,
     requests: Arc<AtomicU64>,
-}
-
-impl AppState {
-    /// State over a loaded config, an open store and the API tokens. Starts
-    /// the rollout engine's worker, the trigger queue and the scheduler, so
-    /// it must be called inside a tokio runtime.
-    ///
-    /// # Errors
-    /// The registry's password file cannot be read, or the store fails.
-    pub fn new(config: Arc<Config>, store: Store, tokens: Vec<String>) -> Result<Self, BuildError> {
-        Self::with_clock(
-            config,
-            store,
-            tokens,
-            Arc::new(crate::schedule::SystemClock),
-        )
-    }
-
-    /// [`AppState::new`] with the schedules read from `clock`.
-    ///
-    /// # Errors
-    /// As [`AppState::new`].
-    pub fn with_clock(
-        config: Arc<Config>,
-        store: Store,
-        tokens: Vec<String>,
-        clock: Arc<dyn crate::schedule::Clock>,
-    ) -> Result<Self, BuildError> {
-        let metrics = Arc::new(Metrics::default());
-        let mut registry = Registry::with_prefix("hab");
-        registry.register(
-            "syncs",
-            "Syncs recorded, by pipeline and outcome",
-            metrics.syncs.clone(),
-        );
-        registry.register(
-            "webhooks",
-            "Webhook deliveries, by provider and outcome (queued, duplicate, pong, ignored, or the HTTP status refusing it)",
-            metrics.webhooks.clone(),
-        );
-        registry.register(
-            "queue",
-            "Queue items, by kind and state",
-            metrics.queue.clone(),
-        );
-        registry.register(
-            "refs",
-            "Tracked refs, by pipeline, state and verdict",
-            metrics.refs.clone(),
-        );
-        registry.register(
-            "last_sync_timestamp_seconds",
-            "Unix time the last sync of a pipeline finished, by outcome",
-            metrics.last_sync.clone(),
-        );
-        registry.register(
-            "builds",
-            "Builds recorded, by pipeline and state",
-            metrics.builds.clone(),
-        );
-        registry.register(
-            "kubernetes_events_failed",
-            "Kubernetes Events the API refused (each is also a warning in habd's log)",
-            crate::rollout::kube::EVENTS_FAILED.clone(),
-        );
-        registry.register(
-            "http_unauthorized",
-            "API requests refused for a missing or wrong token",
-            metrics.http_unauthorized.clone(),
-        );
-        let reg = crate::registry::Registry::new(&config.registry)?;
-        let rollouts = crate::rollout::Rollouts::new(config.clone(), store.clone(), reg.clone());
-        rollouts.spawn();
-        let promotions =
-            crate::promotion::Promotions::new(store.clone(), reg.clone(), rollouts.clone());
-        let builds = Builds::new(config.clone(), store.clone(), reg, promotions.clone());
-        let syncer = Syncer::new(store.clone(), config.state_dir.clone());
-        let queue = crate::queue::Queue::new(
-            config.clone(),
-            store.clone(),
-            syncer.clone(),
-            builds.clone(),
-        );
-        queue.spawn()?;
-        let scheduler =
-            crate::schedule::Scheduler::new(config.clone(), store, clock, queue.intake().clone());
-        tokio::spawn(scheduler.run());
-        Ok(AppState {
-            config,
-            syncer,
-            tokens: Arc::new(tokens),
-            metrics,
-            registry: Arc::new(registry),
-            builds,
-            rollouts,
-            promotions,
-            queue,
-            started: Instant::now(),
-            requests: Arc::default(),
-        })
-    }
-
-    /// The build service.
-    pub fn builds(&self) -> &Arc<Builds> {
-        &self.builds
-    }
-
-    /// The syncer.
-    pub fn syncer(&self) -> &Syncer {
-        &self.syncer
-    }
-
-    /// The channel door: promotes, and automatic channels when a build
-    /// verifies.
-    pub fn promotions(&self) -> &Arc<crate::promotion::Promotions> {
-        &self.promotions
-    }
-
-    /// The trigger queue (for syncs at start).
-    pub fn queue(&self) -> &Arc<crate::queue::Queue> {
-        &self.queue
-    }
-
-    fn pipeline(&self, name: &str) -> Result<Arc<Pipeline>, ApiError> {
-        self.config.pipeline(name).cloned().ok_or_else(|| {
-            let known: Vec<&str> = self
-                .config
-                .pipelines
-                .iter()
-                .map(|p| p.name.as_str())
-                .collect();
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!(
-                    "no pipeline named {name:?}; known: {}",
-                    if known.is_empty() {
-                        "none".to_string()
-                    } else {
-                        known.join(", ")
-                    }
-                ),
-            )
-        })
-    }
-
-    fn store(&self) -> Store {
-        self.syncer.store().clone()
-    }
 }
 
 /// Runs a blocking store call off the async runtime.
@@ -382,84 +222,6 @@ async fn healthz(State(state): State<AppState>) -> Response {
             format!("store unavailable: {}", e.reason),
         )
         .into_response(),
-    }
-}
-
-async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let store = state.store();
-    let names: Vec<String> = state
-        .config
-        .pipelines
-        .iter()
-        .map(|p| p.name.clone())
-        .collect();
-    let snapshot = blocking(move || {
-        let mut out = Vec::new();
-        for name in names {
-            let refs = store.refs(&name)?;
-            let last = store.syncs(&name, 1)?.into_iter().next();
-            out.push((name, refs, last));
-        }
-        Ok((
-            out,
-            store.build_counts()?,
-            store.sync_counts()?,
-            store.queue_counts()?,
-        ))
-    })
-    .await?;
-    let (snapshot, builds, syncs, queue) = snapshot;
-    set_counts(&state.metrics.syncs, ("pipeline", "status"), syncs);
-    set_counts(&state.metrics.queue, ("kind", "state"), queue);
-    set_counts(&state.metrics.builds, ("pipeline", "state"), builds);
-    state.metrics.refs.clear();
-    for (name, refs, last) in snapshot {
-        for r in &refs {
-            state
-                .metrics
-                .refs
-                .get_or_create(&vec![
-                    ("pipeline".into(), name.clone()),
-                    ("state".into(), r.state.as_str().into()),
-                    ("verdict".into(), r.verdict.kind().into()),
-                ])
-                .inc();
-        }
-        if let Some(s) = last.filter(|s| s.finished_at.is_some()) {
-            state
-                .metrics
-                .last_sync
-                .get_or_create(&vec![
-                    ("pipeline".into(), name.clone()),
-                    ("status".into(), s.status.clone()),
-                ])
-                .set(s.finished_at.map_or(0, |t| t.timestamp()));
-        }
-    }
-    let mut text = String::new();
-    encode(&mut text, &state.registry).map_err(ApiError::internal)?;
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response())
-}
-
-/// Sets a gauge family to counts read from the store, by two labels; label
-/// sets no longer counted disappear.
-fn set_counts(
-    family: &Family<Vec<(String, String)>, Gauge>,
-    labels: (&str, &str),
-    counts: Vec<(String, String, i64)>,
-) {
-    family.clear();
-    for (a, b, n) in counts {
-        family
-            .get_or_create(&vec![(labels.0.into(), a), (labels.1.into(), b)])
-            .set(n);
     }
 }
 
@@ -752,90 +514,6 @@ async fn acknowledge(
         })
         .await?,
     ))
-}
-
-// -- git dumb HTTP ------------------------------------------------------------
-
-fn mirror_of(state: &AppState, name: &str) -> Result<Mirror, ApiError> {
-    let p = state.pipeline(name)?;
-    let path = mirror_path(&state.config.state_dir, &p.name);
-    if !path.join("HEAD").exists() {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("pipeline {name} has not been mirrored yet: run habctl sync {name}"),
-        ));
-    }
-    Mirror::open_or_init(&path).map_err(ApiError::internal)
-}
-
-fn text(body: String) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        body,
-    )
-        .into_response()
-}
-
-async fn git_info_refs(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-) -> Result<Response, ApiError> {
-    let m = mirror_of(&state, &name)?;
-    let refs = tokio::task::spawn_blocking(move || m.info_refs())
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
-    Ok(text(refs))
-}
-
-async fn git_head(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-) -> Result<Response, ApiError> {
-    let m = mirror_of(&state, &name)?;
-    Ok(text(m.head().map_err(ApiError::internal)?))
-}
-
-async fn git_info_packs(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-) -> Result<Response, ApiError> {
-    let m = mirror_of(&state, &name)?;
-    Ok(text(m.info_packs().map_err(ApiError::internal)?))
-}
-
-async fn git_object(
-    State(state): State<AppState>,
-    Path((name, path)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
-    let m = mirror_of(&state, &name)?;
-    let file = m
-        .object_file(&path)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not an object path"))?;
-    let f = tokio::fs::File::open(&file)
-        .await
-        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "no such object"))?;
-    let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
-    let stream = tokio_util::io::ReaderStream::new(f);
-    Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            ),
-            (header::CONTENT_LENGTH, HeaderValue::from(len)),
-            // Objects and packs are immutable by name.
-            (
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("public, max-age=31536000, immutable"),
-            ),
-        ],
-        Body::from_stream(stream),
-    )
-        .into_response())
 }
 
 /// Waits for SIGTERM or Ctrl-C.

@@ -1,0 +1,165 @@
+//! The composition root: what habd's services are and how they are wired.
+//! One registry client; the rollout engine; the channel door (promotion),
+//! told by the build service when a build verifies; the queue, running
+//! syncs and builds; the scheduler, queueing through the queue's intake.
+
+use std::{sync::Arc, time::Instant};
+
+use axum::http::StatusCode;
+use prometheus_client::registry::Registry;
+
+use super::{metrics::Metrics, ApiError, AppState};
+use crate::{
+    builder::{BuildError, Builds},
+    config::{Config, Pipeline},
+    store::Store,
+    sync::Syncer,
+};
+
+impl AppState {
+    /// State over a loaded config, an open store and the API tokens. Starts
+    /// the rollout engine's worker, the trigger queue and the scheduler, so
+    /// it must be called inside a tokio runtime.
+    ///
+    /// # Errors
+    /// The registry's password file cannot be read, or the store fails.
+    pub fn new(config: Arc<Config>, store: Store, tokens: Vec<String>) -> Result<Self, BuildError> {
+        Self::with_clock(
+            config,
+            store,
+            tokens,
+            Arc::new(crate::schedule::SystemClock),
+        )
+    }
+
+    /// [`AppState::new`] with the schedules read from `clock`.
+    ///
+    /// # Errors
+    /// As [`AppState::new`].
+    pub fn with_clock(
+        config: Arc<Config>,
+        store: Store,
+        tokens: Vec<String>,
+        clock: Arc<dyn crate::schedule::Clock>,
+    ) -> Result<Self, BuildError> {
+        let metrics = Arc::new(Metrics::default());
+        let mut registry = Registry::with_prefix("hab");
+        registry.register(
+            "syncs",
+            "Syncs recorded, by pipeline and outcome",
+            metrics.syncs.clone(),
+        );
+        registry.register(
+            "webhooks",
+            "Webhook deliveries, by provider and outcome (queued, duplicate, pong, ignored, or the HTTP status refusing it)",
+            metrics.webhooks.clone(),
+        );
+        registry.register(
+            "queue",
+            "Queue items, by kind and state",
+            metrics.queue.clone(),
+        );
+        registry.register(
+            "refs",
+            "Tracked refs, by pipeline, state and verdict",
+            metrics.refs.clone(),
+        );
+        registry.register(
+            "last_sync_timestamp_seconds",
+            "Unix time the last sync of a pipeline finished, by outcome",
+            metrics.last_sync.clone(),
+        );
+        registry.register(
+            "builds",
+            "Builds recorded, by pipeline and state",
+            metrics.builds.clone(),
+        );
+        registry.register(
+            "kubernetes_events_failed",
+            "Kubernetes Events the API refused (each is also a warning in habd's log)",
+            crate::rollout::kube::EVENTS_FAILED.clone(),
+        );
+        registry.register(
+            "http_unauthorized",
+            "API requests refused for a missing or wrong token",
+            metrics.http_unauthorized.clone(),
+        );
+        let reg = crate::registry::Registry::new(&config.registry)?;
+        let rollouts = crate::rollout::Rollouts::new(config.clone(), store.clone(), reg.clone());
+        rollouts.spawn();
+        let promotions =
+            crate::promotion::Promotions::new(store.clone(), reg.clone(), rollouts.clone());
+        let builds = Builds::new(config.clone(), store.clone(), reg, promotions.clone());
+        let syncer = Syncer::new(store.clone(), config.state_dir.clone());
+        let queue = crate::queue::Queue::new(
+            config.clone(),
+            store.clone(),
+            syncer.clone(),
+            builds.clone(),
+        );
+        queue.spawn()?;
+        let scheduler =
+            crate::schedule::Scheduler::new(config.clone(), store, clock, queue.intake().clone());
+        tokio::spawn(scheduler.run());
+        Ok(AppState {
+            config,
+            syncer,
+            tokens: Arc::new(tokens),
+            metrics,
+            registry: Arc::new(registry),
+            builds,
+            rollouts,
+            promotions,
+            queue,
+            started: Instant::now(),
+            requests: Arc::default(),
+        })
+    }
+
+    /// The build service.
+    pub fn builds(&self) -> &Arc<Builds> {
+        &self.builds
+    }
+
+    /// The syncer.
+    pub fn syncer(&self) -> &Syncer {
+        &self.syncer
+    }
+
+    /// The channel door: promotes, and automatic channels when a build
+    /// verifies.
+    pub fn promotions(&self) -> &Arc<crate::promotion::Promotions> {
+        &self.promotions
+    }
+
+    /// The trigger queue (for syncs at start).
+    pub fn queue(&self) -> &Arc<crate::queue::Queue> {
+        &self.queue
+    }
+
+    pub(super) fn pipeline(&self, name: &str) -> Result<Arc<Pipeline>, ApiError> {
+        self.config.pipeline(name).cloned().ok_or_else(|| {
+            let known: Vec<&str> = self
+                .config
+                .pipelines
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect();
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no pipeline named {name:?}; known: {}",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            )
+        })
+    }
+
+    pub(super) fn store(&self) -> Store {
+        self.syncer.store().clone()
+    }
+}
