@@ -7,7 +7,7 @@
 //! not ended yet. Of the other builds, the image index and the platform
 //! manifests go, except a manifest a kept build also references (a
 //! platform reused by build key is shared). The decision is [`plan`], over
-//! plain data; [`Pruner`] does the talking.
+//! plain data; the server's prune handler does the talking.
 
 use std::collections::{BTreeMap, BTreeSet};
 

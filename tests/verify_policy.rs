@@ -2,7 +2,7 @@
 //! keys and signatures GnuPG makes here (at faked times) and, where GnuPG
 //! cannot make the case, a GnuPG-made key edited with rpgp.
 //!
-//! What each case checks is in the module documentation of `src/verify.rs`;
+//! What each case checks is in the module documentation of `src/signature/`;
 //! the shipped upstream keys (`keys/`) are checked by its unit tests, which
 //! look at the binding in force and its expiry directly.
 

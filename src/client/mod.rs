@@ -1,6 +1,6 @@
 //! The API client habctl uses: JSON over HTTP with a bearer token, one
 //! typed method per endpoint (the bodies are [`crate::api`]'s types), and
-//! [`print`], which renders them for people.
+//! [`print`](mod@print), which renders them for people.
 
 use serde::{de::DeserializeOwned, Serialize};
 
