@@ -35,6 +35,7 @@ pub mod config;
 pub mod health;
 pub mod hooks;
 pub mod mirror;
+pub mod offload;
 pub mod promotion;
 pub mod prune;
 pub mod queue;

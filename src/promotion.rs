@@ -26,6 +26,7 @@ use crate::{
     builder::OnVerified,
     channel::{self, PromoteError, PromoteTarget, Promoted},
     config::Pipeline,
+    offload::blocking,
     registry::Registry,
     rollout::Rollouts,
     store::{BuildRecord, MoveRefused, RolloutRecord, Store, StoreError},
@@ -197,14 +198,6 @@ impl std::fmt::Debug for Promotions {
     }
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, PromoteError> + Send + 'static,
-) -> Result<T, PromoteError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| PromoteError::Internal(e.to_string()))?
-}
-
 impl Promotions {
     /// The door over `store`, checking `registry`, queueing on `rollouts`.
     pub fn new(store: Store, registry: Registry, rollouts: Arc<Rollouts>) -> Arc<Self> {
@@ -295,7 +288,7 @@ impl Promotions {
             let (store, p, c) = (self.store.clone(), pipeline.name.clone(), name.to_string());
             let current_ref = blocking(move || {
                 let current = store.channels(&p)?.into_iter().find(|s| s.name == c);
-                Ok(match current {
+                Ok::<_, StoreError>(match current {
                     Some(s) => store.build(s.build_id)?.map(|b| b.ref_name),
                     None => None,
                 })

@@ -10,7 +10,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
-use crate::store::{Delivery, Enqueue, Enqueued, Store, StoreError};
+use crate::{
+    offload::blocking_store as blocking,
+    store::{Delivery, Enqueue, Enqueued, Store, StoreError},
+};
 
 /// Writes triggers into the store's queue and wakes the worker.
 #[derive(Clone)]
@@ -23,15 +26,6 @@ impl std::fmt::Debug for Intake {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Intake").finish_non_exhaustive()
     }
-}
-
-/// Runs blocking store work off the async threads.
-pub(super) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| Err(StoreError::Task(e.to_string())))
 }
 
 impl Intake {

@@ -34,7 +34,7 @@ use tokio::sync::{watch, Notify};
 use crate::{
     builder::{BuildError, Builds, Started},
     config::{Config, Pipeline},
-    queue::intake::blocking,
+    offload::blocking_store as blocking,
     refplan::{auto_builds, may_build},
     store::{BuildRecord, Enqueue, Enqueued, Joined, QueueItem, QueueKind, Store, StoreError},
     sync::{SyncFailure, SyncReport, Syncer},

@@ -2,7 +2,8 @@
 //! fleet that follows it, and a fleet new to the configuration is rolled to
 //! the build its channel names.
 
-use super::{blocking, RolloutError, Rollouts};
+use super::{RolloutError, Rollouts};
+use crate::offload::blocking_store as blocking;
 use crate::store::RolloutRecord;
 
 impl Rollouts {

@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::{blocking, target::Target, Rollouts};
+use super::{target::Target, Rollouts};
+use crate::offload::blocking_store as blocking;
 use crate::{
     config::FleetConfig,
     health::{self, GateVerdict, Soak},

@@ -32,6 +32,7 @@ use crate::{
     api::{FleetView, NodeView},
     config::{Config, FleetConfig, TargetKind},
     health,
+    offload::blocking_store as blocking,
     registry::Registry,
     store::{RolloutState, Store, StoreError},
 };
@@ -68,15 +69,6 @@ impl std::fmt::Debug for Rollouts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Rollouts").finish_non_exhaustive()
     }
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, RolloutError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| RolloutError::Internal(e.to_string()))?
-        .map_err(RolloutError::from)
 }
 
 impl Rollouts {

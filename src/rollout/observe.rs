@@ -2,7 +2,8 @@
 //! should be in service, as hab sees it now (a node it cannot see counts as
 //! out of service).
 
-use super::{blocking, target::Target, Rollouts};
+use super::{target::Target, Rollouts};
+use crate::offload::blocking_store as blocking;
 use crate::{
     config::FleetConfig,
     health::{self, Observation},

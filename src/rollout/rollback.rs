@@ -3,11 +3,13 @@
 //! channels that name it to the build before).
 
 use super::{
-    blocking,
     plan::{self, Direction, NodeState},
     RolloutError, Rollouts,
 };
-use crate::store::{RolloutRecord, RolloutState};
+use crate::{
+    offload::blocking_store as blocking,
+    store::{RolloutRecord, RolloutState},
+};
 
 impl Rollouts {
     /// Ends the rollout FAILED as it stands, unless an operator changed

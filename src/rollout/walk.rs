@@ -8,14 +8,16 @@ use std::time::Duration;
 use bollard::auth::DockerCredentials;
 
 use super::{
-    blocking,
     gates::{Budget, GateStop},
     node::{NodeEnv, UpdateError},
     plan::{self, Action, Direction, NodeState},
     rollback::befores,
     RolloutError, Rollouts,
 };
-use crate::store::{RolloutRecord, RolloutState};
+use crate::{
+    offload::blocking_store as blocking,
+    store::{RolloutRecord, RolloutState},
+};
 
 impl Rollouts {
     pub(super) async fn run(&self, r: RolloutRecord) -> Result<(), RolloutError> {
