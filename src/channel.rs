@@ -71,6 +71,12 @@ pub enum PromoteError {
     Internal(String),
 }
 
+impl crate::offload::TaskDied for PromoteError {
+    fn task_died(reason: String) -> Self {
+        PromoteError::Internal(reason)
+    }
+}
+
 /// What a promote did.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Promoted {

@@ -22,34 +22,6 @@ where
         .unwrap_or_else(|e| Err(E::task_died(e.to_string())))
 }
 
-/// [`blocking`] for store work (names the error type for the closure).
-///
-/// # Errors
-/// What `f` returns, or [`crate::store::StoreError::Task`].
-pub async fn blocking_store<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
-) -> Result<T, crate::store::StoreError> {
-    blocking(f).await
-}
-
-impl TaskDied for crate::store::StoreError {
-    fn task_died(reason: String) -> Self {
-        crate::store::StoreError::Task(reason)
-    }
-}
-
-impl TaskDied for crate::channel::PromoteError {
-    fn task_died(reason: String) -> Self {
-        crate::channel::PromoteError::Internal(reason)
-    }
-}
-
-impl TaskDied for crate::builder::BuildError {
-    fn task_died(reason: String) -> Self {
-        crate::builder::BuildError::Internal(reason)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

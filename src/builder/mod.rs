@@ -117,6 +117,12 @@ pub enum BuildError {
     Internal(String),
 }
 
+impl crate::offload::TaskDied for BuildError {
+    fn task_died(reason: String) -> Self {
+        BuildError::Internal(reason)
+    }
+}
+
 /// What `start` did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Started {
@@ -163,14 +169,14 @@ impl std::fmt::Debug for Builds {
     }
 }
 
-/// Runs blocking work (SQLite, git) off the async threads.
+/// Blocking work (SQLite, git) off the async threads: [`crate::offload`]'s,
+/// with the build service's error type.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, BuildError> + Send + 'static,
 ) -> Result<T, BuildError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| BuildError::Internal(e.to_string()))?
+    crate::offload::blocking(f).await
 }
+
 impl Builds {
     /// The service for `config`, recording into `store`, pushing to
     /// `registry`, telling `on_verified` of each build that verifies.

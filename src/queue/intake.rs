@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 use crate::{
-    offload::blocking_store as blocking,
+    store::blocking,
     store::{Delivery, Enqueue, Enqueued, Store, StoreError},
 };
 

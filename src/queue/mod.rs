@@ -34,8 +34,8 @@ use tokio::sync::{watch, Notify};
 use crate::{
     builder::{BuildError, Builds, Started},
     config::{Config, Pipeline},
-    offload::blocking_store as blocking,
     refplan::{auto_builds, may_build},
+    store::blocking,
     store::{BuildRecord, Enqueue, Enqueued, Joined, QueueItem, QueueKind, Store, StoreError},
     sync::{SyncFailure, SyncReport, Syncer},
 };

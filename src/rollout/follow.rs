@@ -3,7 +3,7 @@
 //! the build its channel names.
 
 use super::{RolloutError, Rollouts};
-use crate::offload::blocking_store as blocking;
+use crate::store::blocking;
 use crate::store::RolloutRecord;
 
 impl Rollouts {

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::{target::Target, Rollouts};
-use crate::offload::blocking_store as blocking;
+use crate::store::blocking;
 use crate::{
     config::FleetConfig,
     health::{self, GateVerdict, Soak},

@@ -32,8 +32,8 @@ use crate::{
     api::{FleetView, NodeView},
     config::{Config, FleetConfig, TargetKind},
     health,
-    offload::blocking_store as blocking,
     registry::Registry,
+    store::blocking,
     store::{RolloutState, Store, StoreError},
 };
 use docker::DockerTarget;

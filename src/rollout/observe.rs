@@ -3,7 +3,7 @@
 //! out of service).
 
 use super::{target::Target, Rollouts};
-use crate::offload::blocking_store as blocking;
+use crate::store::blocking;
 use crate::{
     config::FleetConfig,
     health::{self, Observation},

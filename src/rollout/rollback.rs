@@ -7,7 +7,7 @@ use super::{
     RolloutError, Rollouts,
 };
 use crate::{
-    offload::blocking_store as blocking,
+    store::blocking,
     store::{RolloutRecord, RolloutState},
 };
 

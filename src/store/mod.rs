@@ -92,6 +92,23 @@ pub enum StoreError {
     },
 }
 
+/// Store work off the async threads ([`crate::offload::blocking`], with
+/// the store's error type).
+///
+/// # Errors
+/// What `f` returns, or [`StoreError::Task`].
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    crate::offload::blocking(f).await
+}
+
+impl crate::offload::TaskDied for StoreError {
+    fn task_died(reason: String) -> Self {
+        StoreError::Task(reason)
+    }
+}
+
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         // SQLite says "database or disk is full"; an operator needs to know
