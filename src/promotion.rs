@@ -233,10 +233,16 @@ impl Promotions {
                 )));
             }
         }
-        let (store, p, pr) = (self.store.clone(), pipeline.clone(), promotion.clone());
+        // The rest is decided on the build just checked, whatever the
+        // operator's words resolve to by now.
+        let pinned = Promotion {
+            target: PromoteTarget::Build(build.id),
+            ..(*promotion).clone()
+        };
+        let (store, p) = (self.store.clone(), pipeline.clone());
         let promoted = blocking(move || {
-            let build = decide(&store, &p, &pr)?;
-            move_to(&store, &p, build.id, &pr)
+            let build = decide(&store, &p, &pinned)?;
+            move_to(&store, &p, build.id, &pinned)
         })
         .await?;
         let mut rollouts = Vec::new();
