@@ -1,9 +1,11 @@
 //! The one door from "verified" to "rolled out".
 //!
-//! Two things move a channel: a build of the pipeline became VERIFIED (its
-//! automatic channels, `edge`, advance) and an operator promoted (`habctl
-//! promote`, `POST /pipelines/{name}/promote`). Both go through
-//! [`Promotions::promote`], with the same guards in the same order:
+//! Two things move a channel forward: a build of the pipeline became
+//! VERIFIED (its automatic channels, `edge`, advance) and an operator
+//! promoted (`habctl promote`, `POST /pipelines/{name}/promote`). Both go
+//! through [`Promotions::promote`], with the same guards in the same order
+//! (the one move back, a failed rollout returning its channels to the build
+//! before, is the rollout engine's undo, `rollout::rollback`):
 //!
 //! 1. the channel is declared and the target names a build of the pipeline
 //!    ([`decide`], reading the store);
