@@ -94,17 +94,12 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::temp_store;
     use crate::store::QueueKind;
-
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("s.sqlite3")).unwrap();
-        (dir, s)
-    }
 
     #[test]
     fn a_delivery_is_accepted_once() {
-        let (_d, s) = store();
+        let (_d, s) = temp_store();
         let e = Enqueue::new("p", QueueKind::Sync, "webhook:github");
         assert!(matches!(
             s.accept_delivery("github", "d-1", "push", &e).unwrap(),

@@ -92,6 +92,15 @@ pub enum StoreError {
     },
 }
 
+/// A store in a fresh temporary folder, for unit tests; the folder lasts as
+/// long as the guard.
+#[cfg(test)]
+pub(crate) fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("s.sqlite3")).unwrap();
+    (dir, s)
+}
+
 /// Store work off the async threads ([`crate::offload::blocking`], with
 /// the store's error type).
 ///

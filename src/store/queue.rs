@@ -506,16 +506,11 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("s.sqlite3")).unwrap();
-        (dir, s)
-    }
+    use crate::store::temp_store;
 
     #[test]
     fn triggers_for_pending_work_coalesce() {
-        let (_d, s) = store();
+        let (_d, s) = temp_store();
         let e = Enqueue::new("p", QueueKind::Sync, "webhook:github");
         let first = s.enqueue(&e).unwrap();
         assert_eq!(first.joined, Joined::New);
@@ -535,7 +530,7 @@ mod tests {
 
     #[test]
     fn running_work_is_joined_only_when_asked() {
-        let (_d, s) = store();
+        let (_d, s) = temp_store();
         let e = Enqueue::new("p", QueueKind::Sync, "habctl");
         let id = s.enqueue(&e).unwrap().item.id;
         assert!(s.start_item(id).unwrap().is_some());
@@ -556,7 +551,7 @@ mod tests {
 
     #[test]
     fn work_running_at_a_stop_is_queued_again() {
-        let (_d, s) = store();
+        let (_d, s) = temp_store();
         let id = s
             .enqueue(&Enqueue::new("p", QueueKind::Sync, "schedule"))
             .unwrap()
