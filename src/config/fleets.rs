@@ -230,6 +230,13 @@ impl Config {
                         self.pipelines_dir.display()
                     ),
                 ),
+                Some(p) if !p.implementation.is_node() => problem(
+                    "pipeline",
+                    format!(
+                        "pipeline {} builds hab itself, not a Bitcoin node: a fleet cannot run it",
+                        p.name
+                    ),
+                ),
                 Some(p) if !p.channels.iter().any(|c| c.name == f.channel) => problem(
                     "channel",
                     format!("pipeline {} declares no channel {:?}", p.name, f.channel),

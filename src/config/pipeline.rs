@@ -40,6 +40,16 @@ pub enum Implementation {
     Btcd,
     /// bcoin (Node.js).
     Bcoin,
+    /// hab itself (`pipelines/hab.toml`): built and published like a
+    /// node's images, but no fleet runs it.
+    Hab,
+}
+
+impl Implementation {
+    /// Whether fleets of Bitcoin nodes can run it.
+    pub fn is_node(self) -> bool {
+        !matches!(self, Implementation::Hab)
+    }
 }
 
 /// What a ref must carry before anything is built from it.
