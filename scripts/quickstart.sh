@@ -69,6 +69,13 @@ TOML
 # habd's embedded defaults, plus the one thing they cannot guess: a fleet.
 cat >.hab/quickstart/hab.toml <<TOML
 # Everything not set here is habd's embedded default (see examples/hab.toml).
+# Self-contained: paths are relative to this file, so that
+#   habd serve --config .hab/quickstart/hab.toml
+# restarts habd exactly as the quickstart ran it, from any folder.
+state_dir = "../state"
+pipelines_dir = "pipelines"
+recipes_dir = "../../dockerfiles"
+
 # Two fixture nodes on the local Docker engine, following the edge channel.
 [[fleet]]
 name = "fixture-edge"
@@ -82,7 +89,6 @@ soak = "5s"
 ready_timeout = "2m"
 TOML
 
-export HAB_STATE_DIR="$ROOT/.hab/state" HAB_PIPELINES_DIR="$ROOT/.hab/quickstart/pipelines"
 if [ -s .hab/habd.pid ] && kill -0 "$(cat .hab/habd.pid)" 2>/dev/null; then
   log "stopping the habd started before"
   kill -TERM "$(cat .hab/habd.pid)"
@@ -119,6 +125,8 @@ hc queue --limit 5
 cat <<MSG
 
 habd is running (pid $(cat .hab/habd.pid)), state in .hab/state, log in .hab/habd.log.
+After a stop, the same habd starts again with (from any folder):
+  $BIN/habd serve --config $ROOT/.hab/quickstart/hab.toml
 The fleet fixture-edge (containers hab-fixture-edge-0, -1) runs the verified
 index of v1.1.0, pinned by digest.
 

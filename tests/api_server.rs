@@ -393,6 +393,38 @@ fn habd_binary_serves_json_logs_and_stops_on_sigterm() {
     assert!(logs.contains("habd stopped"), "{logs}");
 }
 
+/// Text logs into a file (what the quickstart's `>.hab/habd.log` does):
+/// plain lines, not one terminal colour code.
+#[test]
+fn habd_text_logs_into_a_file_carry_no_escape_codes() {
+    let (world, _, _) = world_with_release();
+    let port = free_port();
+    let log_path = world.path("habd.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_habd"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--state-dir")
+        .arg(world.path("state"))
+        .arg("--pipelines-dir")
+        .arg(world.path("pipelines"))
+        .env_remove("HAB_CONFIG")
+        .env_remove("HAB_LOG_FORMAT")
+        .env_remove("NO_COLOR")
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    wait_for_port(port);
+    run(Command::new("kill").args(["-TERM", &child.id().to_string()]));
+    assert!(child.wait().unwrap().success());
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    assert!(logs.contains("habd stopped"), "{logs}");
+    assert!(logs.lines().count() >= 2, "{logs}");
+    assert!(
+        !logs.contains('\x1b'),
+        "escape codes in a log file: {logs:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refs_no_longer_tracked_are_kept_but_not_listed() {
     let (world, _, _) = world_with_release();

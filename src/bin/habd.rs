@@ -80,8 +80,13 @@ enum Command {
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HAB_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,pgp=error"));
+    // Colour only for a person at a terminal: a log file, journald or a
+    // pod's log gets plain text (and NO_COLOR turns it off anywhere).
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour && matches!(format, LogFormat::Text))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
