@@ -50,3 +50,4 @@ pub mod server;
 pub mod signature;
 pub mod store;
 pub mod sync;
+pub mod tls;

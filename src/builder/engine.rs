@@ -450,13 +450,21 @@ pub enum ConnectError {
     /// The endpoint scheme is not one hab speaks.
     #[error("endpoint {0:?} is neither unix:// nor tcp://")]
     Scheme(String),
+    /// A `tcp://` endpoint without TLS material: hab never speaks to an
+    /// engine API in the clear.
+    #[error(
+        "endpoint {0:?} is an engine API over the network: hab speaks to it only with \
+         mutual TLS (tls_ca, tls_cert, tls_key)"
+    )]
+    Plaintext(String),
     /// bollard's error (no socket, refused, not a Docker API).
     #[error("{0} (is dockerd running? scripts/setup.sh starts it)")]
     Api(#[from] bollard::errors::Error),
 }
 
-/// Connects to a Docker Engine (`unix:///var/run/docker.sock`,
-/// `tcp://host:2376` with TLS material as (key, cert, ca), or plain tcp),
+/// Connects to a Docker Engine (`unix:///var/run/docker.sock`, or
+/// `tcp://host:2376` with mutual TLS material as (key, cert, ca); never
+/// plain tcp),
 /// agrees on an API version with it (Debian's dockerd 20.10 speaks 1.41;
 /// bollard defaults to a newer one) and pings it.
 ///
@@ -478,7 +486,7 @@ pub async fn connect_docker(
                 REQUEST_TIMEOUT_SECS,
                 API_DEFAULT_VERSION,
             ),
-            None => Docker::connect_with_http(endpoint, REQUEST_TIMEOUT_SECS, API_DEFAULT_VERSION),
+            None => return Err(ConnectError::Plaintext(endpoint.into())),
         }
     } else {
         return Err(ConnectError::Scheme(endpoint.into()));

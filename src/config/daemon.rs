@@ -113,6 +113,9 @@ struct RawTarget {
     kind: TargetKind,
     endpoint: Option<Spanned<String>>,
     namespace: Option<String>,
+    tls_ca: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 /// Where a fleet's nodes run.
@@ -221,6 +224,13 @@ pub struct TargetConfig {
     pub endpoint: Option<String>,
     /// Namespace (kubernetes kind).
     pub namespace: Option<String>,
+    /// TLS material of a `tcp://` Docker endpoint: the CA that signed the
+    /// engine's certificate.
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate.
+    pub tls_cert: Option<PathBuf>,
+    /// Client key.
+    pub tls_key: Option<PathBuf>,
 }
 
 /// A validated `hab.toml`, with its pipelines.
@@ -325,6 +335,9 @@ impl Config {
                 kind: TargetKind::Docker,
                 endpoint: Some(local),
                 namespace: None,
+                tls_ca: None,
+                tls_cert: None,
+                tls_key: None,
             }],
             pipelines: Vec::new(),
             fleets: Vec::new(),
@@ -446,6 +459,12 @@ impl Config {
         for (i, b) in raw.builder.into_iter().enumerate() {
             let field = |f: &str| format!("builder[{i}].{f}");
             check_endpoint(&mut src, &b.endpoint, &field("endpoint"));
+            check_engine_tls(
+                &mut src,
+                &b.endpoint,
+                [&b.tls_ca, &b.tls_cert, &b.tls_key],
+                &field("endpoint"),
+            );
             let platforms = parse_platforms(&mut src, &b.platforms, &field("platforms"));
             let emulated = parse_platforms(&mut src, &b.emulated, &field("emulated"));
             config.builders.push(BuilderConfig {
@@ -483,13 +502,20 @@ impl Config {
         }
         for (i, t) in raw.target.into_iter().enumerate() {
             if let Some(e) = &t.endpoint {
-                check_endpoint(&mut src, e, &format!("target[{i}].endpoint"));
+                let field = format!("target[{i}].endpoint");
+                check_endpoint(&mut src, e, &field);
+                if t.kind == TargetKind::Docker {
+                    check_engine_tls(&mut src, e, [&t.tls_ca, &t.tls_cert, &t.tls_key], &field);
+                }
             }
             config.targets.push(TargetConfig {
                 name: t.name,
                 kind: t.kind,
                 endpoint: t.endpoint.map(Spanned::into_inner),
                 namespace: t.namespace,
+                tls_ca: t.tls_ca.map(|p| resolve(base, &p)),
+                tls_cert: t.tls_cert.map(|p| resolve(base, &p)),
+                tls_key: t.tls_key.map(|p| resolve(base, &p)),
             });
         }
         if src.diagnostics.is_empty() {
@@ -546,8 +572,7 @@ fn parse_http_url(s: &str) -> Result<Url, String> {
 }
 
 fn check_endpoint(src: &mut Source<'_>, e: &Spanned<String>, field: &str) {
-    let ok = Url::parse(e.get_ref())
-        .is_ok_and(|u| matches!(u.scheme(), "unix" | "tcp" | "http" | "https"));
+    let ok = Url::parse(e.get_ref()).is_ok_and(|u| matches!(u.scheme(), "unix" | "tcp"));
     if !ok {
         src.error(
             e.span(),
@@ -555,6 +580,40 @@ fn check_endpoint(src: &mut Source<'_>, e: &Spanned<String>, field: &str) {
             format!(
                 "{:?} is not a Docker endpoint (unix:///var/run/docker.sock or tcp://host:2376)",
                 e.get_ref()
+            ),
+        );
+    }
+}
+
+/// A Docker engine's API is root on its host and the power to change every
+/// image built there: over the network hab speaks to it only with mutual
+/// TLS (its CA, a client certificate and key), never in the clear. A unix
+/// socket is local to the host (or the pod) and needs none.
+fn check_engine_tls(
+    src: &mut Source<'_>,
+    e: &Spanned<String>,
+    tls: [&Option<PathBuf>; 3],
+    field: &str,
+) {
+    if !e.get_ref().starts_with("tcp://") {
+        return;
+    }
+    let missing: Vec<&str> = ["tls_ca", "tls_cert", "tls_key"]
+        .into_iter()
+        .zip(tls)
+        .filter(|(_, v)| v.is_none())
+        .map(|(k, _)| k)
+        .collect();
+    if !missing.is_empty() {
+        src.error(
+            e.span(),
+            field,
+            format!(
+                "{:?} is an engine API over the network, which hab speaks to only with mutual \
+                 TLS: set {} (the engine's CA, hab's client certificate and key), or use a \
+                 unix:// socket on the engine's own host",
+                e.get_ref(),
+                missing.join(", ")
             ),
         );
     }

@@ -97,13 +97,17 @@ fn api(what: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> Docker
 }
 
 impl DockerTarget {
-    /// Connects to the target's engine.
+    /// Connects to the target's engine (`tls`: key, certificate and CA of
+    /// a `tcp://` endpoint).
     ///
     /// # Errors
     /// Unreachable endpoint.
-    pub async fn connect(endpoint: &str) -> Result<Self, DockerTargetError> {
+    pub async fn connect(
+        endpoint: &str,
+        tls: Option<(&std::path::Path, &std::path::Path, &std::path::Path)>,
+    ) -> Result<Self, DockerTargetError> {
         let docker =
-            connect_docker(endpoint, None)
+            connect_docker(endpoint, tls)
                 .await
                 .map_err(|source| DockerTargetError::Connect {
                     endpoint: endpoint.into(),

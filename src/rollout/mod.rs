@@ -151,6 +151,10 @@ impl Rollouts {
                 t.endpoint
                     .as_deref()
                     .unwrap_or("unix:///var/run/docker.sock"),
+                match (&t.tls_key, &t.tls_cert, &t.tls_ca) {
+                    (Some(k), Some(c), Some(a)) => Some((k.as_path(), c.as_path(), a.as_path())),
+                    _ => None,
+                },
             )
             .await
             .map(Target::Docker)

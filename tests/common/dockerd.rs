@@ -45,6 +45,8 @@ pub struct PrivateDockerd {
     namespace: String,
     /// Its bridge interface.
     bridge: String,
+    /// Arguments of its own (a TLS listener).
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
@@ -52,6 +54,12 @@ impl PrivateDockerd {
     /// Starts dockerd with everything under `dir` (created if missing) and
     /// waits until its API answers.
     pub fn start(dir: &Path) -> Self {
+        Self::start_with(dir, Vec::new())
+    }
+
+    /// [`PrivateDockerd::start`] with more arguments for dockerd (say, a
+    /// `--host tcp://…` with `--tlsverify`).
+    pub fn start_with(dir: &Path, extra: Vec<String>) -> Self {
         std::fs::create_dir_all(dir).unwrap();
         let dir = dir.canonicalize().unwrap();
         let socket = dir.join("d.sock");
@@ -67,6 +75,7 @@ impl PrivateDockerd {
             dir,
             namespace,
             bridge,
+            extra,
             child: None,
         };
         d.spawn();
@@ -210,6 +219,7 @@ impl PrivateDockerd {
             ])
             .arg(format!("--bridge={}", self.bridge))
             .args(["--iptables=false", "--ip6tables=false"])
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

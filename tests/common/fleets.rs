@@ -123,7 +123,7 @@ pub struct Prober {
 
 impl Prober {
     pub async fn start(fleets: &[String]) -> Self {
-        let target = DockerTarget::connect("unix:///var/run/docker.sock")
+        let target = DockerTarget::connect("unix:///var/run/docker.sock", None)
             .await
             .unwrap();
         let fewest = Arc::new(AtomicUsize::new(usize::MAX));
