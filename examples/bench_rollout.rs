@@ -183,7 +183,7 @@ async fn main() {
     println!("fleet of {NODES} fixture nodes on image A; rolling to B with soak 0");
 
     // The prober: per node, out-of-service windows.
-    let target = DockerTarget::connect("unix:///var/run/docker.sock")
+    let target = DockerTarget::connect("unix:///var/run/docker.sock", None)
         .await
         .unwrap();
     let windows: Arc<Mutex<BTreeMap<u32, Duration>>> = Arc::default();

@@ -25,7 +25,7 @@ need_root() {
 }
 
 PACKAGES=(docker.io docker-registry qemu-user-static binfmt-support busybox-static
-  skopeo git gnupg wrk openssl debootstrap pkg-config libssl-dev gcc iproute2 procps curl)
+  skopeo git gnupg wrk openssl debootstrap pkg-config libssl-dev gcc iproute2 procps curl golang-go)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -58,7 +58,17 @@ for arch in amd64 arm64; do
   install -m 0755 "$tmp/x/bin/busybox" "$BASE/busybox-$arch"
   rm -rf "$tmp"
 done
-log "fixture base: $(cd "$BASE" && ls busybox-* | tr '\n' ' ')"
+# The fixture node's TLS front (RPC over TLS, as btcd serves it), built
+# with Debian's Go, static, for each architecture.
+for arch in amd64 arm64; do
+  out="$BASE/tls-front-$arch"
+  src="$ROOT/dockerfiles/fixture/tls-front/main.go"
+  [ -s "$out" ] && [ "$out" -nt "$src" ] && continue
+  log "building the fixture's tls-front for $arch (Debian's Go)"
+  (cd "$(dirname "$src")" && CGO_ENABLED=0 GOOS=linux GOARCH=$arch GOCACHE=/tmp/hab-go-cache \
+    go build -trimpath -ldflags="-s -w -buildid=" -o "$out" main.go)
+done
+log "fixture base: $(cd "$BASE" && ls | tr '\n' ' ')"
 
 # dockerd: Debian's package does not start it here (no init system).
 if ! /usr/bin/docker version >/dev/null 2>&1; then

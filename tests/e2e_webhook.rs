@@ -24,7 +24,13 @@ impl Drop for Cleanup {
                 .args(["rm", "-f", &format!("hab-{}-{o}", self.0)])
                 .output();
             let _ = std::process::Command::new("/usr/bin/docker")
-                .args(["volume", "rm", "-f", &format!("hab-{}-{o}-data", self.0)])
+                .args([
+                    "volume",
+                    "rm",
+                    "-f",
+                    &format!("hab-{}-{o}-data", self.0),
+                    &format!("hab-{}-{o}-files", self.0),
+                ])
                 .output();
         }
     }

@@ -178,8 +178,13 @@ async fn a_fleet_rpc_password_is_0600_made_once_and_a_failed_write_is_an_error()
     let node = format!("hab-{good}-0");
     let env = docker(&["inspect", "--format", "{{json .Config.Env}}", &node]);
     assert!(
-        env.contains(&format!("RPC_PASSWORD={password}")),
-        "the node runs with the stored password: {env}"
+        !env.contains(&password),
+        "a password in the environment: {env}"
+    );
+    let conf = docker(&["exec", &node, "cat", "/run/hab/bitcoin.conf"]);
+    assert!(
+        conf.contains(&format!("rpcpassword={password}\n")),
+        "the node runs with the stored password, in its config file: {conf}"
     );
     let out = run(habctl(&habd).args(["rollout", "status", &good]));
     assert!(out.contains("healthy at 850000"), "{out}");
@@ -218,7 +223,13 @@ async fn a_fleet_rpc_password_is_0600_made_once_and_a_failed_write_is_an_error()
             .args(["rm", "-f", &format!("hab-{f}-0")])
             .output();
         let _ = Command::new("/usr/bin/docker")
-            .args(["volume", "rm", "-f", &format!("hab-{f}-0-data")])
+            .args([
+                "volume",
+                "rm",
+                "-f",
+                &format!("hab-{f}-0-data"),
+                &format!("hab-{f}-0-files"),
+            ])
             .output();
     }
 }

@@ -102,7 +102,13 @@ async fn index_pulled_for_the_other_platform_blocks_neither_rollout_nor_smoke() 
         .args(["rm", "-f", &node])
         .output();
     let _ = Command::new("/usr/bin/docker")
-        .args(["volume", "rm", "-f", &format!("{node}-data")])
+        .args([
+            "volume",
+            "rm",
+            "-f",
+            &format!("{node}-data"),
+            &format!("{node}-files"),
+        ])
         .output();
     let _ = Command::new("/usr/bin/docker")
         .args(["rmi", "-f", &pinned])

@@ -368,6 +368,7 @@ impl Config {
             config.recipes_dir = r.clone();
         }
         config.pipelines = load_pipelines(&config.pipelines_dir, &config.builders)?;
+        config.settle_fleets();
         config.check_fleets()?;
         Ok(config)
     }

@@ -7,7 +7,7 @@ use std::{path::PathBuf, time::Duration};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use super::{resolve, Config, ConfigError, Diagnostic, Source};
+use super::{resolve, Config, ConfigError, Diagnostic, Implementation, Source};
 
 /// A fleet, validated.
 #[derive(Debug, Clone, Serialize)]
@@ -33,10 +33,21 @@ pub struct FleetConfig {
     /// Docker target: node N publishes RPC on 127.0.0.1:(base + N); None:
     /// a free port picked by Docker.
     pub host_port_base: Option<u16>,
+    /// The nodes serve RPC over TLS (`rpc_tls`; on by default for btcd,
+    /// which serves RPC over TLS only) and the gates check their
+    /// certificate against one CA.
+    pub rpc_tls: bool,
+    /// That CA (`rpc_tls_ca`, PEM). None on a Docker target: hab makes the
+    /// fleet's own CA and server certificate under the state folder. A
+    /// Kubernetes target needs it (the chart makes and mounts it).
+    pub rpc_tls_ca: Option<PathBuf>,
     /// Health gates.
     pub gates: Gates,
     #[serde(skip)]
     at: Option<(PathBuf, usize, usize)>,
+    /// `rpc_tls` as written; None: the implementation's default.
+    #[serde(skip)]
+    rpc_tls_set: Option<bool>,
 }
 
 /// What a node must show before a rollout moves on from it.
@@ -85,6 +96,8 @@ pub(super) struct RawFleet {
     rpc_password_file: Option<PathBuf>,
     rpc_port: Option<u16>,
     host_port_base: Option<u16>,
+    rpc_tls: Option<bool>,
+    rpc_tls_ca: Option<PathBuf>,
     #[serde(default)]
     gates: RawGates,
 }
@@ -196,14 +209,32 @@ pub(super) fn parse_fleets(
             rpc_password_file: f.rpc_password_file.map(|p| resolve(base, &p)),
             rpc_port: f.rpc_port.unwrap_or(18443),
             host_port_base: f.host_port_base,
+            rpc_tls: f.rpc_tls.unwrap_or(false),
+            rpc_tls_ca: f.rpc_tls_ca.map(|p| resolve(base, &p)),
             gates,
             at: Some((src.path.to_path_buf(), line, col)),
+            rpc_tls_set: f.rpc_tls,
         });
     }
     out
 }
 
 impl Config {
+    /// Settles what a fleet's defaults take from its pipeline (after the
+    /// pipelines are loaded): RPC over TLS for btcd.
+    pub(super) fn settle_fleets(&mut self) {
+        let implementations: Vec<Option<Implementation>> = self
+            .fleets
+            .iter()
+            .map(|f| self.pipeline(&f.pipeline).map(|p| p.implementation))
+            .collect();
+        for (f, i) in self.fleets.iter_mut().zip(implementations) {
+            f.rpc_tls = f
+                .rpc_tls_set
+                .unwrap_or(i == Some(Implementation::Btcd) || f.rpc_tls_ca.is_some());
+        }
+    }
+
     /// Checks every fleet against the pipelines and targets (after both
     /// are loaded): each names a pipeline, a target and a declared channel.
     pub(super) fn check_fleets(&self) -> Result<(), ConfigError> {
@@ -243,8 +274,32 @@ impl Config {
                 ),
                 Some(_) => {}
             }
-            if !self.targets.iter().any(|t| t.name == f.target) {
+            let target = self.targets.iter().find(|t| t.name == f.target);
+            if target.is_none() {
                 problem("target", format!("no [[target]] named {:?}", f.target));
+            }
+            if !f.rpc_tls && f.rpc_tls_ca.is_some() {
+                problem(
+                    "rpc_tls_ca",
+                    "a CA for RPC over TLS, but rpc_tls = false: drop one of them".into(),
+                );
+            }
+            let kube = target.is_some_and(|t| t.kind == super::TargetKind::Kubernetes);
+            if !kube && f.rpc_tls_ca.is_some() {
+                problem(
+                    "rpc_tls_ca",
+                    "on a Docker target hab makes a TLS fleet's CA and server certificate \
+                     itself (under the state folder) and gives them to the nodes: drop rpc_tls_ca"
+                        .into(),
+                );
+            }
+            if kube && f.rpc_tls && f.rpc_tls_ca.is_none() {
+                problem(
+                    "rpc_tls_ca",
+                    "the nodes serve RPC over TLS on a Kubernetes target: name the CA that \
+                     signed their certificates (the chart mounts it), so the gates can pin it"
+                        .into(),
+                );
             }
         }
         if diagnostics.is_empty() {

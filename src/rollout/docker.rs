@@ -15,6 +15,7 @@ use bollard::{
     Docker,
 };
 
+use super::conf::{NodeFile, NODE_FILES_DIR};
 use crate::builder::engine::{connect_docker, pull_for_platform, ConnectError};
 
 /// Label holding the fleet's name.
@@ -36,6 +37,14 @@ pub enum DockerTargetError {
         /// Why.
         source: ConnectError,
     },
+    /// hab will not do it, and says why.
+    #[error("cannot {what}: {reason}")]
+    Refused {
+        /// What was being done.
+        what: String,
+        /// Why not.
+        reason: String,
+    },
     /// A Docker call failed.
     #[error("{what}: {source}")]
     Api {
@@ -55,8 +64,11 @@ pub struct NodeSpec {
     pub ordinal: u32,
     /// `host/repo@sha256:…`.
     pub image: String,
-    /// Environment (`NETWORK`, `RPC_USER`, `RPC_PASSWORD`).
+    /// Environment (`NETWORK`, `RPC_USER`): never a secret.
     pub env: Vec<String>,
+    /// Files mounted read-only at [`NODE_FILES_DIR`] (mode 0400, owned by
+    /// the image's user): its config with the RPC credentials, TLS material.
+    pub files: Vec<NodeFile>,
     /// RPC port in the container.
     pub rpc_port: u16,
     /// Host port on 127.0.0.1; None: Docker picks one.
@@ -89,6 +101,55 @@ pub fn container_name(fleet: &str, ordinal: u32) -> String {
 /// The volume of a node.
 pub fn volume_name(fleet: &str, ordinal: u32) -> String {
     format!("hab-{fleet}-{ordinal}-data")
+}
+
+/// The volume holding a node's files, mounted read-only at
+/// [`NODE_FILES_DIR`]; made anew at every update.
+pub fn files_volume_name(fleet: &str, ordinal: u32) -> String {
+    format!("hab-{fleet}-{ordinal}-files")
+}
+
+/// The numeric user and group an image's `USER` names (`1000`,
+/// `1000:1000`; none: root).
+///
+/// # Errors
+/// A user by name: its number is in the image's /etc/passwd, which hab does
+/// not read; the recipe should say `USER <uid>`.
+pub fn numeric_user(user: Option<&str>) -> Result<(u64, u64), String> {
+    let user = user.unwrap_or("").trim();
+    if user.is_empty() {
+        return Ok((0, 0));
+    }
+    let (u, g) = user.split_once(':').unwrap_or((user, ""));
+    let uid: u64 = u.parse().map_err(|_| {
+        format!(
+            "the image runs as user {user:?}, not a number: hab gives a node its files \
+             owned by its user, so the recipe must say USER <uid>[:<gid>]"
+        )
+    })?;
+    let gid = if g.is_empty() {
+        uid
+    } else {
+        g.parse()
+            .map_err(|_| format!("the image's group {g:?} is not a number"))?
+    };
+    Ok((uid, gid))
+}
+
+/// A tar of `files`, each mode 0400 owned by `uid:gid`.
+fn files_tar(files: &[NodeFile], uid: u64, gid: u64) -> std::io::Result<Vec<u8>> {
+    let mut tar = tar::Builder::new(Vec::new());
+    for f in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(f.contents.len() as u64);
+        h.set_mode(0o400);
+        h.set_uid(uid);
+        h.set_gid(gid);
+        h.set_mtime(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut h, &f.name, f.contents.as_slice())?;
+    }
+    tar.into_inner()
 }
 
 fn api(what: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> DockerTargetError {
@@ -178,7 +239,21 @@ impl DockerTarget {
         pull_for_platform(&self.docker, &spec.image, platform.as_deref(), credentials)
             .await
             .map_err(api(format!("pull {}", spec.image)))?;
+        let user = self
+            .docker
+            .inspect_image(&spec.image)
+            .await
+            .map_err(api(format!("inspect {}", spec.image)))?
+            .config
+            .and_then(|c| c.user);
+        let (uid, gid) =
+            numeric_user(user.as_deref()).map_err(|reason| DockerTargetError::Refused {
+                what: format!("give {} its files", spec.image),
+                reason,
+            })?;
         self.remove(&spec.fleet, spec.ordinal).await?;
+        let files = files_volume_name(&spec.fleet, spec.ordinal);
+        self.fill_files(spec, &files, uid, gid).await?;
 
         let name = container_name(&spec.fleet, spec.ordinal);
         let port = format!("{}/tcp", spec.rpc_port);
@@ -197,10 +272,10 @@ impl DockerTarget {
             exposed_ports: Some(vec![port.clone()]),
             stop_timeout: Some(i64::from(STOP_TIMEOUT_SECS)),
             host_config: Some(HostConfig {
-                binds: Some(vec![format!(
-                    "{}:/data",
-                    volume_name(&spec.fleet, spec.ordinal)
-                )]),
+                binds: Some(vec![
+                    format!("{}:/data", volume_name(&spec.fleet, spec.ordinal)),
+                    format!("{files}:{NODE_FILES_DIR}:ro"),
+                ]),
                 port_bindings: Some(HashMap::from([(port, Some(vec![binding]))])),
                 restart_policy: Some(RestartPolicy {
                     name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
@@ -220,6 +295,90 @@ impl DockerTarget {
             .await
             .map_err(api(format!("start {name}")))?;
         Ok(())
+    }
+
+    /// Makes the volume `volume` hold exactly `spec.files`, mode 0400,
+    /// owned by `uid:gid`: through a container of the node's image that is
+    /// created with the volume, never started, and removed (the engine's
+    /// archive API works on a remote engine too, and no file is left on
+    /// habd's own disk).
+    async fn fill_files(
+        &self,
+        spec: &NodeSpec,
+        volume: &str,
+        uid: u64,
+        gid: u64,
+    ) -> Result<(), DockerTargetError> {
+        let filler = format!("{volume}-writer");
+        let rm = || RemoveContainerOptionsBuilder::default().force(true).build();
+        let _ = self.docker.remove_container(&filler, Some(rm())).await;
+        match self
+            .docker
+            .remove_volume(
+                volume,
+                None::<bollard::query_parameters::RemoveVolumeOptions>,
+            )
+            .await
+        {
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {}
+            Err(e) => return Err(api(format!("remove volume {volume}"))(e)),
+        }
+        self.docker
+            .create_volume(bollard::models::VolumeCreateRequest {
+                name: Some(volume.to_string()),
+                labels: Some(HashMap::from([(
+                    FLEET_LABEL.to_string(),
+                    spec.fleet.clone(),
+                )])),
+                ..Default::default()
+            })
+            .await
+            .map_err(api(format!("create volume {volume}")))?;
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            labels: Some(HashMap::from([(
+                FLEET_LABEL.to_string(),
+                spec.fleet.clone(),
+            )])),
+            host_config: Some(HostConfig {
+                binds: Some(vec![format!("{volume}:{NODE_FILES_DIR}")]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let opts = CreateContainerOptionsBuilder::default()
+            .name(&filler)
+            .build();
+        self.docker
+            .create_container(Some(opts), body)
+            .await
+            .map_err(api(format!("create {filler}")))?;
+        let tar = files_tar(&spec.files, uid, gid).map_err(|e| DockerTargetError::Refused {
+            what: format!("pack the files of {}", spec.fleet),
+            reason: e.to_string(),
+        })?;
+        let upload = self
+            .docker
+            .upload_to_container(
+                &filler,
+                Some(
+                    bollard::query_parameters::UploadToContainerOptionsBuilder::new()
+                        .path(NODE_FILES_DIR)
+                        .build(),
+                ),
+                bollard::body_full(tar.into()),
+            )
+            .await
+            .map_err(api(format!("write the files of {filler}")));
+        let removed = self
+            .docker
+            .remove_container(&filler, Some(rm()))
+            .await
+            .map_err(api(format!("remove {filler}")));
+        upload.and(removed)
     }
 
     /// The engine's own platform (`linux/amd64`), None when it does not say.
@@ -261,6 +420,29 @@ impl DockerTarget {
                 status_code: 404, ..
             }) => Ok(()),
             Err(e) => Err(api(format!("remove {name}"))(e)),
+        }
+    }
+
+    /// Removes a node's files (its volume of secrets), once its container
+    /// is gone.
+    ///
+    /// # Errors
+    /// A Docker call failed (a missing volume is fine).
+    pub async fn remove_files(&self, fleet: &str, ordinal: u32) -> Result<(), DockerTargetError> {
+        let volume = files_volume_name(fleet, ordinal);
+        match self
+            .docker
+            .remove_volume(
+                &volume,
+                None::<bollard::query_parameters::RemoveVolumeOptions>,
+            )
+            .await
+        {
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => Err(api(format!("remove volume {volume}"))(e)),
         }
     }
 }

@@ -12,6 +12,7 @@
 //! Kubernetes targets behind one face, and [`node`] holds the words they
 //! and the engine share.
 
+pub mod conf;
 pub mod docker;
 pub mod kube;
 pub mod node;
@@ -63,7 +64,12 @@ pub struct Rollouts {
     /// One client per Kubernetes target, made once and reused (its
     /// connection pool; a new client per look invites 429s).
     kube_targets: tokio::sync::Mutex<std::collections::HashMap<String, kube::KubeTarget>>,
+    /// RPC clients of TLS fleets, by fleet and the address a pod's name is
+    /// reached at: each trusts its fleet's CA only.
+    tls_clients: std::sync::Mutex<std::collections::HashMap<TlsClientKey, reqwest::Client>>,
 }
+
+type TlsClientKey = (String, Option<(String, std::net::SocketAddr)>);
 
 impl std::fmt::Debug for Rollouts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -81,6 +87,7 @@ impl Rollouts {
             wake: Notify::new(),
             http: reqwest::Client::new(),
             kube_targets: Default::default(),
+            tls_clients: Default::default(),
         })
     }
 
@@ -137,6 +144,34 @@ impl Rollouts {
         });
         crate::secrets::read_or_create_password(&file)
             .map_err(|e| format!("no RPC password for fleet {}: {e}", fleet.name))
+    }
+
+    /// The HTTP client that asks a node of `fleet` at `resolve`: the
+    /// shared one, or for a TLS fleet one that trusts its CA only.
+    fn rpc_http(
+        &self,
+        fleet: &FleetConfig,
+        resolve: Option<&(String, std::net::SocketAddr)>,
+    ) -> Result<reqwest::Client, String> {
+        if !fleet.rpc_tls {
+            return Ok(self.http.clone());
+        }
+        let key = (fleet.name.clone(), resolve.cloned());
+        let mut clients = self
+            .tls_clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(c) = clients.get(&key) {
+            return Ok(c.clone());
+        }
+        let ca = conf::pinned_ca(&self.config.state_dir, fleet);
+        let client = conf::tls_client(&ca, resolve.map(|(h, a)| (h.as_str(), *a)))?;
+        // Pods come and go with new addresses: forget the old ones.
+        if clients.len() > 256 {
+            clients.clear();
+        }
+        clients.insert(key, client.clone());
+        Ok(client)
     }
 
     async fn target(&self, fleet: &FleetConfig) -> Result<Target, String> {

@@ -12,15 +12,22 @@ pub struct NodeStatus {
     pub image: Option<String>,
     /// Running (and, on Kubernetes, Ready).
     pub running: bool,
-    /// Its RPC URL (`http://127.0.0.1:18500/`).
+    /// Its RPC URL (`http://127.0.0.1:18500/`, `https://…` for a TLS fleet).
     pub rpc_url: Option<String>,
+    /// The address the URL's host is reached at, when it is a name no
+    /// resolver knows (a pod's name, at its IP): the certificate is
+    /// checked against the name.
+    pub rpc_resolve: Option<(String, std::net::SocketAddr)>,
 }
 
 /// What a node is given besides its image.
 #[derive(Debug, Clone)]
 pub struct NodeEnv {
-    /// Environment (`NETWORK`, `RPC_USER`, `RPC_PASSWORD`).
+    /// Environment (`NETWORK`, `RPC_USER`): never a secret.
     pub env: Vec<String>,
+    /// Its files (config with the RPC credentials, TLS material), mounted
+    /// read-only under [`super::conf::NODE_FILES_DIR`].
+    pub files: Vec<super::conf::NodeFile>,
     /// Credentials to pull from the registry.
     pub credentials: Option<DockerCredentials>,
 }

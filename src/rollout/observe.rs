@@ -46,10 +46,17 @@ impl Rollouts {
             Err(e) => return Err(e.to_string()),
         };
         let rpc = match (status.running, &status.rpc_url) {
-            (true, Some(url)) => match self.rpc_password(fleet) {
-                Ok(pw) => health::blockchain_info(&self.http, url, &fleet.rpc_user, &pw).await,
-                Err(e) => Err(e),
-            },
+            (true, Some(url)) => {
+                match (
+                    self.rpc_password(fleet),
+                    self.rpc_http(fleet, status.rpc_resolve.as_ref()),
+                ) {
+                    (Ok(pw), Ok(http)) => {
+                        health::blockchain_info(&http, url, &fleet.rpc_user, &pw).await
+                    }
+                    (Err(e), _) | (_, Err(e)) => Err(e),
+                }
+            }
             (true, None) => Err("no RPC address".into()),
             (false, _) => Err("not running".into()),
         };

@@ -34,7 +34,11 @@ impl Target {
                 .map(|s| NodeStatus {
                     image: s.image,
                     running: s.running,
-                    rpc_url: s.host_port.map(|p| format!("http://127.0.0.1:{p}/")),
+                    rpc_url: s.host_port.map(|p| {
+                        let scheme = if fleet.rpc_tls { "https" } else { "http" };
+                        format!("{scheme}://127.0.0.1:{p}/")
+                    }),
+                    rpc_resolve: None,
                 })),
             Target::Kubernetes(k) => k.status(fleet, ordinal).await,
         }
@@ -62,6 +66,7 @@ impl Target {
                     ordinal,
                     image: image.to_string(),
                     env: env.env,
+                    files: env.files,
                     rpc_port: fleet.rpc_port,
                     host_port: fleet
                         .host_port_base
@@ -92,10 +97,14 @@ impl Target {
     /// The target refused, in words.
     pub async fn remove(&self, fleet: &FleetConfig, ordinal: u32) -> Result<(), String> {
         match self {
-            Target::Docker(d) => d
-                .remove(&fleet.name, ordinal)
-                .await
-                .map_err(|e| e.to_string()),
+            Target::Docker(d) => {
+                d.remove(&fleet.name, ordinal)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                d.remove_files(&fleet.name, ordinal)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
             Target::Kubernetes(_) => Err(format!(
                 "node {ordinal} of {} is a pod of a StatefulSet: hab does not remove it",
                 fleet.name

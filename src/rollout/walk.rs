@@ -8,13 +8,16 @@ use std::time::Duration;
 use bollard::auth::DockerCredentials;
 
 use super::{
+    conf,
     gates::{Budget, GateStop},
     node::{NodeEnv, UpdateError},
     plan::{self, Action, Direction, NodeState},
     rollback::befores,
+    target::Target,
     RolloutError, Rollouts,
 };
 use crate::{
+    config::FleetConfig,
     store::blocking,
     store::{RolloutRecord, RolloutState},
 };
@@ -169,21 +172,13 @@ impl Rollouts {
                         .unwrap_or_else(|| "nothing".into());
                     self.step(id, Some(ordinal), "update", format!("{from} -> {image}"))
                         .await;
-                    let password = match self.rpc_password(&fleet) {
-                        Ok(p) => p,
+                    let env = match self.node_env(&fleet, &target) {
+                        Ok(env) => env,
                         Err(reason) => {
                             self.fail_or_turn(&r, &nodes, direction, ordinal, reason)
                                 .await?;
                             continue;
                         }
-                    };
-                    let env = NodeEnv {
-                        env: vec![
-                            format!("NETWORK={}", fleet.network),
-                            format!("RPC_USER={}", fleet.rpc_user),
-                            format!("RPC_PASSWORD={password}"),
-                        ],
-                        credentials: self.credentials(),
                     };
                     match target
                         .update(&fleet, ordinal, &image, direction, env, accept_drift)
@@ -299,6 +294,37 @@ impl Rollouts {
                 }
             }
         }
+    }
+
+    /// What a node of `fleet` is given besides its image. On a Docker
+    /// target: its files (see [`super::conf`]); on Kubernetes the chart
+    /// gives them, from Secrets.
+    fn node_env(&self, fleet: &FleetConfig, target: &Target) -> Result<NodeEnv, String> {
+        let files = match target {
+            Target::Kubernetes(_) => Vec::new(),
+            Target::Docker(_) => {
+                let implementation = self
+                    .config
+                    .pipeline(&fleet.pipeline)
+                    .map(|p| p.implementation)
+                    .ok_or_else(|| format!("no pipeline {}", fleet.pipeline))?;
+                let password = self.rpc_password(fleet)?;
+                let tls = if fleet.rpc_tls {
+                    Some(conf::fleet_server_tls(&self.config.state_dir, fleet)?)
+                } else {
+                    None
+                };
+                conf::node_files(implementation, &fleet.rpc_user, &password, tls.as_ref())
+            }
+        };
+        Ok(NodeEnv {
+            env: vec![
+                format!("NETWORK={}", fleet.network),
+                format!("RPC_USER={}", fleet.rpc_user),
+            ],
+            files,
+            credentials: self.credentials(),
+        })
     }
 
     fn credentials(&self) -> Option<DockerCredentials> {

@@ -183,7 +183,13 @@ pub fn cleanup(fleets: &[String]) {
                 .args(["rm", "-f", &format!("hab-{f}-{o}")])
                 .output();
             let _ = std::process::Command::new("/usr/bin/docker")
-                .args(["volume", "rm", "-f", &format!("hab-{f}-{o}-data")])
+                .args([
+                    "volume",
+                    "rm",
+                    "-f",
+                    &format!("hab-{f}-{o}-data"),
+                    &format!("hab-{f}-{o}-files"),
+                ])
                 .output();
         }
     }

@@ -148,10 +148,11 @@ impl KubeTarget {
         fleet: &FleetConfig,
         ordinal: u32,
     ) -> Result<Option<NodeStatus>, String> {
-        if self.set(&fleet.name).await?.is_none() {
+        let Some(set) = self.set(&fleet.name).await? else {
             return Ok(None);
-        }
-        match self.pod(&format!("{}-{ordinal}", fleet.name)).await? {
+        };
+        let pod_name = format!("{}-{ordinal}", fleet.name);
+        match self.pod(&pod_name).await? {
             // Between deletion and recreation a pod is a node out of
             // service whose image is not known: an error, so that no
             // decision is taken on it (the engine looks again).
@@ -159,15 +160,41 @@ impl KubeTarget {
                 "pod {}-{ordinal} does not exist (being created?)",
                 fleet.name
             )),
-            Some(p) => Ok(Some(NodeStatus {
-                image: pod_image(&p),
-                running: pod_ready(&p),
-                rpc_url: p
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.pod_ip.clone())
-                    .map(|ip| format!("http://{ip}:{}/", fleet.rpc_port)),
-            })),
+            Some(p) => {
+                let ip = p.status.as_ref().and_then(|s| s.pod_ip.clone());
+                let (rpc_url, rpc_resolve) = match ip {
+                    None => (None, None),
+                    Some(ip) if !fleet.rpc_tls => {
+                        (Some(format!("http://{ip}:{}/", fleet.rpc_port)), None)
+                    }
+                    // Over TLS the pod is asked by its stable name under
+                    // the StatefulSet's governing Service, which its
+                    // certificate carries, reached at its IP.
+                    Some(ip) => {
+                        let service = set
+                            .spec
+                            .as_ref()
+                            .map(|s| s.service_name.clone().unwrap_or_default())
+                            .filter(|s| !s.is_empty())
+                            .unwrap_or_else(|| fleet.name.clone());
+                        let host = format!("{pod_name}.{service}.{}.svc", self.namespace);
+                        let addr = ip
+                            .parse::<std::net::IpAddr>()
+                            .map(|ip| std::net::SocketAddr::new(ip, fleet.rpc_port))
+                            .map_err(|e| format!("pod {pod_name} has IP {ip:?}: {e}"))?;
+                        (
+                            Some(format!("https://{host}:{}/", fleet.rpc_port)),
+                            Some((host, addr)),
+                        )
+                    }
+                };
+                Ok(Some(NodeStatus {
+                    image: pod_image(&p),
+                    running: pod_ready(&p),
+                    rpc_url,
+                    rpc_resolve,
+                }))
+            }
         }
     }
 }
