@@ -54,7 +54,7 @@ pub async fn blockchain_info(
         }))
         .send()
         .await
-        .map_err(|e| format!("RPC at {url} did not answer: {e}"))?;
+        .map_err(|e| format!("RPC at {url} did not answer: {}", with_causes(&e)))?;
     let status = resp.status();
     if status == reqwest::StatusCode::UNAUTHORIZED {
         return Err(format!("RPC at {url} refused the credentials (401)"));
@@ -72,6 +72,22 @@ pub async fn blockchain_info(
             format!("RPC at {url}: unexpected getblockchaininfo answer: {e}")
         }
     })
+}
+
+/// An error and its causes, innermost last: reqwest's own words ("error
+/// sending request") say nothing of a refused certificate or connection.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// Why a body is not a usable `getblockchaininfo` answer.

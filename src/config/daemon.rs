@@ -504,9 +504,20 @@ impl Config {
         for (i, t) in raw.target.into_iter().enumerate() {
             if let Some(e) = &t.endpoint {
                 let field = format!("target[{i}].endpoint");
-                check_endpoint(&mut src, e, &field);
                 if t.kind == TargetKind::Docker {
+                    check_endpoint(&mut src, e, &field);
                     check_engine_tls(&mut src, e, [&t.tls_ca, &t.tls_cert, &t.tls_key], &field);
+                } else if !Url::parse(e.get_ref())
+                    .is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+                {
+                    src.error(
+                        e.span(),
+                        &field,
+                        format!(
+                            "{:?} is not a Kubernetes API server URL (https://host:6443)",
+                            e.get_ref()
+                        ),
+                    );
                 }
             }
             config.targets.push(TargetConfig {

@@ -54,6 +54,9 @@ struct PodRec {
     image: String,
     ip: String,
     env: Vec<(String, String)>,
+    /// Secret volumes as the kubelet projects them: (mount path, files,
+    /// mode), mounted read-only.
+    files: Vec<(String, BTreeMap<String, Vec<u8>>, u32)>,
     ready: bool,
     container: String,
     /// The digest it runs (`repo@sha256:…`), once its container started.
@@ -385,6 +388,9 @@ impl KubeDouble {
             let _ = Command::new("/usr/bin/docker")
                 .args(["rm", "-f", &p.container])
                 .output();
+            for i in 0..p.files.len() {
+                let _ = std::fs::remove_dir_all(volume_dir(&p.container, i));
+            }
             let _ = name;
         }
         for (name, set) in &s.sets {
@@ -408,6 +414,55 @@ impl Drop for KubeDouble {
     fn drop(&mut self) {
         self.cleanup();
     }
+}
+
+/// The secret volumes `container` mounts: (mount path, the Secret's files
+/// decoded, `defaultMode` or 0644).
+fn secret_volumes(
+    secrets: &BTreeMap<String, Value>,
+    pod_spec: &Value,
+    container: &Value,
+) -> Vec<(String, BTreeMap<String, Vec<u8>>, u32)> {
+    use base64::Engine as _;
+    let mut out = Vec::new();
+    for m in container["volumeMounts"].as_array().into_iter().flatten() {
+        let Some(v) = pod_spec["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|v| v["name"] == m["name"])
+        else {
+            continue;
+        };
+        let Some(secret) = v["secret"]["secretName"].as_str() else {
+            continue;
+        };
+        let data = secrets
+            .get(secret)
+            .and_then(|s| s["data"].as_object().cloned())
+            .unwrap_or_default();
+        let files = data
+            .iter()
+            .map(|(k, v)| {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(v.as_str().unwrap_or(""))
+                    .unwrap_or_default();
+                (k.clone(), bytes)
+            })
+            .collect();
+        let mode = v["secret"]["defaultMode"].as_u64().unwrap_or(0o644) as u32;
+        out.push((
+            m["mountPath"].as_str().unwrap_or("").to_string(),
+            files,
+            mode,
+        ));
+    }
+    out
+}
+
+/// Where the double projects a pod's `i`th secret volume.
+fn volume_dir(container: &str, i: usize) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("{container}-vol{i}"))
 }
 
 /// An env entry's value: `value`, or `valueFrom.secretKeyRef` read from the
@@ -484,6 +539,9 @@ fn gone(s: &mut DoubleState, name: &str) {
         let _ = Command::new("/usr/bin/docker")
             .args(["rm", "-f", &p.container])
             .output();
+        for i in 0..p.files.len() {
+            let _ = std::fs::remove_dir_all(volume_dir(&p.container, i));
+        }
     }
 }
 
@@ -944,12 +1002,43 @@ async fn reconcile(
     };
     for (name, p) in pods {
         let env: HashMap<_, _> = p.env.iter().cloned().collect();
-        let ready = http
-            .post(format!("http://{}:18443/", p.ip))
-            .basic_auth(
-                env.get("RPC_USER").cloned().unwrap_or_default(),
-                env.get("RPC_PASSWORD").cloned(),
-            )
+        let (mut user, mut password) = (
+            env.get("RPC_USER").cloned().unwrap_or_default(),
+            env.get("RPC_PASSWORD").cloned(),
+        );
+        // A node given its config file by a Secret: its credentials are
+        // there; with a certificate it serves HTTPS, which the kubelet
+        // probes without verifying (as httpGet probes do).
+        let mut scheme = "http";
+        let mut probe = http.clone();
+        for (_, files, _) in &p.files {
+            for (name, key, pass) in [
+                ("bitcoin.conf", "rpcuser=", "rpcpassword="),
+                ("btcd.conf", "rpcuser=", "rpcpass="),
+            ] {
+                if let Some(text) = files
+                    .get(name)
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                {
+                    let value = |k: &str| {
+                        text.lines()
+                            .find_map(|l| l.strip_prefix(k).map(str::to_string))
+                    };
+                    user = value(key).unwrap_or(user);
+                    password = value(pass).or(password);
+                }
+            }
+            if files.contains_key("rpc.cert") {
+                scheme = "https";
+                probe = reqwest::Client::builder()
+                    .tls_danger_accept_invalid_certs(true)
+                    .build()
+                    .unwrap();
+            }
+        }
+        let ready = probe
+            .post(format!("{scheme}://{}:18443/", p.ip))
+            .basic_auth(user, password)
             .timeout(Duration::from_secs(2))
             .body(r#"{"jsonrpc":"1.0","id":"probe","method":"getblockchaininfo","params":[]}"#)
             .send()
@@ -1033,6 +1122,7 @@ async fn reconcile(
                                     .collect()
                             })
                             .unwrap_or_default();
+                        let files = secret_volumes(&s.secrets, &template["spec"], &c);
                         s.uid += 1;
                         let rec = PodRec {
                             uid: format!("uid-{}", s.uid),
@@ -1041,6 +1131,7 @@ async fn reconcile(
                             image: c["image"].as_str().unwrap_or("").to_string(),
                             ip: format!("127.0.0.{}", ip_base + ip_offset + o as u8),
                             env,
+                            files,
                             ready: false,
                             container: format!("{prefix}-{name}-{o}-{}", s.uid),
                             image_id: None,
@@ -1109,6 +1200,22 @@ async fn reconcile(
         for (k, v) in &p.env {
             args.push("-e".into());
             args.push(format!("{k}={v}"));
+        }
+        for (i, (mount, files, mode)) in p.files.iter().enumerate() {
+            let dir = volume_dir(&p.container, i);
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            for (name, bytes) in files {
+                let path = dir.join(name);
+                std::fs::write(&path, bytes).unwrap();
+                std::fs::set_permissions(
+                    &path,
+                    std::os::unix::fs::PermissionsExt::from_mode(*mode),
+                )
+                .unwrap();
+            }
+            args.push("-v".into());
+            args.push(format!("{}:{mount}:ro", dir.display()));
         }
         args.push(p.image.clone());
         let image = p.image.clone();
