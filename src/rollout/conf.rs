@@ -23,26 +23,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub use super::node::{NodeFile, NODE_FILES_DIR};
 use crate::config::{FleetConfig, Implementation};
-
-/// Where a node finds its files.
-pub const NODE_FILES_DIR: &str = "/run/hab";
-
-/// A file given to a node.
-#[derive(Clone, PartialEq, Eq)]
-pub struct NodeFile {
-    /// Its name under [`NODE_FILES_DIR`].
-    pub name: String,
-    /// Its bytes.
-    pub contents: Vec<u8>,
-}
-
-impl std::fmt::Debug for NodeFile {
-    // Never the contents: they are secrets.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "NodeFile({}, {} bytes)", self.name, self.contents.len())
-    }
-}
 
 fn file(name: &str, contents: impl Into<Vec<u8>>) -> NodeFile {
     NodeFile {

@@ -15,7 +15,7 @@ use bollard::{
     Docker,
 };
 
-use super::conf::{NodeFile, NODE_FILES_DIR};
+use super::node::{NodeFile, NODE_FILES_DIR};
 use crate::builder::engine::{connect_docker, pull_for_platform, ConnectError};
 
 /// Label holding the fleet's name.

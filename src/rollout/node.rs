@@ -26,8 +26,8 @@ pub struct NodeEnv {
     /// Environment (`NETWORK`, `RPC_USER`): never a secret.
     pub env: Vec<String>,
     /// Its files (config with the RPC credentials, TLS material), mounted
-    /// read-only under [`super::conf::NODE_FILES_DIR`].
-    pub files: Vec<super::conf::NodeFile>,
+    /// read-only under [`NODE_FILES_DIR`] (see [`super::conf`]).
+    pub files: Vec<NodeFile>,
     /// Credentials to pull from the registry.
     pub credentials: Option<DockerCredentials>,
 }
@@ -43,4 +43,23 @@ pub enum UpdateError {
     /// under the rollout): the rollout is paused for an operator.
     #[error("{0}")]
     Hold(String),
+}
+
+/// Where a node finds its files.
+pub const NODE_FILES_DIR: &str = "/run/hab";
+
+/// A file given to a node.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NodeFile {
+    /// Its name under [`NODE_FILES_DIR`].
+    pub name: String,
+    /// Its bytes.
+    pub contents: Vec<u8>,
+}
+
+impl std::fmt::Debug for NodeFile {
+    // Never the contents: they are secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NodeFile({}, {} bytes)", self.name, self.contents.len())
+    }
 }
