@@ -16,12 +16,14 @@ use std::{
 
 use common::*;
 use serde_json::{json, Value};
-use tokio::net::{TcpListener, UnixStream};
+use tokio::net::{UnixListener, UnixStream};
 
-/// A Docker endpoint on 127.0.0.1 that forwards to the local engine and can
-/// be made unreachable (connections refused and cut) and back.
+/// A Docker endpoint (a unix socket of the test's own) that forwards to the
+/// local engine and can be made unreachable (connections refused and cut)
+/// and back. A unix socket: hab speaks to an engine over tcp only with
+/// mutual TLS.
 struct DockerProxy {
-    port: u16,
+    dir: tempfile::TempDir,
     up: Arc<AtomicBool>,
     tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
@@ -29,7 +31,10 @@ struct DockerProxy {
 impl DockerProxy {
     async fn start() -> Self {
         let proxy = DockerProxy {
-            port: free_port(),
+            dir: tempfile::Builder::new()
+                .prefix("hdp")
+                .tempdir_in("/tmp")
+                .unwrap(),
             up: Arc::new(AtomicBool::new(false)),
             tasks: Arc::new(Mutex::new(Vec::new())),
         };
@@ -37,19 +42,24 @@ impl DockerProxy {
         proxy
     }
 
+    fn socket(&self) -> std::path::PathBuf {
+        self.dir.path().join("docker.sock")
+    }
+
     fn endpoint(&self) -> String {
-        format!("tcp://127.0.0.1:{}", self.port)
+        format!("unix://{}", self.socket().display())
     }
 
     async fn up(&self) {
-        let listener = TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
+        let _ = std::fs::remove_file(self.socket());
+        let listener = UnixListener::bind(self.socket()).unwrap();
         self.up.store(true, Ordering::SeqCst);
         let tasks = self.tasks.clone();
         let accept = tokio::spawn(async move {
-            while let Ok((mut tcp, _)) = listener.accept().await {
+            while let Ok((mut client, _)) = listener.accept().await {
                 let conn = tokio::spawn(async move {
                     if let Ok(mut unix) = UnixStream::connect("/var/run/docker.sock").await {
-                        let _ = tokio::io::copy_bidirectional(&mut tcp, &mut unix).await;
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut unix).await;
                     }
                 });
                 tasks.lock().unwrap().push(conn);
@@ -64,6 +74,7 @@ impl DockerProxy {
         for t in self.tasks.lock().unwrap().drain(..) {
             t.abort();
         }
+        let _ = std::fs::remove_file(self.socket());
     }
 }
 

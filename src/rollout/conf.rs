@@ -16,9 +16,9 @@
 //! | bcoin | `bcoin.conf` (`api-key`) | `--config=/run/hab/bcoin.conf` |
 //!
 //! For a TLS fleet on a Docker target hab makes the fleet's own CA and a
-//! server certificate naming 127.0.0.1, localhost and the nodes' container
-//! names, under `<state>/fleets/<fleet>/rpc-tls/`; the CA's key is never
-//! kept. The gates then trust that CA only (no system roots), and check
+//! server certificate naming 127.0.0.1, ::1 and localhost (where the gates
+//! reach the nodes), under `<state>/fleets/<fleet>/rpc-tls/`, once; the
+//! CA's key is never kept. The gates then trust that CA only (no system roots), and check
 //! the name as well as the chain.
 
 use std::path::{Path, PathBuf};
@@ -85,21 +85,23 @@ pub fn pinned_ca(state_dir: &Path, fleet: &FleetConfig) -> PathBuf {
         .unwrap_or_else(|| tls_dir(state_dir, &fleet.name).join("ca.pem"))
 }
 
-/// The names a Docker-target fleet's server certificate carries.
-fn server_names(fleet: &FleetConfig) -> Vec<String> {
-    let mut names = vec!["127.0.0.1".into(), "::1".into(), "localhost".into()];
-    names.extend((0..fleet.nodes).map(|o| super::docker::container_name(&fleet.name, o)));
-    names
+/// The names a Docker-target fleet's server certificate carries: where the
+/// gates reach the nodes (their RPC is published on 127.0.0.1 only). Never
+/// the fleet's size: a certificate made again for a third node would come
+/// with a new CA, and the nodes still on the old one would fail their gates.
+fn server_names() -> Vec<String> {
+    vec!["127.0.0.1".into(), "::1".into(), "localhost".into()]
 }
 
 /// The server certificate and key of a Docker-target TLS fleet, made
-/// (with a new CA) when missing or when they no longer name every node.
+/// (with a new CA) when missing, or when they name other hosts than
+/// [`server_names`] (a habd of another version made them).
 ///
 /// # Errors
 /// The material could not be made or written.
 pub fn fleet_server_tls(state_dir: &Path, fleet: &FleetConfig) -> Result<ServerTls, String> {
     let dir = tls_dir(state_dir, &fleet.name);
-    let names = server_names(fleet);
+    let names = server_names();
     let read = |f: &str| std::fs::read_to_string(dir.join(f));
     if let (Ok(cert_pem), Ok(key_pem), Ok(_), Ok(named)) = (
         read("server.pem"),
