@@ -17,22 +17,7 @@ struct Cleanup(Vec<String>);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        for f in &self.0 {
-            for o in 0..2 {
-                let _ = std::process::Command::new("/usr/bin/docker")
-                    .args(["rm", "-f", &format!("hab-{f}-{o}")])
-                    .output();
-                let _ = std::process::Command::new("/usr/bin/docker")
-                    .args([
-                        "volume",
-                        "rm",
-                        "-f",
-                        &format!("hab-{f}-{o}-data"),
-                        &format!("hab-{f}-{o}-files"),
-                    ])
-                    .output();
-            }
-        }
+        cleanup(&self.0);
     }
 }
 
