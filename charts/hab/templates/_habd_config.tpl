@@ -30,17 +30,13 @@ data:
     {{- range $arch := .Values.builders.architectures }}
 
     # Builds linux/{{ $arch }} natively; the others by emulation (qemu on
-    # its host) only when no native builder has them.
+    # its host) only when no native builder has them. Mutual TLS only.
     [[builder]]
     name = {{ $arch | quote }}
-    {{- if $root.Values.builders.tls.secretName }}
     endpoint = "tcp://{{ $full }}-builder-{{ $arch }}:2376"
     tls_ca = "/run/secrets/hab-builder-tls/ca.pem"
     tls_cert = "/run/secrets/hab-builder-tls/client-cert.pem"
     tls_key = "/run/secrets/hab-builder-tls/client-key.pem"
-    {{- else }}
-    endpoint = "tcp://{{ $full }}-builder-{{ $arch }}:2375"
-    {{- end }}
     platforms = ["linux/amd64", "linux/arm64"]
     emulated = [{{ range $other := list "amd64" "arm64" }}{{ if ne $other $arch }}"linux/{{ $other }}"{{ end }}{{ end }}]
     {{- end }}
@@ -65,6 +61,10 @@ data:
     rpc_user = {{ $root.Values.nodes.rpc.user | quote }}
     rpc_password_file = "/run/secrets/hab-rpc/rpc-password"
     rpc_port = {{ $net.rpc }}
+    {{- if eq $impl "btcd" }}
+    # btcd serves RPC over TLS only: the CA of its certificate, pinned.
+    rpc_tls_ca = "/run/secrets/hab-btcd-rpc-tls/ca.crt"
+    {{- end }}
 
     [fleet.gates]
     max_lag = {{ $root.Values.habd.gates.maxLag }}

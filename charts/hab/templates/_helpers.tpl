@@ -40,6 +40,7 @@ bitcoind:
 btcd:
   mainnet: {flags: [], rpc: 8334, p2p: 8333}
   testnet3: {flags: ["--testnet"], rpc: 18334, p2p: 18333}
+  testnet4: {flags: ["--testnet4"], rpc: 48334, p2p: 48333}
   signet: {flags: ["--signet"], rpc: 38332, p2p: 38333}
   regtest: {flags: ["--regtest"], rpc: 18334, p2p: 18444}
   simnet: {flags: ["--simnet"], rpc: 18556, p2p: 18555}
@@ -53,9 +54,13 @@ bcoin:
 {{/* The network entry of an implementation: (dict "root" $ "impl" "btcd"). */}}
 {{- define "hab.net" -}}
 {{- $table := include "hab.netTable" . | fromYaml -}}
-{{- $entry := index (index $table .impl) .root.Values.network -}}
+{{- $runs := index $table .impl -}}
+{{- $entry := index $runs .root.Values.network -}}
 {{- if not $entry -}}
-{{- fail (printf "%s does not run network %q: disable it (%s.enabled=false) or pick another network" .impl .root.Values.network .impl) -}}
+{{- $order := list "mainnet" "testnet3" "testnet4" "signet" "regtest" "simnet" -}}
+{{- $known := list -}}
+{{- range $order }}{{ if hasKey $runs . }}{{ $known = append $known . }}{{ end }}{{ end -}}
+{{- fail (printf "%s does not run network %q: disable it (%s.enabled=false) or pick another network (%s runs %s)" .impl .root.Values.network .impl .impl (join ", " $known)) -}}
 {{- end -}}
 {{- toYaml $entry -}}
 {{- end -}}
@@ -70,6 +75,50 @@ bcoin:
 {{- printf "%s@%s" $repo .image.digest -}}
 {{- else -}}
 {{- printf "%s:%s" $repo (.image.tag | toString) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The pull policy of a rendered image reference: a digest never changes, so
+the kubelet's copy is used (a node restarts without the registry); a tag may
+move, so it is asked for every time.
+*/}}
+{{- define "hab.pullPolicy" -}}
+{{- if contains "@sha256:" . }}IfNotPresent{{ else }}Always{{ end -}}
+{{- end -}}
+
+{{/*
+checkov skips of a resource, as annotations: a list of "CKV_…=reason"
+(reasons without "="; the chart README's "checkov skips" table lists each).
+*/}}
+{{- define "hab.checkovSkips" -}}
+{{- $lines := list -}}
+{{- range $i, $s := . -}}
+{{- $lines = append $lines (printf "checkov.io/skip%d: %s" (add1 $i) ($s | quote)) -}}
+{{- end -}}
+{{- join "\n" $lines -}}
+{{- end -}}
+
+{{/* The skip of CKV_K8S_43 (image by digest) for an image rendered by tag: (dict "image" ref "value" "registry.image.digest"). */}}
+{{- define "hab.digestSkip" -}}
+{{- if not (contains "@sha256:" .image) -}}
+{{- printf "CKV_K8S_43=by tag until %s is set (no digest is known before the first build or for an image you mirror)" .value -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The node log level of an implementation: (dict "impl" "btcd" "level" "info").
+bitcoind's -loglevel takes info, debug and trace (its warnings and errors
+are always logged); bcoin calls trace "spam" and warn "warning".
+*/}}
+{{- define "hab.logLevel" -}}
+{{- $l := .level -}}
+{{- if eq .impl "bitcoind" -}}
+{{- if has $l (list "trace" "debug") }}{{ $l }}{{ else }}info{{ end -}}
+{{- else if eq .impl "bcoin" -}}
+{{- if eq $l "trace" }}spam{{ else if eq $l "warn" }}warning{{ else }}{{ $l }}{{ end -}}
+{{- else -}}
+{{- $l -}}
 {{- end -}}
 {{- end -}}
 
@@ -99,6 +148,16 @@ bcoin:
 
 {{- define "hab.habdSecret" -}}
 {{- .Values.habd.existingSecret | default (printf "%s-habd" (include "hab.fullname" .)) -}}
+{{- end -}}
+
+{{/* The builders' TLS Secret (CA, server and client certificates). */}}
+{{- define "hab.builderTLSSecret" -}}
+{{- .Values.builders.tls.existingSecret | default (printf "%s-builder-tls" (include "hab.fullname" .)) -}}
+{{- end -}}
+
+{{/* The btcd fleet's RPC TLS Secret (CA, server certificate and key). */}}
+{{- define "hab.btcdTLSSecret" -}}
+{{- printf "%s-btcd-rpc-tls" (include "hab.fullname" .) -}}
 {{- end -}}
 
 {{- define "hab.registrySecret" -}}
