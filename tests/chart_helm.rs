@@ -314,6 +314,38 @@ async fn helms_lookup_reads_the_live_statefulset_from_the_double() {
     double.cleanup();
 }
 
+/// The rendered node StatefulSet as the Kubernetes API double can run it.
+/// The chart gives a node its RPC credentials as a config file under
+/// /run/hab, from the RPC Secret; the double mounts no volumes, so its
+/// fixture node gets the same credentials from that Secret through the
+/// variables it reads instead (`RPC_USER`, `RPC_PASSWORD`). Nothing else
+/// changes.
+fn as_the_double_runs_it(mut sts: Value) -> Value {
+    let spec = &sts["spec"]["template"]["spec"];
+    let credentials = spec["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "credentials")
+        .unwrap_or_else(|| panic!("the node mounts no credentials: {spec}"));
+    let secret = credentials["projected"]["sources"][0]["secret"]["name"].clone();
+    let node = sts["spec"]["template"]["spec"]["containers"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|c| c["name"] == "node")
+        .unwrap();
+    let env = node["env"].as_array_mut().unwrap();
+    assert!(
+        env.iter().all(|e| e["name"] != "RPC_PASSWORD"),
+        "the chart passes no password in the environment"
+    );
+    env.push(json!({"name": "RPC_USER", "value": "hab"}));
+    env.push(json!({"name": "RPC_PASSWORD",
+        "valueFrom": {"secretKeyRef": {"name": secret, "key": "rpc-password"}}}));
+    sts
+}
+
 /// The pods' uids, by ordinal.
 async fn pod_uids(double: &KubeDouble, replicas: u32) -> Vec<String> {
     let mut uids = Vec::new();
@@ -378,7 +410,7 @@ async fn a_helm_upgrade_half_way_through_a_rollout_leaves_it_alone() {
         digest.as_str(),
     ];
     let docs = documents(&render(Some(VALUES), &install_sets).unwrap());
-    let installed = find(&docs, "StatefulSet", FLEET).clone();
+    let installed = as_the_double_runs_it(find(&docs, "StatefulSet", FLEET).clone());
     let secret = find(&docs, "Secret", "hab-rpc").clone();
     assert_eq!(image_and_partition(&installed), (image_a.clone(), 2));
     double.create_secret(secret.clone());
@@ -427,7 +459,7 @@ async fn a_helm_upgrade_half_way_through_a_rollout_leaves_it_alone() {
     let mut upgrade_sets = install_sets.to_vec();
     upgrade_sets.push("nodes.serviceType=NodePort");
     let upgrade = documents(&render_live(&kubeconfig, Some(VALUES), &upgrade_sets).unwrap());
-    let rendered = find(&upgrade, "StatefulSet", FLEET).clone();
+    let rendered = as_the_double_runs_it(find(&upgrade, "StatefulSet", FLEET).clone());
     assert_eq!(
         find(&upgrade, "Service", FLEET)["spec"]["type"],
         "NodePort",
@@ -449,7 +481,11 @@ async fn a_helm_upgrade_half_way_through_a_rollout_leaves_it_alone() {
     // would have reverted the image and frozen the walk: the test sees the
     // fight when there is one.
     let plain = documents(&render(Some(VALUES), &upgrade_sets).unwrap());
-    let fight = three_way_patch(&installed, find(&plain, "StatefulSet", FLEET), &current);
+    let fight = three_way_patch(
+        &installed,
+        &as_the_double_runs_it(find(&plain, "StatefulSet", FLEET).clone()),
+        &current,
+    );
     assert_eq!(patched_image(&fight), Some(image_a.as_str()), "{fight}");
     if live.1 != 2 {
         assert_eq!(patched_partition(&fight), Some(2), "{fight}");
@@ -468,7 +504,7 @@ async fn a_helm_upgrade_half_way_through_a_rollout_leaves_it_alone() {
     // restarts.
     let uids = pod_uids(&double, 2).await;
     let again = documents(&render_live(&kubeconfig, Some(VALUES), &upgrade_sets).unwrap());
-    let again = find(&again, "StatefulSet", FLEET).clone();
+    let again = as_the_double_runs_it(find(&again, "StatefulSet", FLEET).clone());
     let patch = three_way_patch(&rendered, &again, &done);
     assert_eq!(patched_image(&patch), None, "{patch}");
     assert_eq!(patched_partition(&patch), None, "{patch}");

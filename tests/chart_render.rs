@@ -154,6 +154,19 @@ fn the_schema_rejects_bad_values_with_helms_error() {
             "habd.gates.soak: Does not match pattern",
         ),
         ("nodes.architectures={s390x}", "nodes.architectures.0"),
+        // No value turns the builders' TLS off.
+        (
+            "builders.tls.enabled=false",
+            "Additional property enabled is not allowed",
+        ),
+        (
+            "habd.image.tag=latest",
+            "Additional property tag is not allowed",
+        ),
+        (
+            "nodes.logLevel=loud",
+            "nodes.logLevel must be one of the following",
+        ),
     ] {
         let err = render(None, &[set]).expect_err(set);
         assert!(err.contains(says), "--set {set}: {err}");
@@ -162,6 +175,11 @@ fn the_schema_rejects_bad_values_with_helms_error() {
     let err = render(None, &["network=signet"]).unwrap_err();
     assert!(
         err.contains("bcoin does not run network \"signet\": disable it (bcoin.enabled=false)"),
+        "{err}"
+    );
+    let err = render(None, &["network=testnet4"]).unwrap_err();
+    assert!(
+        err.contains("bcoin does not run network \"testnet4\": disable it (bcoin.enabled=false) or pick another network (bcoin runs mainnet, testnet3, regtest, simnet)"),
         "{err}"
     );
     let err = render(None, &["registry.enabled=false"]).unwrap_err();
@@ -199,8 +217,15 @@ fn materialize(docs: &[Value], root: &std::path::Path) -> std::path::PathBuf {
         ("hab-habd", "run/secrets/hab"),
         ("hab-registry-auth", "run/secrets/hab-registry"),
         ("hab-rpc", "run/secrets/hab-rpc"),
+        ("hab-builder-tls", "run/secrets/hab-builder-tls"),
+        ("hab-btcd-rpc-tls", "run/secrets/hab-btcd-rpc-tls"),
     ] {
-        let s = find(docs, "Secret", secret);
+        let Some(s) = docs
+            .iter()
+            .find(|d| d["kind"] == "Secret" && d["metadata"]["name"] == secret)
+        else {
+            continue;
+        };
         for k in s["data"].as_object().unwrap().keys() {
             write(&at(dir), k, secret_value(s, k).as_bytes());
         }
@@ -277,14 +302,20 @@ fn the_node_statefulsets_are_what_habd_rolls() {
             rpc["containerPort"].as_u64(),
             Some(u64::from(fleet.rpc_port))
         );
-        let env = node["env"].as_array().unwrap();
-        let pw = env.iter().find(|e| e["name"] == "RPC_PASSWORD").unwrap();
-        let secret = pw["valueFrom"]["secretKeyRef"]["name"].as_str().unwrap();
-        let s = find(&docs, "Secret", secret);
-        assert_eq!(
-            secret_value(s, "rpc-password"),
-            std::fs::read_to_string(fleet.rpc_password_file.as_ref().unwrap()).unwrap(),
-            "habd's gates use the password the nodes run with"
+        // The node reads its credentials from the config file mounted
+        // under /run/hab: the password habd's gates read.
+        let (conf, text) = mounted_config(&docs, sts);
+        let text = text.unwrap();
+        let password = std::fs::read_to_string(fleet.rpc_password_file.as_ref().unwrap()).unwrap();
+        let want = match fleet.pipeline.as_str() {
+            "bitcoind" => format!("rpcuser=hab\nrpcpassword={password}\n"),
+            "btcd" => format!("[Application Options]\nrpcuser=hab\nrpcpass={password}\n"),
+            _ => format!("api-key: {password}\n"),
+        };
+        assert!(
+            text.contains(&want),
+            "{}: {conf} holds the password habd's gates use:\n{text}",
+            fleet.name
         );
         // Spread over hosts, and covered by the one PDB.
         let labels = &spec["template"]["metadata"]["labels"];
@@ -308,6 +339,619 @@ fn the_node_statefulsets_are_what_habd_rolls() {
     let all = find(&docs, "Service", "hab-nodes");
     assert_eq!(all["spec"]["ports"][0]["targetPort"], "rpc");
     assert!(all["spec"]["selector"].get("hab/implementation").is_none());
+}
+
+/// The config file a node StatefulSet mounts under /run/hab (its name and
+/// text), from the Secret its `credentials` volume projects (no text when
+/// that Secret is the operator's, not rendered).
+fn mounted_config(docs: &[Value], sts: &Value) -> (String, Option<String>) {
+    let spec = &sts["spec"]["template"]["spec"];
+    let node = &spec["containers"][0];
+    let mount = node["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mountPath"] == "/run/hab")
+        .unwrap_or_else(|| panic!("no /run/hab mount: {node}"));
+    assert_eq!(mount["readOnly"], true);
+    let volume = spec["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+        .unwrap();
+    assert!(is_0400(&volume["projected"]["defaultMode"]), "{volume}");
+    for source in volume["projected"]["sources"].as_array().unwrap() {
+        let secret = &source["secret"];
+        for item in secret["items"].as_array().unwrap() {
+            let key = item["key"].as_str().unwrap();
+            if key.ends_with(".conf") {
+                assert_eq!(item["path"], key);
+                let s = docs
+                    .iter()
+                    .find(|d| d["kind"] == "Secret" && d["metadata"]["name"] == secret["name"]);
+                return (key.to_string(), s.map(|s| secret_value(s, key)));
+            }
+        }
+    }
+    panic!("no config file mounted: {volume}")
+}
+
+/// `defaultMode: 0400` as a YAML 1.1 reader (Kubernetes') takes it (256),
+/// or as this YAML 1.2 reader keeps it (the string "0400").
+fn is_0400(mode: &Value) -> bool {
+    mode.as_u64() == Some(0o400) || mode.as_str() == Some("0400")
+}
+
+/// The defaults and every variant, rendered: (name, documents).
+fn every_render() -> Vec<(String, Vec<Value>)> {
+    let mut out = vec![(
+        "defaults".to_string(),
+        documents(&render(None, &[]).unwrap()),
+    )];
+    for v in variants() {
+        out.push((v.clone(), documents(&render(Some(&v), &[]).unwrap())));
+    }
+    out
+}
+
+/// Every pod spec of a rendered chart: (object name, pod spec).
+fn pod_specs(docs: &[Value]) -> Vec<(String, &Value)> {
+    docs.iter()
+        .filter_map(|d| {
+            let spec = match d["kind"].as_str()? {
+                "Deployment" | "StatefulSet" | "DaemonSet" | "Job" => {
+                    &d["spec"]["template"]["spec"]
+                }
+                "CronJob" => &d["spec"]["jobTemplate"]["spec"]["template"]["spec"],
+                "Pod" => &d["spec"],
+                _ => return None,
+            };
+            Some((d["metadata"]["name"].as_str()?.to_string(), spec))
+        })
+        .collect()
+}
+
+/// Every container and init container of a pod spec.
+fn containers(spec: &Value) -> Vec<&Value> {
+    ["containers", "initContainers"]
+        .iter()
+        .filter_map(|k| spec[k].as_array())
+        .flatten()
+        .collect()
+}
+
+#[test]
+fn no_container_is_given_a_password_or_api_key_in_its_arguments_or_environment() {
+    for (name, docs) in every_render() {
+        // Every secret value the chart generated (each line of each key).
+        let mut secrets = Vec::new();
+        for s in docs.iter().filter(|d| d["kind"] == "Secret") {
+            for key in s["data"].as_object().unwrap().keys() {
+                for line in secret_value(s, key).lines() {
+                    let value = line.rsplit(['=', ':', ' ']).next().unwrap_or("");
+                    if value.len() >= 16 {
+                        secrets.push(value.to_string());
+                    }
+                }
+            }
+        }
+        for (object, spec) in pod_specs(&docs) {
+            for c in containers(spec) {
+                let mut said = Vec::new();
+                for k in ["command", "args"] {
+                    said.extend(c[k].as_array().into_iter().flatten().cloned());
+                }
+                for probe in ["readinessProbe", "livenessProbe", "startupProbe"] {
+                    said.extend(
+                        c[probe]["exec"]["command"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .cloned(),
+                    );
+                }
+                for e in c["env"].as_array().into_iter().flatten() {
+                    assert!(
+                        e.get("valueFrom")
+                            .is_none_or(|v| v.get("secretKeyRef").is_none()),
+                        "{name}: {object}/{}: a Secret in the environment: {e}",
+                        c["name"]
+                    );
+                    said.push(e["name"].clone());
+                    said.push(e["value"].clone());
+                }
+                assert!(c.get("envFrom").is_none(), "{name}: {object}: envFrom");
+                let text = serde_json::to_string(&said).unwrap().to_lowercase();
+                for word in ["rpcpassword", "rpcpass", "api-key", "apikey", "password="] {
+                    assert!(
+                        !text.contains(word),
+                        "{name}: {object}/{} is given {word} in its arguments or environment: {text}",
+                        c["name"]
+                    );
+                }
+                for secret in &secrets {
+                    assert!(
+                        !text.contains(&secret.to_lowercase()),
+                        "{name}: {object}/{}: a generated secret in its arguments or environment",
+                        c["name"]
+                    );
+                }
+            }
+        }
+        // The node credentials are files, read-only, 0400.
+        for sts in docs.iter().filter(|d| d["kind"] == "StatefulSet") {
+            let (conf, _) = mounted_config(&docs, sts);
+            let flag = match conf.as_str() {
+                "bitcoin.conf" => "-conf=/run/hab/bitcoin.conf",
+                "btcd.conf" => "--configfile=/run/hab/btcd.conf",
+                _ => "--config=/run/hab/bcoin.conf",
+            };
+            let args = &sts["spec"]["template"]["spec"]["containers"][0]["args"];
+            assert_eq!(args[0], flag, "{name}: {args}");
+            let sc = &sts["spec"]["template"]["spec"]["securityContext"];
+            assert_eq!(
+                (sc["runAsUser"].as_u64(), sc["fsGroup"].as_u64()),
+                (Some(1000), Some(1000))
+            );
+        }
+    }
+}
+
+#[test]
+fn every_builder_engine_speaks_mutual_tls_only() {
+    for (name, docs) in every_render() {
+        let yaml = serde_json::to_string(&docs).unwrap();
+        assert!(!yaml.contains("2375"), "{name}: an engine port without TLS");
+        let builders: Vec<&Value> = docs
+            .iter()
+            .filter(|d| {
+                d["kind"] == "Deployment"
+                    && d["metadata"]["labels"]["app.kubernetes.io/component"] == "builder"
+            })
+            .collect();
+        assert!(!builders.is_empty(), "{name}");
+        let config = find(&docs, "ConfigMap", "hab-habd-config")["data"]["hab.toml"]
+            .as_str()
+            .unwrap();
+        let config: toml::Table = config.parse().unwrap();
+        let secret = if name.starts_with("webhooks-tls") {
+            "hab-operator-builder-tls"
+        } else {
+            "hab-builder-tls"
+        };
+        for b in &builders {
+            let spec = &b["spec"]["template"]["spec"];
+            let dockerd = &spec["containers"][0];
+            let args: Vec<&str> = dockerd["args"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap())
+                .collect();
+            assert_eq!(
+                args[..6],
+                [
+                    "dockerd",
+                    "--host=tcp://0.0.0.0:2376",
+                    "--tlsverify",
+                    "--tlscacert=/certs/ca.pem",
+                    "--tlscert=/certs/cert.pem",
+                    "--tlskey=/certs/key.pem",
+                ],
+                "{name}: dockerd first (docker:dind adds no listener of its own), one listener, client certificates required"
+            );
+            assert_eq!(args.iter().filter(|a| a.starts_with("--host")).count(), 1);
+            let tls = spec["volumes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|v| v["name"] == "tls")
+                .unwrap();
+            assert_eq!(tls["secret"]["secretName"], secret);
+            assert!(is_0400(&tls["secret"]["defaultMode"]), "{tls}");
+            let service = find(&docs, "Service", b["metadata"]["name"].as_str().unwrap());
+            assert_eq!(service["spec"]["ports"][0]["port"], 2376);
+            let arch = b["metadata"]["labels"]["hab/arch"].as_str().unwrap();
+            let builder = config["builder"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["name"].as_str() == Some(arch))
+                .unwrap();
+            assert_eq!(
+                builder["endpoint"].as_str(),
+                Some(format!("tcp://hab-builder-{arch}:2376").as_str())
+            );
+            for (key, file) in [
+                ("tls_ca", "ca.pem"),
+                ("tls_cert", "client-cert.pem"),
+                ("tls_key", "client-key.pem"),
+            ] {
+                assert_eq!(
+                    builder[key].as_str(),
+                    Some(format!("/run/secrets/hab-builder-tls/{file}").as_str()),
+                    "{name}: {key}"
+                );
+            }
+        }
+        let habd = find(&docs, "Deployment", "hab-habd");
+        let v = habd["spec"]["template"]["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "builder-tls")
+            .unwrap();
+        assert_eq!(v["secret"]["secretName"], secret, "{name}");
+        let items: Vec<&str> = v["secret"]["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["path"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            items,
+            ["ca.pem", "client-cert.pem", "client-key.pem"],
+            "{name}: habd gets no server key"
+        );
+    }
+    // The chart's own certificates: the server's names are the builder
+    // Services', habd's certificate is a client's, both signed by the CA.
+    let docs = documents(&render(None, &[]).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let s = find(&docs, "Secret", "hab-builder-tls");
+    for k in ["ca.pem", "cert.pem", "client-cert.pem"] {
+        write(dir.path(), k, secret_value(s, k).as_bytes());
+    }
+    let sans = openssl(
+        &["x509", "-noout", "-ext", "subjectAltName", "-in"],
+        &dir.path().join("cert.pem"),
+    );
+    for n in [
+        "DNS:hab-builder-amd64,",
+        "DNS:hab-builder-arm64.bitcoin.svc,",
+        "DNS:hab-builder-amd64.bitcoin.svc.cluster.local",
+    ] {
+        assert!(sans.contains(n), "{n} in {sans}");
+    }
+    let usage = openssl(
+        &["x509", "-noout", "-ext", "extendedKeyUsage", "-in"],
+        &dir.path().join("client-cert.pem"),
+    );
+    assert!(usage.contains("TLS Web Client Authentication"), "{usage}");
+    for cert in ["cert.pem", "client-cert.pem"] {
+        let ca = dir.path().join("ca.pem");
+        let ok = openssl(
+            &["verify", "-CAfile", ca.to_str().unwrap()],
+            &dir.path().join(cert),
+        );
+        assert!(ok.contains(": OK"), "{ok}");
+    }
+}
+
+/// `openssl <args> <file>`'s output.
+fn openssl(args: &[&str], file: &std::path::Path) -> String {
+    let out = Command::new("openssl")
+        .args(args)
+        .arg(file)
+        .output()
+        .expect("openssl is missing: run `bash scripts/setup.sh`");
+    String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[test]
+fn btcd_runs_testnet4_on_its_own_ports() {
+    let docs = documents(&render(None, &["network=testnet4", "bcoin.enabled=false"]).unwrap());
+    let sts = find(&docs, "StatefulSet", "hab-btcd");
+    let node = &sts["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = node["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    for a in [
+        "--testnet4",
+        "--rpclisten=0.0.0.0:48334",
+        "--listen=0.0.0.0:48333",
+    ] {
+        assert!(args.contains(&a), "{a} in {args:?}");
+    }
+    let ports: Vec<(&str, u64)> = node["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap(),
+                p["containerPort"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(ports, [("rpc", 48334), ("p2p", 48333)]);
+    let config: toml::Table = find(&docs, "ConfigMap", "hab-habd-config")["data"]["hab.toml"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let fleet = config["fleet"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"].as_str() == Some("hab-btcd"))
+        .unwrap();
+    assert_eq!(fleet["rpc_port"].as_integer(), Some(48334));
+    assert_eq!(fleet["network"].as_str(), Some("testnet4"));
+    // bitcoind's testnet4 beside it.
+    let bitcoind = find(&docs, "StatefulSet", "hab-bitcoind");
+    assert_eq!(
+        bitcoind["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"],
+        48332
+    );
+}
+
+#[test]
+fn btcd_serves_rpc_over_tls_with_a_certificate_habd_pins() {
+    for (name, docs) in every_render() {
+        let Some(sts) = docs
+            .iter()
+            .find(|d| d["kind"] == "StatefulSet" && d["metadata"]["name"] == "hab-btcd")
+        else {
+            continue;
+        };
+        let spec = &sts["spec"]["template"]["spec"];
+        let args = &spec["containers"][0]["args"];
+        for a in ["--rpccert=/run/hab/rpc.cert", "--rpckey=/run/hab/rpc.key"] {
+            assert!(
+                args.as_array().unwrap().contains(&Value::from(a)),
+                "{name}: {a} in {args}"
+            );
+        }
+        let credentials = spec["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "credentials")
+            .unwrap();
+        let tls = credentials["projected"]["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["secret"]["name"] == "hab-btcd-rpc-tls")
+            .unwrap_or_else(|| panic!("{name}: the RPC certificate is not mounted: {credentials}"));
+        assert_eq!(
+            tls["secret"]["items"],
+            serde_json::json!([{"key": "tls.crt", "path": "rpc.cert"}, {"key": "tls.key", "path": "rpc.key"}])
+        );
+        // habd pins the CA the certificate is signed by.
+        let config: toml::Table = find(&docs, "ConfigMap", "hab-habd-config")["data"]["hab.toml"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let fleet = config["fleet"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"].as_str() == Some("hab-btcd"))
+            .unwrap();
+        assert_eq!(
+            fleet["rpc_tls_ca"].as_str(),
+            Some("/run/secrets/hab-btcd-rpc-tls/ca.crt"),
+            "{name}"
+        );
+        for f in config["fleet"].as_array().unwrap() {
+            assert_eq!(
+                f.get("rpc_tls_ca").is_some(),
+                f["name"].as_str() == Some("hab-btcd"),
+                "{name}: {f}"
+            );
+        }
+        let habd = &find(&docs, "Deployment", "hab-habd")["spec"]["template"]["spec"];
+        let mount = habd["containers"][0]["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["mountPath"] == "/run/secrets/hab-btcd-rpc-tls")
+            .unwrap();
+        let volume = habd["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == mount["name"])
+            .unwrap();
+        assert_eq!(volume["secret"]["secretName"], "hab-btcd-rpc-tls");
+        assert_eq!(
+            volume["secret"]["items"],
+            serde_json::json!([{"key": "ca.crt", "path": "ca.crt"}]),
+            "{name}: habd gets the CA only"
+        );
+    }
+    // The certificate: every pod's name under the headless Service (what
+    // habd dials), loopback (the probe), signed by the CA.
+    let docs = documents(&render(None, &[]).unwrap());
+    let s = find(&docs, "Secret", "hab-btcd-rpc-tls");
+    assert_eq!(s["type"], "kubernetes.io/tls");
+    let dir = tempfile::tempdir().unwrap();
+    let ca = write(dir.path(), "ca.crt", secret_value(s, "ca.crt").as_bytes());
+    let cert = write(dir.path(), "tls.crt", secret_value(s, "tls.crt").as_bytes());
+    let sans = openssl(&["x509", "-noout", "-ext", "subjectAltName", "-in"], &cert);
+    for n in [
+        "DNS:*.hab-btcd-headless.bitcoin.svc,",
+        "DNS:*.hab-btcd-headless.bitcoin.svc.cluster.local,",
+        "DNS:localhost,",
+        "IP Address:127.0.0.1",
+    ] {
+        assert!(sans.contains(n), "{n} in {sans}");
+    }
+    let ok = openssl(&["verify", "-CAfile", ca.to_str().unwrap()], &cert);
+    assert!(ok.contains(": OK"), "{ok}");
+    let sts = find(&docs, "StatefulSet", "hab-btcd");
+    assert_eq!(sts["spec"]["serviceName"], "hab-btcd-headless");
+}
+
+#[test]
+fn network_policies_guard_nodes_habd_registry_and_builders() {
+    for (name, docs) in every_render() {
+        let policy = |n: &str| {
+            docs.iter()
+                .find(|d| d["kind"] == "NetworkPolicy" && d["metadata"]["name"] == n)
+        };
+        let selects = |p: &Value, component: &str| {
+            p["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == component
+                && p["spec"]["policyTypes"] == serde_json::json!(["Ingress"])
+        };
+        let habd_peer = serde_json::json!({"podSelector": {"matchLabels": {
+            "app.kubernetes.io/name": "hab", "app.kubernetes.io/instance": "hab", "app.kubernetes.io/component": "habd"}}});
+        // Nodes: P2P from anywhere, RPC from habd (and the listed clients) only.
+        let nodes = policy("hab-nodes").unwrap_or_else(|| panic!("{name}: no nodes policy"));
+        assert!(selects(nodes, "node"), "{name}");
+        let rules = nodes["spec"]["ingress"].as_array().unwrap();
+        assert_eq!(
+            rules[0],
+            serde_json::json!({"ports": [{"port": "p2p", "protocol": "TCP"}]})
+        );
+        assert_eq!(
+            rules[1]["ports"],
+            serde_json::json!([{"port": "rpc", "protocol": "TCP"}])
+        );
+        assert_eq!(rules[1]["from"], serde_json::json!([habd_peer]), "{name}");
+        assert_eq!(rules.len(), 2);
+        // habd: its port from where habd.networkPolicy says.
+        let habd = policy("hab-habd").unwrap_or_else(|| panic!("{name}: no habd policy"));
+        assert!(selects(habd, "habd"));
+        assert_eq!(
+            habd["spec"]["ingress"][0]["ports"],
+            serde_json::json!([{"port": "http", "protocol": "TCP"}])
+        );
+        assert_eq!(
+            habd["spec"]["ingress"][0]["from"][0],
+            serde_json::json!({"podSelector": {}})
+        );
+        // Builders: habd only, on the engine's port.
+        let builders =
+            policy("hab-builders").unwrap_or_else(|| panic!("{name}: no builders policy"));
+        assert!(selects(builders, "builder"));
+        assert_eq!(
+            builders["spec"]["ingress"],
+            serde_json::json!([{"from": [habd_peer], "ports": [{"port": "docker", "protocol": "TCP"}]}])
+        );
+        // Registry: habd, the builders and the hosts kubelets pull on.
+        if let Some(registry) = policy("hab-registry") {
+            assert!(selects(registry, "registry"));
+            let from = registry["spec"]["ingress"][0]["from"].as_array().unwrap();
+            assert_eq!(from[0], habd_peer);
+            assert_eq!(
+                from[1]["podSelector"]["matchLabels"]["app.kubernetes.io/component"],
+                "builder"
+            );
+            assert_eq!(
+                from[2],
+                serde_json::json!({"ipBlock": {"cidr": "0.0.0.0/0"}})
+            );
+        } else {
+            assert!(
+                name.starts_with("registry-off"),
+                "{name}: no registry policy"
+            );
+        }
+    }
+    // The values narrow them.
+    let docs = documents(
+        &render(
+            None,
+            &[
+                "nodes.rpc.allowedClients[0].namespaceSelector.matchLabels.team=gateway",
+                "registry.networkPolicy.nodeCIDRs={10.0.0.0/24}",
+            ],
+        )
+        .unwrap(),
+    );
+    let nodes = find(&docs, "NetworkPolicy", "hab-nodes");
+    assert_eq!(
+        nodes["spec"]["ingress"][1]["from"][1],
+        serde_json::json!({"namespaceSelector": {"matchLabels": {"team": "gateway"}}})
+    );
+    let registry = find(&docs, "NetworkPolicy", "hab-registry");
+    assert_eq!(
+        registry["spec"]["ingress"][0]["from"][2],
+        serde_json::json!({"ipBlock": {"cidr": "10.0.0.0/24"}})
+    );
+}
+
+#[test]
+fn nodes_log_to_the_console_only_at_the_level_asked_for() {
+    for (level, bitcoind, btcd, bcoin) in [
+        ("info", "info", "info", "info"),
+        ("trace", "trace", "trace", "spam"),
+        ("warn", "info", "warn", "warning"),
+    ] {
+        let set = format!("nodes.logLevel={level}");
+        let docs = documents(&render(None, &[&set]).unwrap());
+        let args = |impl_: &str| -> Vec<String> {
+            find(&docs, "StatefulSet", &format!("hab-{impl_}"))["spec"]["template"]["spec"]
+                ["containers"][0]["args"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().to_string())
+                .collect()
+        };
+        let has = |impl_: &str, want: &[String]| {
+            let a = args(impl_);
+            for w in want {
+                assert!(a.contains(w), "{impl_} {level}: {w} in {a:?}");
+            }
+        };
+        has(
+            "bitcoind",
+            &[
+                "-printtoconsole=1".into(),
+                "-nodebuglogfile".into(),
+                format!("-loglevel={bitcoind}"),
+            ],
+        );
+        has(
+            "btcd",
+            &[
+                format!("--debuglevel={btcd}"),
+                "--logdir=/var/log/btcd".into(),
+            ],
+        );
+        has(
+            "bcoin",
+            &[
+                "--log-console=true".into(),
+                "--log-file=false".into(),
+                format!("--log-level={bcoin}"),
+            ],
+        );
+    }
+    // btcd's own log file lands on a small emptyDir, never the chain volume.
+    let docs = documents(&render(None, &[]).unwrap());
+    let spec = &find(&docs, "StatefulSet", "hab-btcd")["spec"]["template"]["spec"];
+    let logs = spec["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "logs")
+        .unwrap();
+    assert!(logs["emptyDir"]["sizeLimit"].is_string(), "{logs}");
+}
+
+#[test]
+fn habd_runs_by_digest_from_the_registry() {
+    let docs = documents(&render(None, &[]).unwrap());
+    let habd = find(&docs, "Deployment", "hab-habd");
+    let c = &habd["spec"]["template"]["spec"]["containers"][0];
+    assert!(
+        regex::Regex::new(r"^127\.0\.0\.1:30500/hab/habd@sha256:[0-9a-f]{64}$")
+            .unwrap()
+            .is_match(c["image"].as_str().unwrap()),
+        "{}",
+        c["image"]
+    );
+    assert_eq!(c["imagePullPolicy"], "IfNotPresent");
 }
 
 #[test]
