@@ -314,38 +314,6 @@ async fn helms_lookup_reads_the_live_statefulset_from_the_double() {
     double.cleanup();
 }
 
-/// The rendered node StatefulSet as the Kubernetes API double can run it.
-/// The chart gives a node its RPC credentials as a config file under
-/// /run/hab, from the RPC Secret; the double mounts no volumes, so its
-/// fixture node gets the same credentials from that Secret through the
-/// variables it reads instead (`RPC_USER`, `RPC_PASSWORD`). Nothing else
-/// changes.
-fn as_the_double_runs_it(mut sts: Value) -> Value {
-    let spec = &sts["spec"]["template"]["spec"];
-    let credentials = spec["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == "credentials")
-        .unwrap_or_else(|| panic!("the node mounts no credentials: {spec}"));
-    let secret = credentials["projected"]["sources"][0]["secret"]["name"].clone();
-    let node = sts["spec"]["template"]["spec"]["containers"]
-        .as_array_mut()
-        .unwrap()
-        .iter_mut()
-        .find(|c| c["name"] == "node")
-        .unwrap();
-    let env = node["env"].as_array_mut().unwrap();
-    assert!(
-        env.iter().all(|e| e["name"] != "RPC_PASSWORD"),
-        "the chart passes no password in the environment"
-    );
-    env.push(json!({"name": "RPC_USER", "value": "hab"}));
-    env.push(json!({"name": "RPC_PASSWORD",
-        "valueFrom": {"secretKeyRef": {"name": secret, "key": "rpc-password"}}}));
-    sts
-}
-
 /// The pods' uids, by ordinal.
 async fn pod_uids(double: &KubeDouble, replicas: u32) -> Vec<String> {
     let mut uids = Vec::new();
@@ -410,7 +378,7 @@ async fn a_helm_upgrade_half_way_through_a_rollout_leaves_it_alone() {
         digest.as_str(),
     ];
     let docs = documents(&render(Some(VALUES), &install_sets).unwrap());
-    let installed = as_the_double_runs_it(find(&docs, "StatefulSet", FLEET).clone());
+    let installed = find(&docs, "StatefulSet", FLEET).clone();
     let secret = find(&docs, "Secret", "hab-rpc").clone();
     assert_eq!(image_and_partition(&installed), (image_a.clone(), 2));
     double.create_secret(secret.clone());
@@ -459,7 +427,7 @@ async fn a_helm_upgrade_half_way_through_a_rollout_leaves_it_alone() {
     let mut upgrade_sets = install_sets.to_vec();
     upgrade_sets.push("nodes.serviceType=NodePort");
     let upgrade = documents(&render_live(&kubeconfig, Some(VALUES), &upgrade_sets).unwrap());
-    let rendered = as_the_double_runs_it(find(&upgrade, "StatefulSet", FLEET).clone());
+    let rendered = find(&upgrade, "StatefulSet", FLEET).clone();
     assert_eq!(
         find(&upgrade, "Service", FLEET)["spec"]["type"],
         "NodePort",
@@ -481,11 +449,7 @@ async fn a_helm_upgrade_half_way_through_a_rollout_leaves_it_alone() {
     // would have reverted the image and frozen the walk: the test sees the
     // fight when there is one.
     let plain = documents(&render(Some(VALUES), &upgrade_sets).unwrap());
-    let fight = three_way_patch(
-        &installed,
-        &as_the_double_runs_it(find(&plain, "StatefulSet", FLEET).clone()),
-        &current,
-    );
+    let fight = three_way_patch(&installed, find(&plain, "StatefulSet", FLEET), &current);
     assert_eq!(patched_image(&fight), Some(image_a.as_str()), "{fight}");
     if live.1 != 2 {
         assert_eq!(patched_partition(&fight), Some(2), "{fight}");
@@ -504,7 +468,7 @@ async fn a_helm_upgrade_half_way_through_a_rollout_leaves_it_alone() {
     // restarts.
     let uids = pod_uids(&double, 2).await;
     let again = documents(&render_live(&kubeconfig, Some(VALUES), &upgrade_sets).unwrap());
-    let again = as_the_double_runs_it(find(&again, "StatefulSet", FLEET).clone());
+    let again = find(&again, "StatefulSet", FLEET).clone();
     let patch = three_way_patch(&rendered, &again, &done);
     assert_eq!(patched_image(&patch), None, "{patch}");
     assert_eq!(patched_partition(&patch), None, "{patch}");
@@ -518,5 +482,58 @@ async fn a_helm_upgrade_half_way_through_a_rollout_leaves_it_alone() {
         done["metadata"]["generation"]
     );
     habd.stop().await;
+    double.cleanup();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_keeps_every_generated_secret_and_certificate() {
+    // What `helm install` made (no Secret to look up yet) is in the cluster;
+    // `helm upgrade` renders with lookup and must hand back the same bytes:
+    // the nodes' password and config files, the builders' CA and both
+    // certificates, btcd's RPC CA and certificate.
+    let mut double = KubeDouble::start_api(&format!("helmkeep{}", free_port())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = double.kubeconfig(dir.path());
+    let kept = [
+        (
+            "hab-rpc",
+            vec!["rpc-password", "bitcoin.conf", "btcd.conf", "bcoin.conf"],
+        ),
+        (
+            "hab-builder-tls",
+            vec![
+                "ca.pem",
+                "cert.pem",
+                "key.pem",
+                "client-cert.pem",
+                "client-key.pem",
+            ],
+        ),
+        ("hab-btcd-rpc-tls", vec!["ca.crt", "tls.crt", "tls.key"]),
+    ];
+    let install = documents(&render_live(&kubeconfig, None, &[]).unwrap());
+    for (name, _) in &kept {
+        double.create_secret(find(&install, "Secret", name).clone());
+    }
+    let upgrade = documents(&render_live(&kubeconfig, None, &["nodes.logLevel=debug"]).unwrap());
+    for (name, keys) in &kept {
+        let (before, after) = (
+            find(&install, "Secret", name),
+            find(&upgrade, "Secret", name),
+        );
+        for key in keys {
+            assert_eq!(
+                secret_value(before, key),
+                secret_value(after, key),
+                "{name}: {key} changed across an upgrade"
+            );
+        }
+    }
+    // A render without the cluster (nothing to look up) makes new ones.
+    let fresh = documents(&render(None, &[]).unwrap());
+    assert_ne!(
+        secret_value(find(&install, "Secret", "hab-builder-tls"), "ca.pem"),
+        secret_value(find(&fresh, "Secret", "hab-builder-tls"), "ca.pem")
+    );
     double.cleanup();
 }

@@ -360,16 +360,34 @@ fn mounted_config(docs: &[Value], sts: &Value) -> (String, Option<String>) {
         .iter()
         .find(|v| v["name"] == mount["name"])
         .unwrap();
-    assert!(is_0400(&volume["projected"]["defaultMode"]), "{volume}");
-    for source in volume["projected"]["sources"].as_array().unwrap() {
-        let secret = &source["secret"];
-        for item in secret["items"].as_array().unwrap() {
+    // One Secret (a secret volume), or btcd's two (a projected one).
+    let (mode, sources) = match volume.get("projected") {
+        Some(p) => (
+            &p["defaultMode"],
+            p["sources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| (s["secret"]["name"].clone(), &s["secret"]["items"]))
+                .collect::<Vec<_>>(),
+        ),
+        None => (
+            &volume["secret"]["defaultMode"],
+            vec![(
+                volume["secret"]["secretName"].clone(),
+                &volume["secret"]["items"],
+            )],
+        ),
+    };
+    assert!(is_0400(mode), "{volume}");
+    for (secret, items) in sources {
+        for item in items.as_array().unwrap() {
             let key = item["key"].as_str().unwrap();
             if key.ends_with(".conf") {
                 assert_eq!(item["path"], key);
                 let s = docs
                     .iter()
-                    .find(|d| d["kind"] == "Secret" && d["metadata"]["name"] == secret["name"]);
+                    .find(|d| d["kind"] == "Secret" && d["metadata"]["name"] == secret);
                 return (key.to_string(), s.map(|s| secret_value(s, key)));
             }
         }

@@ -9,7 +9,6 @@ mod common;
 use std::{collections::BTreeSet, time::Duration};
 
 use common::*;
-use serde_json::{json, Value};
 
 /// (API group, resource, verb) of a request, as RBAC names them.
 fn rbac(method: &str, path: &str, query: &str) -> (String, String, String) {
@@ -36,38 +35,6 @@ fn rbac(method: &str, path: &str, query: &str) -> (String, String, String) {
         other => panic!("unexpected request {other:?} {path}"),
     };
     (group.to_string(), resource.to_string(), verb.to_string())
-}
-
-/// The rendered node StatefulSet as the Kubernetes API double can run it.
-/// The chart gives a node its RPC credentials as a config file under
-/// /run/hab, from the RPC Secret; the double mounts no volumes, so its
-/// fixture node gets the same credentials from that Secret through the
-/// variables it reads instead (`RPC_USER`, `RPC_PASSWORD`). Nothing else
-/// changes.
-fn as_the_double_runs_it(mut sts: Value) -> Value {
-    let spec = &sts["spec"]["template"]["spec"];
-    let credentials = spec["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == "credentials")
-        .unwrap_or_else(|| panic!("the node mounts no credentials: {spec}"));
-    let secret = credentials["projected"]["sources"][0]["secret"]["name"].clone();
-    let node = sts["spec"]["template"]["spec"]["containers"]
-        .as_array_mut()
-        .unwrap()
-        .iter_mut()
-        .find(|c| c["name"] == "node")
-        .unwrap();
-    let env = node["env"].as_array_mut().unwrap();
-    assert!(
-        env.iter().all(|e| e["name"] != "RPC_PASSWORD"),
-        "the chart passes no password in the environment"
-    );
-    env.push(json!({"name": "RPC_USER", "value": "hab"}));
-    env.push(json!({"name": "RPC_PASSWORD",
-        "valueFrom": {"secretKeyRef": {"name": secret, "key": "rpc-password"}}}));
-    sts
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,7 +84,7 @@ async fn the_rendered_statefulset_rolls_and_the_role_is_exactly_what_habd_uses()
     )
     .unwrap();
     let docs = documents(&rendered);
-    let sts = as_the_double_runs_it(find(&docs, "StatefulSet", fleet).clone());
+    let sts = find(&docs, "StatefulSet", fleet).clone();
     let secret = find(&docs, "Secret", "hab-rpc").clone();
     let rpc_port = sts["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]
         .as_u64()
