@@ -124,7 +124,10 @@ fn rendered_skips(rendered: &str) -> Vec<(String, String, String, String)> {
 #[test]
 fn checkov_finds_nothing_failed_in_any_variant_and_every_skip_is_documented() {
     let table = readme_skips();
-    assert!(!table.is_empty(), "the README's checkov skips table is empty");
+    assert!(
+        !table.is_empty(),
+        "the README's checkov skips table is empty"
+    );
     let mut runs = vec![("defaults".to_string(), None)];
     runs.extend(
         variants()
