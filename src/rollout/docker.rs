@@ -446,3 +446,34 @@ impl DockerTarget {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_image_user_is_a_number() {
+        assert_eq!(numeric_user(None), Ok((0, 0)));
+        assert_eq!(numeric_user(Some("")), Ok((0, 0)));
+        assert_eq!(numeric_user(Some("1000")), Ok((1000, 1000)));
+        assert_eq!(numeric_user(Some("1000:50")), Ok((1000, 50)));
+        let e = numeric_user(Some("node")).unwrap_err();
+        assert!(e.contains("USER <uid>"), "{e}");
+        assert!(numeric_user(Some("1000:staff")).is_err());
+    }
+
+    #[test]
+    fn the_files_tar_says_0400_and_the_owner() {
+        let files = [NodeFile {
+            name: "btcd.conf".into(),
+            contents: b"rpcpass=x\n".to_vec(),
+        }];
+        let bytes = files_tar(&files, 1000, 1000).unwrap();
+        let mut archive = tar::Archive::new(bytes.as_slice());
+        let entry = archive.entries().unwrap().next().unwrap().unwrap();
+        let h = entry.header();
+        assert_eq!(h.mode().unwrap(), 0o400);
+        assert_eq!((h.uid().unwrap(), h.gid().unwrap()), (1000, 1000));
+        assert_eq!(&*entry.path().unwrap(), std::path::Path::new("btcd.conf"));
+    }
+}
