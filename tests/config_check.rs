@@ -116,7 +116,7 @@ fn shipped_example_and_pipelines_pass() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("3 pipelines: bcoin, bitcoind, btcd"),
+        stdout.contains("4 pipelines: bcoin, bitcoind, btcd, hab"),
         "{stdout}"
     );
 }
