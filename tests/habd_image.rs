@@ -132,7 +132,6 @@ async fn wait_build_timed(habd: &Habd, id: i64) -> Value {
     let deadline = start + Duration::from_secs(3600);
     let mut built: Vec<String> = Vec::new();
     let mut after = 0;
-    let mut compiled: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     loop {
         let (_, page) = call(habd.api(
             reqwest::Method::GET,
@@ -142,11 +141,6 @@ async fn wait_build_timed(habd: &Habd, id: i64) -> Value {
         for l in page["lines"].as_array().into_iter().flatten() {
             after = after.max(l["seq"].as_i64().unwrap_or(after));
             let line = l["line"].as_str().unwrap_or("");
-            if let Some((_, krate)) = line.split_once(" Compiling ") {
-                let platform = l["platform"].as_str().unwrap_or("-").to_string();
-                let name = krate.split_whitespace().next().unwrap_or("").to_string();
-                compiled.entry(platform).or_default().push(name);
-            }
             let step = line.starts_with('#')
                 && (line.contains(" [") || line.ends_with(" DONE") || line.ends_with(" CACHED"));
             if step || line.contains("habd recipe:") {
@@ -172,13 +166,6 @@ async fn wait_build_timed(habd: &Habd, id: i64) -> Value {
         }
         let state = b["state"].as_str().unwrap_or("");
         if ["verified", "failed", "cancelled", "interrupted"].contains(&state) {
-            for (platform, crates) in &compiled {
-                eprintln!(
-                    "habd_image: {platform}: {} crates compiled: {}",
-                    crates.len(),
-                    crates.join(" ")
-                );
-            }
             eprintln!(
                 "habd_image: build {id} {state} after {:.0} s",
                 start.elapsed().as_secs_f64()
@@ -370,7 +357,7 @@ async fn habd_image_is_built_by_hab_from_its_own_signed_source_for_both_platform
     // it; habctl in the same image talks to it.
     serves_on_a_read_only_root(&world, &reference);
     docker(&["image", "rm", "-f", &reference]);
-    std::mem::forget(registry); // the image stays inspectable while the test runs
+    drop(registry);
 }
 
 fn serves_on_a_read_only_root(world: &World, reference: &str) {
