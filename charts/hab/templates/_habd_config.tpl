@@ -2,10 +2,8 @@
 {{- define "hab.habdConfigData" -}}
 {{- $full := include "hab.fullname" . -}}
 {{- $root := . -}}
-{{- $impls := list -}}
-{{- range $impl := splitList " " (include "hab.implementations" .) }}
-{{- if (index $root.Values $impl).enabled }}{{ $impls = append $impls $impl }}{{ end }}
-{{- end }}
+{{- $sets := (include "hab.sets" . | fromYaml).sets -}}
+{{- $impls := compact (splitList " " (include "hab.usedImplementations" .)) -}}
 data:
   hab.toml: |
     listen = "0.0.0.0:8470"
@@ -42,26 +40,27 @@ data:
     {{- end }}
     {{- end }}
 
-    # The node StatefulSets of this release, in its namespace.
+    # The node StatefulSets of this release, in its namespace: one fleet
+    # per node set. habd takes one node of all of them out of service at a
+    # time.
     [[target]]
     name = "cluster"
     kind = "kubernetes"
     namespace = {{ .Release.Namespace | quote }}
-    {{- range $impl := $impls }}
-    {{- $v := index $root.Values $impl }}
-    {{- $net := include "hab.net" (dict "root" $root "impl" $impl) | fromYaml }}
+    {{- range $s := $sets }}
 
+    # Node set {{ $s.name }}: {{ $s.implementation }} on {{ $s.network }}.
     [[fleet]]
-    name = "{{ $full }}-{{ $impl }}"
-    pipeline = {{ $impl | quote }}
-    channel = {{ $root.Values.habd.channel | quote }}
+    name = {{ $s.fullname | quote }}
+    pipeline = {{ $s.implementation | quote }}
+    channel = {{ $s.channel | quote }}
     target = "cluster"
-    nodes = {{ $v.replicas }}
-    network = {{ $root.Values.network | quote }}
+    nodes = {{ $s.replicas }}
+    network = {{ $s.network | quote }}
     rpc_user = {{ $root.Values.nodes.rpc.user | quote }}
     rpc_password_file = "/run/secrets/hab-rpc/rpc-password"
-    rpc_port = {{ $net.rpc }}
-    {{- if eq $impl "btcd" }}
+    rpc_port = {{ $s.net.rpc }}
+    {{- if eq $s.implementation "btcd" }}
     # btcd serves RPC over TLS only: the CA of its certificate, pinned.
     rpc_tls_ca = "/run/secrets/hab-btcd-rpc-tls/ca.crt"
     {{- end }}
@@ -112,7 +111,9 @@ data:
     base_image = {{ $root.Values.habd.baseImage | default (printf "%s/hab/base:bookworm" (include "hab.registryUrl" $root | trimPrefix "http://" | trimPrefix "https://")) | quote }}
 
     [image]
-    repository = {{ (index $root.Values $impl).image.repository | quote }}
+    {{- $repo := printf "hab/%s" $impl }}
+    {{- range $sets }}{{ if and (eq .implementation $impl) (eq $repo (printf "hab/%s" $impl)) }}{{ $repo = .image.repository }}{{ end }}{{ end }}
+    repository = {{ $repo | quote }}
 
     [webhook]
     secret_file = "/run/secrets/hab/webhook-{{ $impl }}"
@@ -125,8 +126,13 @@ data:
     [[channel]]
     name = "edge"
     auto = true
+    {{- $channels := list $root.Values.habd.channel "stable" }}
+    {{- range $sets }}{{ if eq .implementation $impl }}{{ $channels = append $channels .channel }}{{ end }}{{ end }}
+    {{- range $c := without ($channels | uniq) "edge" }}
 
+    # Moved by habctl promote only{{ if ne $c "stable" }} (a set follows it: pinned until promoted){{ end }}.
     [[channel]]
-    name = "stable"
+    name = {{ $c | quote }}
+    {{- end }}
   {{- end }}
 {{- end -}}
