@@ -201,11 +201,12 @@ async fn helms_lookup_reads_the_live_statefulset_from_the_double() {
     );
     let image_b = format!("127.0.0.1:30500/hab/node@{digest_b}");
     let sets = |replicas: u32| {
-        vec![
-            format!("bitcoind.replicas={replicas}"),
-            "bitcoind.image.repository=hab/node".to_string(),
-            format!("bitcoind.image.digest={digest_a}"),
-        ]
+        vec![one_set(
+            "bitcoind",
+            &format!(
+                r#""replicas": {replicas}, "image": {{"repository": "hab/node", "digest": "{digest_a}"}}"#
+            ),
+        )]
     };
     let sts_of = |yaml: &str| find(&documents(yaml), "StatefulSet", FLEET).clone();
     let render_plain = |replicas: u32| render(Some(VALUES), &strs(&sets(replicas))).unwrap();
@@ -367,16 +368,14 @@ async fn a_helm_upgrade_half_way_through_a_rollout_leaves_it_alone() {
 
     // helm install on A: the release's manifest is `installed`.
     let pull_host = format!("registry.pullHost={}", registry.host());
-    let digest = format!(
-        "bitcoind.image.digest={}",
-        a["index_digest"].as_str().unwrap()
+    let set = one_set(
+        "bitcoind",
+        &format!(
+            r#""replicas": 2, "image": {{"repository": "hab/node", "digest": "{}"}}"#,
+            a["index_digest"].as_str().unwrap()
+        ),
     );
-    let install_sets = [
-        "bitcoind.replicas=2",
-        pull_host.as_str(),
-        "bitcoind.image.repository=hab/node",
-        digest.as_str(),
-    ];
+    let install_sets = [pull_host.as_str(), set.as_str()];
     let docs = documents(&render(Some(VALUES), &install_sets).unwrap());
     let installed = find(&docs, "StatefulSet", FLEET).clone();
     let secret = find(&docs, "Secret", "hab-rpc").clone();
@@ -497,7 +496,7 @@ async fn an_upgrade_keeps_every_generated_secret_and_certificate() {
     let kept = [
         (
             "hab-rpc",
-            vec!["rpc-password", "bitcoin.conf", "btcd.conf", "bcoin.conf"],
+            vec!["rpc-password", "bitcoind.conf", "btcd.conf", "bcoin.conf"],
         ),
         (
             "hab-builder-tls",

@@ -92,8 +92,55 @@ fn kubernetes_validate(name: &str, rendered: &str) {
         "{name}: kubernetes-validate --strict -k {KUBERNETES} refused it:\n{text}"
     );
     let passed = text.matches(" passed ").count();
-    let kinds = documents(rendered).len();
-    assert_eq!(passed, kinds, "{name}: every manifest validated:\n{text}");
+    let docs = documents(rendered);
+    let custom: Vec<&Value> = docs.iter().filter(|d| custom_fields(d).is_some()).collect();
+    assert_eq!(
+        passed,
+        docs.len() - custom.len(),
+        "{name}: every manifest validated:\n{text}"
+    );
+    // kubernetes-validate has no schema of a custom resource: their spec
+    // fields are checked against their CRDs' here.
+    for d in custom {
+        let allowed = custom_fields(d).unwrap();
+        for key in d["spec"].as_object().unwrap().keys() {
+            assert!(
+                allowed.contains(&key.as_str()),
+                "{name}: {} {} has spec.{key}, which its CRD does not",
+                d["kind"],
+                d["metadata"]["name"]
+            );
+        }
+    }
+}
+
+/// The spec fields a custom resource the chart renders may have, from its
+/// CRD: Longhorn's RecurringJob (longhorn.io/v1beta2, Longhorn 1.5 to
+/// 1.7) and the Prometheus Operator's ServiceMonitor
+/// (monitoring.coreos.com/v1). None: not a custom resource.
+fn custom_fields(doc: &Value) -> Option<&'static [&'static str]> {
+    match (doc["apiVersion"].as_str()?, doc["kind"].as_str()?) {
+        ("longhorn.io/v1beta2", "RecurringJob") => Some(&[
+            "name",
+            "groups",
+            "task",
+            "cron",
+            "retain",
+            "concurrency",
+            "labels",
+            "parameters",
+        ]),
+        ("monitoring.coreos.com/v1", "ServiceMonitor") => Some(&[
+            "endpoints",
+            "selector",
+            "namespaceSelector",
+            "jobLabel",
+            "podTargetLabels",
+            "targetLabels",
+            "sampleLimit",
+        ]),
+        _ => None,
+    }
 }
 
 #[test]
@@ -138,12 +185,35 @@ fn the_schema_rejects_bad_values_with_helms_error() {
     for (set, says) in [
         ("network=moonnet", "network must be one of the following"),
         (
-            "bitcoind.replicas=-1",
-            "bitcoind.replicas: Must be greater than or equal to 0",
+            r#"json:nodeSets=[{"name":"a","implementation":"bitcoind","replicas":-1}]"#,
+            "nodeSets.0.replicas: Must be greater than or equal to 0",
         ),
         (
-            "bitcoind.replica=2",
-            "Additional property replica is not allowed",
+            r#"json:nodeSets=[{"name":"a","implementation":"bitcoind","replica":2}]"#,
+            "nodeSets.0: Additional property replica is not allowed",
+        ),
+        (
+            r#"json:nodeSets=[{"name":"Core_1","implementation":"bitcoind"}]"#,
+            "nodeSets.0.name: Does not match pattern",
+        ),
+        // A network the implementation does not run.
+        (
+            r#"json:nodeSets=[{"name":"b","implementation":"bcoin","network":"signet"}]"#,
+            r#"nodeSets.0.network must be one of the following: "mainnet", "testnet3", "regtest", "simnet""#,
+        ),
+        (
+            r#"json:nodeSets=[{"name":"b","implementation":"bitcoind","network":"simnet"}]"#,
+            r#"nodeSets.0.network must be one of the following: "mainnet", "testnet3", "testnet4", "signet", "regtest""#,
+        ),
+        // A prune target below the implementation's minimum (bitcoind 550
+        // MiB, btcd 1536 MiB).
+        (
+            r#"json:nodeSets=[{"name":"b","implementation":"bitcoind","config":{"prune":549}}]"#,
+            "nodeSets.0.config.prune: Must validate at least one schema",
+        ),
+        (
+            r#"json:nodeSets=[{"name":"b","implementation":"btcd","config":{"prune":1000}}]"#,
+            "nodeSets.0.config.prune: Must validate at least one schema",
         ),
         (
             "registry.pullHost=http://registry/",
@@ -171,15 +241,70 @@ fn the_schema_rejects_bad_values_with_helms_error() {
         let err = render(None, &[set]).expect_err(set);
         assert!(err.contains(says), "--set {set}: {err}");
     }
-    // What the schema cannot say, the templates do.
-    let err = render(None, &["network=signet"]).unwrap_err();
+    // The minimums are the implementations' own: at them, a set renders.
+    for ok in [
+        r#"json:nodeSets=[{"name":"b","implementation":"bitcoind","config":{"prune":550}}]"#,
+        r#"json:nodeSets=[{"name":"b","implementation":"btcd","config":{"prune":1536}}]"#,
+    ] {
+        render(None, &[ok]).unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+    // What the schema cannot say, the templates do: two sets of one name
+    // (JSON Schema has no uniqueness of a member), the release network a
+    // set inherits, peers of two networks in one group.
+    let err = render(
+        None,
+        &[r#"json:nodeSets=[{"name":"main","implementation":"bitcoind"},{"name":"main","implementation":"btcd","network":"testnet3"}]"#],
+    )
+    .unwrap_err();
     assert!(
-        err.contains("bcoin does not run network \"signet\": disable it (bcoin.enabled=false)"),
+        err.contains("nodeSets: two sets are named \"main\" (items 0 and 1): each set needs a name of its own"),
         "{err}"
     );
-    let err = render(None, &["network=testnet4"]).unwrap_err();
+    let err = render(None, &["network=signet"]).unwrap_err();
     assert!(
-        err.contains("bcoin does not run network \"testnet4\": disable it (bcoin.enabled=false) or pick another network (bcoin runs mainnet, testnet3, regtest, simnet)"),
+        err.contains("node set \"bcoin\": bcoin does not run network \"signet\": pick another network for it (bcoin runs mainnet, testnet3, regtest, simnet) or disable the set"),
+        "{err}"
+    );
+    let err = render(
+        None,
+        &[r#"json:nodeSets=[{"name":"a","implementation":"bitcoind","group":"g"},{"name":"b","implementation":"btcd","network":"testnet3","group":"g"}]"#],
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("node set \"b\": peer group \"g\" already holds mainnet nodes, and this set runs testnet3"),
+        "{err}"
+    );
+    for (set, says) in [
+        (
+            r#"json:nodeSets=[{"name":"a","implementation":"btcd","config":{"zmq":{"rawblock":28332}}}]"#,
+            "config.zmq is Bitcoin Core's; btcd publishes no ZMQ",
+        ),
+        (
+            r#"json:nodeSets=[{"name":"a","implementation":"bitcoind","config":{"prune":600,"txindex":true}}]"#,
+            "config.prune and config.txindex exclude each other",
+        ),
+        (
+            r#"json:nodeSets=[{"name":"a","implementation":"bitcoind","storage":{"backups":true}}]"#,
+            "storage.snapshots and storage.backups are Longhorn RecurringJobs",
+        ),
+        (
+            r#"json:nodeSets=[{"name":"a","implementation":"bitcoind","ingress":{"enabled":true,"hosts":[{"host":"h","paths":[{"path":"/","port":"zmq-rawblock"}]}]}}]"#,
+            "goes to port \"zmq-rawblock\", which is not HTTP",
+        ),
+    ] {
+        let err = render(None, &[set]).expect_err(set);
+        assert!(err.contains(says), "{set}: {err}");
+    }
+    let err = render(
+        None,
+        &[
+            "nodes.failoverHosts={spare}",
+            r#"json:nodeSets=[{"name":"a","implementation":"bitcoind","hosts":["h1","spare"]}]"#,
+        ],
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("host \"spare\" is one of nodes.failoverHosts"),
         "{err}"
     );
     let err = render(None, &["registry.enabled=false"]).unwrap_err();
@@ -239,6 +364,7 @@ fn habd_accepts_the_configuration_the_chart_gives_it() {
         None,
         Some("mainnet-all-values.yaml"),
         Some("regtest-single-values.yaml"),
+        Some("sets-values.yaml"),
     ] {
         let docs = documents(&render(values, &[]).unwrap());
         let dir = tempfile::tempdir().unwrap();
@@ -258,10 +384,11 @@ fn habd_accepts_the_configuration_the_chart_gives_it() {
             String::from_utf8_lossy(&out.stderr),
             std::fs::read_to_string(&config).unwrap()
         );
-        let want = if values == Some("regtest-single-values.yaml") {
-            "1 pipeline: bitcoind"
-        } else {
-            "3 pipelines: bcoin, bitcoind, btcd"
+        let want = match values {
+            Some("regtest-single-values.yaml") => "1 pipeline: bitcoind",
+            // Four sets of two implementations: a pipeline each.
+            Some("sets-values.yaml") => "2 pipelines: bitcoind, btcd",
+            _ => "3 pipelines: bcoin, bitcoind, btcd",
         };
         assert!(stdout.contains(want), "{values:?}: {stdout}");
     }
@@ -330,12 +457,32 @@ fn the_node_statefulsets_are_what_habd_rolls() {
                 assert_eq!(&labels[k], v, "{} selects {}", fleet.name, k);
             }
         }
-        assert_eq!(
-            spec["volumeClaimTemplates"][0]["spec"]["storageClassName"],
-            "longhorn"
-        );
+        // The set's own Longhorn class: one replica, kept on release.
+        let class = &spec["volumeClaimTemplates"][0]["spec"]["storageClassName"];
+        assert_eq!(class.as_str(), Some(fleet.name.as_str()));
+        let sc = find(&docs, "StorageClass", &fleet.name);
+        assert_eq!(sc["provisioner"], "driver.longhorn.io");
+        assert_eq!(sc["parameters"]["numberOfReplicas"], "1");
+        assert_eq!(sc["reclaimPolicy"], "Retain");
+        // Backups and snapshots where the set asks for them.
+        let jobs = sc["parameters"]["recurringJobSelector"].as_str();
+        if fleet.name == "hab-bitcoind" {
+            assert_eq!(
+                jobs,
+                Some(
+                    r#"[{"isGroup":false,"name":"hab-snapshot"},{"isGroup":false,"name":"hab-backup"}]"#
+                )
+            );
+        } else {
+            assert_eq!(jobs, None, "{}", fleet.name);
+        }
     }
-    // One Service across every implementation, by the port's name.
+    for task in ["snapshot", "backup"] {
+        let job = find(&docs, "RecurringJob", &format!("hab-{task}"));
+        assert_eq!(job["metadata"]["namespace"], "longhorn-system");
+        assert_eq!(job["spec"]["task"], task);
+    }
+    // One Service across every set, by the port's name.
     let all = find(&docs, "Service", "hab-nodes");
     assert_eq!(all["spec"]["ports"][0]["targetPort"], "rpc");
     assert!(all["spec"]["selector"].get("hab/implementation").is_none());
@@ -382,13 +529,15 @@ fn mounted_config(docs: &[Value], sts: &Value) -> (String, Option<String>) {
     assert!(is_0400(mode), "{volume}");
     for (secret, items) in sources {
         for item in items.as_array().unwrap() {
+            // The set's file (`<set>.conf` in the Secret) under the
+            // implementation's own name.
             let key = item["key"].as_str().unwrap();
-            if key.ends_with(".conf") {
-                assert_eq!(item["path"], key);
+            let path = item["path"].as_str().unwrap();
+            if path.ends_with(".conf") {
                 let s = docs
                     .iter()
                     .find(|d| d["kind"] == "Secret" && d["metadata"]["name"] == secret);
-                return (key.to_string(), s.map(|s| secret_value(s, key)));
+                return (path.to_string(), s.map(|s| secret_value(s, key)));
             }
         }
     }
@@ -659,7 +808,16 @@ fn openssl(args: &[&str], file: &std::path::Path) -> String {
 
 #[test]
 fn btcd_runs_testnet4_on_its_own_ports() {
-    let docs = documents(&render(None, &["network=testnet4", "bcoin.enabled=false"]).unwrap());
+    let docs = documents(
+        &render(
+            None,
+            &[
+                "network=testnet4",
+                r#"json:nodeSets=[{"name":"bitcoind","implementation":"bitcoind"},{"name":"btcd","implementation":"btcd"}]"#,
+            ],
+        )
+        .unwrap(),
+    );
     let sts = find(&docs, "StatefulSet", "hab-btcd");
     let node = &sts["spec"]["template"]["spec"]["containers"][0];
     let args: Vec<&str> = node["args"]
@@ -1066,4 +1224,36 @@ fn the_chart_readme_documents_every_value() {
         }
         assert!(!node.is_null(), "values.schema.json does not describe {p}");
     }
+    // Every field a node set takes, in the README's node-set table.
+    fn fields(v: &Value, path: String, out: &mut Vec<String>) {
+        let whole = ["ingress", "longhorn", "zmq", "resources"];
+        match v["properties"].as_object() {
+            Some(props) if !whole.iter().any(|w| path.ends_with(w)) => {
+                for (k, x) in props {
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    fields(x, p, out);
+                }
+            }
+            _ => out.push(path),
+        }
+    }
+    let mut set_fields = Vec::new();
+    fields(
+        &schema["properties"]["nodeSets"]["items"],
+        String::new(),
+        &mut set_fields,
+    );
+    assert!(set_fields.len() > 40, "{set_fields:?}");
+    let missing: Vec<&String> = set_fields
+        .iter()
+        .filter(|p| !readme.contains(&format!("| `nodeSets[].{p}` |")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "charts/hab/README.md's node-set table lacks {missing:?}"
+    );
 }

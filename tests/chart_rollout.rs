@@ -76,10 +76,13 @@ async fn the_rendered_statefulset_rolls_and_the_role_is_exactly_what_habd_uses()
     let rendered = render(
         Some("regtest-single-values.yaml"),
         &[
-            "bitcoind.replicas=2",
             &format!("registry.pullHost={}", registry.host()),
-            "bitcoind.image.repository=hab/node",
-            &format!("bitcoind.image.digest={digest_a}"),
+            &one_set(
+                "bitcoind",
+                &format!(
+                    r#""replicas": 2, "image": {{"repository": "hab/node", "digest": "{digest_a}"}}"#
+                ),
+            ),
         ],
     )
     .unwrap();
@@ -188,5 +191,172 @@ async fn the_rendered_statefulset_rolls_and_the_role_is_exactly_what_habd_uses()
         binding["subjects"][0]["name"],
         deployment["spec"]["template"]["spec"]["serviceAccountName"]
     );
+    double.cleanup();
+}
+
+/// Waits until StatefulSet `name` in the double has `ready` ready replicas.
+async fn wait_ready(double: &KubeDouble, name: &str, ready: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, sts) = call(client().get(format!(
+            "{}/apis/apps/v1/namespaces/default/statefulsets/{name}",
+            double.url
+        )))
+        .await;
+        if sts["status"]["readyReplicas"] == ready {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name}: pods never ready: {sts}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Two node sets of one implementation on two networks in one release
+/// (`nodeSets`), each its own StatefulSet and habd fleet: promoting a build
+/// to the channel one set follows rolls that set and never touches the
+/// other, and the budget of one node out of service spans both sets: with
+/// a node of the other set down, the rollout does not take one of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sets_of_one_implementation_roll_apart_within_one_budget() {
+    let bw = BuildWorld::with_node_releases();
+    let registry = TestRegistry::start(&bw.world.path("registry"), None, None);
+    let prefix = format!("sets{}", free_port());
+    let mut double = KubeDouble::start(&prefix, 92).await;
+    bw.write_hab(&registry.url(), None);
+    bw.write_pipeline(
+        "node",
+        &fixture_recipe(),
+        AMD64,
+        r#"["fixture-node", "--version"]"#,
+        "[[channel]]\nname = \"stable\"\n[[channel]]\nname = \"side\"\n",
+    );
+    let habd = Habd::start_config(bw.load()).await;
+    let (s, r) = call(habd.api(reqwest::Method::POST, "/pipelines/node/sync")).await;
+    assert_eq!(s, 200, "{r}");
+    let a = build_of(&habd, "node", "v1.0.0").await;
+    let b = build_of(&habd, "node", "v1.1.0").await;
+    let digest_a = a["index_digest"].as_str().unwrap();
+    habd.stop().await;
+
+    // bitcoind twice: two nodes on regtest following stable, one on signet
+    // following a channel of its own.
+    let image = format!(r#"{{"repository": "hab/node", "digest": "{digest_a}"}}"#);
+    let sets = format!(
+        r#"json:nodeSets=[{{"name": "main", "implementation": "bitcoind", "network": "regtest", "replicas": 2, "image": {image}}}, {{"name": "side", "implementation": "bitcoind", "network": "signet", "channel": "side", "image": {image}}}]"#
+    );
+    let rendered = render(
+        Some("regtest-single-values.yaml"),
+        &[&format!("registry.pullHost={}", registry.host()), &sets],
+    )
+    .unwrap();
+    let docs = documents(&rendered);
+    let config: toml::Table = find(&docs, "ConfigMap", "hab-habd-config")["data"]["hab.toml"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // habd's fleets as the chart configures them (on the double's API, the
+    // password in a file here, short gates).
+    let mut hab = std::fs::read_to_string(bw.world.path("hab.toml")).unwrap();
+    hab.push_str(&format!(
+        "[[target]]\nname = \"cluster\"\nkind = \"kubernetes\"\nendpoint = \"{}\"\nnamespace = \"default\"\n",
+        double.url
+    ));
+    let fleets = config["fleet"].as_array().unwrap();
+    assert_eq!(fleets.len(), 2, "one fleet per set: {fleets:?}");
+    for f in fleets {
+        hab.push_str(&format!(
+            "[[fleet]]\nname = \"{}\"\npipeline = \"node\"\nchannel = \"{}\"\ntarget = \"cluster\"\nnodes = {}\n\
+             network = \"{}\"\nrpc_user = \"hab\"\nrpc_password_file = \"rpc-password\"\nrpc_port = {}\n\
+             [fleet.gates]\nsoak = \"1s\"\nready_timeout = \"8s\"\n",
+            f["name"].as_str().unwrap(),
+            f["channel"].as_str().unwrap(),
+            f["nodes"],
+            f["network"].as_str().unwrap(),
+            f["rpc_port"],
+        ));
+    }
+    assert_eq!(fleets[0]["name"].as_str(), Some("hab-main"));
+    assert_eq!(fleets[0]["channel"].as_str(), Some("stable"));
+    assert_eq!(fleets[0]["rpc_port"].as_integer(), Some(18443));
+    assert_eq!(fleets[1]["name"].as_str(), Some("hab-side"));
+    assert_eq!(fleets[1]["channel"].as_str(), Some("side"));
+    assert_eq!(fleets[1]["rpc_port"].as_integer(), Some(38332));
+    std::fs::write(bw.world.path("hab.toml"), hab).unwrap();
+    let secret = find(&docs, "Secret", "hab-rpc").clone();
+    std::fs::write(
+        bw.world.path("rpc-password"),
+        secret_value(&secret, "rpc-password"),
+    )
+    .unwrap();
+    double.create_secret(secret);
+    double.create_statefulset(find(&docs, "StatefulSet", "hab-main").clone());
+    double.create_statefulset(find(&docs, "StatefulSet", "hab-side").clone());
+    wait_ready(&double, "hab-main", 2).await;
+    wait_ready(&double, "hab-side", 1).await;
+    let side_pods = double.pods_of("hab-side");
+    let side_image = |double: &KubeDouble| {
+        double.statefulset("hab-side")["spec"]["template"]["spec"]["containers"][0]["image"].clone()
+    };
+    let side_before = side_image(&double);
+
+    // stable moves to B: the main set rolls, the side set is not touched.
+    let habd = Habd::start_config(bw.load()).await;
+    let r = promote_and_wait(&habd, &b).await;
+    assert_eq!(r["state"], "succeeded", "{r:#}");
+    assert_eq!(r["fleet"], "hab-main", "{r:#}");
+    assert_eq!(
+        double.statefulset("hab-main")["spec"]["template"]["spec"]["containers"][0]["image"],
+        b["reference"]
+    );
+    assert_eq!(side_image(&double), side_before, "the side set's image");
+    assert_eq!(
+        double.pods_of("hab-side"),
+        side_pods,
+        "no pod of the side set replaced"
+    );
+
+    // The side set's node goes down (its container frozen): one node of
+    // the release is out of service, so the main set may not take one of
+    // its own. stable moves back to A: the rollout ends without touching a
+    // node, naming the side set's node.
+    let names = docker(&[
+        "ps",
+        "--filter",
+        &format!("name={prefix}-hab-side-0"),
+        "--format",
+        "{{.Names}}",
+    ]);
+    let side = names
+        .lines()
+        .next()
+        .expect("the side set's container")
+        .to_string();
+    docker(&["pause", &side]);
+    let main_pods = double.pods_of("hab-main");
+    let r = promote_and_wait(&habd, &a).await;
+    docker(&["unpause", &side]);
+    assert_eq!(r["state"], "failed", "{r:#}");
+    let reason = r["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("node 0 of fleet hab-side is out of service")
+            && reason.contains("no node was touched"),
+        "{reason}"
+    );
+    assert_eq!(
+        double.pods_of("hab-main"),
+        main_pods,
+        "no main node replaced"
+    );
+    assert_eq!(
+        double.statefulset("hab-main")["spec"]["template"]["spec"]["containers"][0]["image"],
+        b["reference"],
+        "the main set still on B"
+    );
+    assert_eq!(side_image(&double), side_before);
+    habd.stop().await;
     double.cleanup();
 }

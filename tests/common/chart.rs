@@ -26,7 +26,8 @@ pub fn helm() -> Command {
 }
 
 /// `helm template hab charts/hab` with a values file (from charts/hab/ci)
-/// and `--set` pairs: the rendered YAML, or helm's error.
+/// and `--set` pairs (`json:key=JSON` for `--set-json`): the rendered
+/// YAML, or helm's error.
 pub fn render(values: Option<&str>, sets: &[&str]) -> Result<String, String> {
     let mut cmd = helm();
     cmd.args(["template", "hab"])
@@ -57,7 +58,12 @@ fn template(mut cmd: Command, values: Option<&str>, sets: &[&str]) -> Result<Str
         cmd.arg("-f").arg(chart_dir().join("ci").join(v));
     }
     for s in sets {
-        cmd.args(["--set", s]);
+        // `json:nodeSets=[…]`: a whole value as JSON (a list cannot be
+        // changed item by item with --set: helm replaces lists).
+        match s.strip_prefix("json:") {
+            Some(json) => cmd.args(["--set-json", json]),
+            None => cmd.args(["--set", s]),
+        };
     }
     let out = cmd.output().unwrap();
     if out.status.success() {
@@ -117,4 +123,14 @@ pub fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
     std::fs::write(&p, bytes).unwrap();
     p
+}
+
+/// `json:nodeSets=[…]` for [`render`]: one node set of `implementation`
+/// named after it, with `fields` (a JSON object's members, e.g.
+/// `"replicas": 2`) added.
+pub fn one_set(implementation: &str, fields: &str) -> String {
+    let sep = if fields.is_empty() { "" } else { ", " };
+    format!(
+        "json:nodeSets=[{{\"name\": \"{implementation}\", \"implementation\": \"{implementation}\"{sep}{fields}}}]"
+    )
 }

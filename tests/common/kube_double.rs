@@ -416,14 +416,43 @@ impl Drop for KubeDouble {
     }
 }
 
-/// The secret volumes `container` mounts: (mount path, the Secret's files
-/// decoded, `defaultMode` or 0644).
+/// The secret volumes `container` mounts: (mount path, the files as the
+/// kubelet writes them, `defaultMode` or 0644). A `secret` volume or a
+/// `projected` one of `secret` sources; with `items`, only those keys, each
+/// at its `path`, as the kubelet does.
 fn secret_volumes(
     secrets: &BTreeMap<String, Value>,
     pod_spec: &Value,
     container: &Value,
 ) -> Vec<(String, BTreeMap<String, Vec<u8>>, u32)> {
     use base64::Engine as _;
+    let project = |name: &str, items: &Value, files: &mut BTreeMap<String, Vec<u8>>| {
+        let data = secrets
+            .get(name)
+            .and_then(|s| s["data"].as_object().cloned())
+            .unwrap_or_default();
+        let decode = |v: &Value| {
+            base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().unwrap_or(""))
+                .unwrap_or_default()
+        };
+        match items.as_array() {
+            Some(items) => {
+                for i in items {
+                    let key = i["key"].as_str().unwrap_or("");
+                    if let Some(v) = data.get(key) {
+                        let path = i["path"].as_str().unwrap_or(key);
+                        files.insert(path.to_string(), decode(v));
+                    }
+                }
+            }
+            None => {
+                for (k, v) in &data {
+                    files.insert(k.clone(), decode(v));
+                }
+            }
+        }
+    };
     let mut out = Vec::new();
     for m in container["volumeMounts"].as_array().into_iter().flatten() {
         let Some(v) = pod_spec["volumes"]
@@ -434,27 +463,24 @@ fn secret_volumes(
         else {
             continue;
         };
-        let Some(secret) = v["secret"]["secretName"].as_str() else {
+        let mut files = BTreeMap::new();
+        let mode = if let Some(secret) = v["secret"]["secretName"].as_str() {
+            project(secret, &v["secret"]["items"], &mut files);
+            v["secret"]["defaultMode"].as_u64()
+        } else if let Some(sources) = v["projected"]["sources"].as_array() {
+            for source in sources {
+                if let Some(secret) = source["secret"]["name"].as_str() {
+                    project(secret, &source["secret"]["items"], &mut files);
+                }
+            }
+            v["projected"]["defaultMode"].as_u64()
+        } else {
             continue;
         };
-        let data = secrets
-            .get(secret)
-            .and_then(|s| s["data"].as_object().cloned())
-            .unwrap_or_default();
-        let files = data
-            .iter()
-            .map(|(k, v)| {
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(v.as_str().unwrap_or(""))
-                    .unwrap_or_default();
-                (k.clone(), bytes)
-            })
-            .collect();
-        let mode = v["secret"]["defaultMode"].as_u64().unwrap_or(0o644) as u32;
         out.push((
             m["mountPath"].as_str().unwrap_or("").to_string(),
             files,
-            mode,
+            mode.unwrap_or(0o644) as u32,
         ));
     }
     out

@@ -319,10 +319,11 @@ peers (arguments `<flag>host:port`, or one `<flag>a,b,…`) whose host does
 not resolve yet: btcd exits at start on such a name and bcoin drops it for
 good. A peer left out connects to this node itself when it starts (every
 node of a group names every other), so the group still meshes. Argument:
-the flag, "--addpeer=" or "--nodes=".
+the flag, "--addpeer=" or "--nodes=". An address (IPv4, or IPv6 in
+brackets) needs no lookup and is kept.
 */}}
 {{- define "hab.peerFilter" -}}
-up() { h="${1%:*}"; h="${h#[}"; h="${h%]}"; getent hosts "$h" >/dev/null 2>&1 || { echo "hab: peer $1 does not resolve yet; it will connect to this node when it starts" >&2; return 1; }; }; for a in "$@"; do shift; case "$a" in {{ . }}*) keep=""; for p in $(echo "${a#{{ . }}}" | tr , " "); do up "$p" && keep="${keep:+$keep,}$p"; done; [ -n "$keep" ] || continue; a="{{ . }}$keep";; esac; set -- "$@" "$a"; done; exec "$0" "$@"
+up() { h="${1%:*}"; h="${h#\[}"; h="${h%\]}"; case "$h" in *:*) return 0;; *[!0-9.]*) ;; *) return 0;; esac; getent hosts "$h" >/dev/null 2>&1 || { echo "hab: peer $1 does not resolve yet; it will connect to this node when it starts" >&2; return 1; }; }; for a in "$@"; do shift; case "$a" in {{ . }}*) keep=""; for p in $(echo "${a#{{ . }}}" | tr , " "); do up "$p" && keep="${keep:+$keep,}$p"; done; [ -n "$keep" ] || continue; a="{{ . }}$keep";; esac; set -- "$@" "$a"; done; exec "$0" "$@"
 {{- end -}}
 
 {{/* The node pods' ServiceAccount, if any. */}}
