@@ -25,7 +25,7 @@ need_root() {
 }
 
 PACKAGES=(docker.io docker-registry qemu-user-static binfmt-support busybox-static
-  skopeo git gnupg wrk openssl debootstrap pkg-config libssl-dev gcc iproute2 procps curl golang-go)
+  skopeo git gnupg wrk openssl debootstrap pkg-config libssl-dev gcc iproute2 procps curl golang-go tor)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
