@@ -428,7 +428,7 @@ async fn a_helm_upgrade_half_way_through_a_rollout_leaves_it_alone() {
     let upgrade = documents(&render_live(&kubeconfig, Some(VALUES), &upgrade_sets).unwrap());
     let rendered = find(&upgrade, "StatefulSet", FLEET).clone();
     assert_eq!(
-        find(&upgrade, "Service", FLEET)["spec"]["type"],
+        find(&upgrade, "Service", "hab-nodes")["spec"]["type"],
         "NodePort",
         "the upgrade changes something"
     );

@@ -233,33 +233,35 @@ async fn two_sets_of_one_implementation_roll_apart_within_one_budget() {
         r#"["fixture-node", "--version"]"#,
         "[[channel]]\nname = \"stable\"\n[[channel]]\nname = \"side\"\n",
     );
-    let habd = Habd::start_config(bw.load()).await;
-    let (s, r) = call(habd.api(reqwest::Method::POST, "/pipelines/node/sync")).await;
-    assert_eq!(s, 200, "{r}");
-    let a = build_of(&habd, "node", "v1.0.0").await;
-    let b = build_of(&habd, "node", "v1.1.0").await;
-    let digest_a = a["index_digest"].as_str().unwrap();
-    habd.stop().await;
-
     // bitcoind twice: two nodes on regtest following stable, one on signet
     // following a channel of its own.
-    let image = format!(r#"{{"repository": "hab/node", "digest": "{digest_a}"}}"#);
-    let sets = format!(
-        r#"json:nodeSets=[{{"name": "main", "implementation": "bitcoind", "network": "regtest", "replicas": 2, "image": {image}}}, {{"name": "side", "implementation": "bitcoind", "network": "signet", "channel": "side", "image": {image}}}]"#
-    );
-    let rendered = render(
-        Some("regtest-single-values.yaml"),
-        &[&format!("registry.pullHost={}", registry.host()), &sets],
-    )
-    .unwrap();
-    let docs = documents(&rendered);
+    let sets = |digest: &str| {
+        let image = format!(r#"{{"repository": "hab/node", "digest": "{digest}"}}"#);
+        format!(
+            r#"json:nodeSets=[{{"name": "main", "implementation": "bitcoind", "network": "regtest", "replicas": 2, "image": {image}}}, {{"name": "side", "implementation": "bitcoind", "network": "signet", "channel": "side", "image": {image}}}]"#
+        )
+    };
+    let render_with = |digest: &str| {
+        documents(
+            &render(
+                Some("regtest-single-values.yaml"),
+                &[
+                    &format!("registry.pullHost={}", registry.host()),
+                    &sets(digest),
+                ],
+            )
+            .unwrap(),
+        )
+    };
+    // habd's fleets as the chart configures them (on the double's API, the
+    // password in a file here, short gates), before habd first starts: one
+    // habd, one rollout engine, on the store.
+    let docs = render_with(&format!("sha256:{}", "0".repeat(64)));
     let config: toml::Table = find(&docs, "ConfigMap", "hab-habd-config")["data"]["hab.toml"]
         .as_str()
         .unwrap()
         .parse()
         .unwrap();
-    // habd's fleets as the chart configures them (on the double's API, the
-    // password in a file here, short gates).
     let mut hab = std::fs::read_to_string(bw.world.path("hab.toml")).unwrap();
     hab.push_str(&format!(
         "[[target]]\nname = \"cluster\"\nkind = \"kubernetes\"\nendpoint = \"{}\"\nnamespace = \"default\"\n",
@@ -286,6 +288,13 @@ async fn two_sets_of_one_implementation_roll_apart_within_one_budget() {
     assert_eq!(fleets[1]["channel"].as_str(), Some("side"));
     assert_eq!(fleets[1]["rpc_port"].as_integer(), Some(38332));
     std::fs::write(bw.world.path("hab.toml"), hab).unwrap();
+    let habd = Habd::start_config(bw.load()).await;
+    let (s, r) = call(habd.api(reqwest::Method::POST, "/pipelines/node/sync")).await;
+    assert_eq!(s, 200, "{r}");
+    let a = build_of(&habd, "node", "v1.0.0").await;
+    let b = build_of(&habd, "node", "v1.1.0").await;
+    // Installed on A.
+    let docs = render_with(a["index_digest"].as_str().unwrap());
     let secret = find(&docs, "Secret", "hab-rpc").clone();
     std::fs::write(
         bw.world.path("rpc-password"),
@@ -304,7 +313,6 @@ async fn two_sets_of_one_implementation_roll_apart_within_one_budget() {
     let side_before = side_image(&double);
 
     // stable moves to B: the main set rolls, the side set is not touched.
-    let habd = Habd::start_config(bw.load()).await;
     let r = promote_and_wait(&habd, &b).await;
     assert_eq!(r["state"], "succeeded", "{r:#}");
     assert_eq!(r["fleet"], "hab-main", "{r:#}");

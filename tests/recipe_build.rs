@@ -135,6 +135,11 @@ async fn bitcoind_builds_for_both_platforms_by_cmake_cross_compilation() {
         amd.contains("Bitcoin Core version v29.0.0-fixture (libevent 2.1"),
         "{amd}"
     );
+    // Built with ZMQ, and libzmq with what it needs is in the image on
+    // both platforms (the chart's config.zmq).
+    for out in [&amd, &arm] {
+        assert!(out.contains(", zmq 4."), "{out}");
+    }
     assert!(amd.contains(", x86_64,"), "{amd}");
     assert!(arm.contains(", aarch64,"), "{arm}");
 }

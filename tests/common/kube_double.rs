@@ -1062,8 +1062,16 @@ async fn reconcile(
                     .unwrap();
             }
         }
+        // The double cannot exec the pod's probe (its node client): it
+        // asks the RPC port the node serves on (RPC_PORT, as the fixture
+        // node reads it).
+        let port = p
+            .env
+            .iter()
+            .find(|(k, _)| k == "RPC_PORT")
+            .map_or("18443", |(_, v)| v.as_str());
         let ready = probe
-            .post(format!("{scheme}://{}:18443/", p.ip))
+            .post(format!("{scheme}://{}:{port}/", p.ip))
             .basic_auth(user, password)
             .timeout(Duration::from_secs(2))
             .body(r#"{"jsonrpc":"1.0","id":"probe","method":"getblockchaininfo","params":[]}"#)
@@ -1112,11 +1120,14 @@ async fn reconcile(
             let update = revision(&view["spec"]["template"]);
             let generation = view["metadata"]["generation"].as_i64().unwrap_or(1);
             // Create missing pods: from ordinal 0 up, each once the one
-            // before is Ready (OrderedReady); a Terminating one is waited for.
+            // before is Ready (OrderedReady), or all at once (Parallel); a
+            // Terminating one is waited for.
+            let parallel = view["spec"]["podManagementPolicy"] == "Parallel";
             for o in 0..replicas {
                 let pod = format!("{name}-{o}");
                 match s.pods.get(&pod) {
                     Some(p) if p.ready && p.deleting.is_none() => continue,
+                    Some(_) if parallel => continue,
                     Some(_) => break,
                     None => {
                         let rev = if o >= partition {
@@ -1213,6 +1224,13 @@ async fn reconcile(
         }
     }
     for (pod, p, volume) in to_start {
+        // The pod's RPC port on its address (a pod's ports are its own).
+        let port = p
+            .env
+            .iter()
+            .find(|(k, _)| k == "RPC_PORT")
+            .map_or("18443", |(_, v)| v.as_str())
+            .to_string();
         let mut args = vec![
             "run".to_string(),
             "-d".into(),
@@ -1221,7 +1239,7 @@ async fn reconcile(
             "-v".into(),
             format!("{volume}:/data"),
             "-p".into(),
-            format!("{}:18443:18443", p.ip),
+            format!("{}:{port}:{port}", p.ip),
         ];
         for (k, v) in &p.env {
             args.push("-e".into());
