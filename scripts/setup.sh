@@ -37,6 +37,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# tor is for tests/chart_tor.rs, which runs it offline (DisableNetwork):
+# where the package's own service started (no policy-rc.d), stop it, so
+# nothing here talks to the Tor network.
+if pgrep -x tor >/dev/null && [ -f /run/tor/tor.pid ]; then
+  service tor stop >/dev/null 2>&1 || kill "$(cat /run/tor/tor.pid)" 2>/dev/null || true
+fi
 
 # The fixture recipe's base: Debian's static busybox for each architecture,
 # from Debian's packages (apt checks their signatures), never from a registry.

@@ -10,8 +10,6 @@
 //! every value of the original chart (tests/fixtures/original-chart-values.txt).
 
 mod common;
-#[path = "common/scan.rs"]
-mod scan;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -68,8 +66,8 @@ fn example(nn: u32) -> Example {
         String::from_utf8_lossy(&out.stderr)
     );
     let rendered = String::from_utf8_lossy(&out.stdout).into_owned();
-    scan::kubernetes_validate(&name, &rendered);
-    scan::checkov_passes(&name, &rendered);
+    kubernetes_validate(&name, &rendered);
+    checkov_passes(&name, &rendered);
     let ex = Example {
         name,
         file,

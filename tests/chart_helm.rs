@@ -376,7 +376,9 @@ async fn a_helm_upgrade_half_way_through_a_rollout_leaves_it_alone() {
         ),
     );
     let install_sets = [pull_host.as_str(), set.as_str()];
-    let docs = documents(&render(Some(VALUES), &install_sets).unwrap());
+    // Rendered as helm install does: in the release's namespace (the peers'
+    // names hold it), with nothing to look up yet.
+    let docs = documents(&render_live(&kubeconfig, Some(VALUES), &install_sets).unwrap());
     let installed = find(&docs, "StatefulSet", FLEET).clone();
     let secret = find(&docs, "Secret", "hab-rpc").clone();
     assert_eq!(image_and_partition(&installed), (image_a.clone(), 2));

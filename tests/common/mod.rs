@@ -26,6 +26,7 @@ mod helm3;
 mod kube_double;
 mod kube_world;
 mod registry;
+mod scan;
 #[allow(unused_imports)]
 pub use build::*;
 #[allow(unused_imports)]
@@ -44,6 +45,8 @@ pub use kube_double::*;
 pub use kube_world::*;
 #[allow(unused_imports)]
 pub use registry::*;
+#[allow(unused_imports)]
+pub use scan::*;
 
 /// Runs a command, panicking with its output on failure.
 pub fn run(cmd: &mut Command) -> String {
