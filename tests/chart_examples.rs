@@ -1372,6 +1372,11 @@ fn the_proof_of_concept_fleet_places_backs_up_and_probes_each_set() {
         }
     }
     assert_eq!(ex.set("bitcoind-ha").replicas(), 3);
+    // Ready only once synced: the three start together.
+    assert_eq!(
+        ex.set("bitcoind-ha").sts["spec"]["podManagementPolicy"],
+        "Parallel"
+    );
     // btcd shares nuc1 with the reference node; the others keep apart.
     assert!(!never_share_a_host(
         &ex.set("btcd-test"),

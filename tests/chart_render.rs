@@ -550,12 +550,30 @@ fn no_container_is_given_a_password_or_api_key_in_its_arguments_or_environment()
                     );
                 }
                 for e in c["env"].as_array().into_iter().flatten() {
-                    assert!(
-                        e.get("valueFrom")
-                            .is_none_or(|v| v.get("secretKeyRef").is_none()),
-                        "{name}: {object}/{}: a Secret in the environment: {e}",
-                        c["name"]
-                    );
+                    // Only an operator's own variable (a set's `env`) may
+                    // come from a Secret, and only from one of theirs: never
+                    // one hab renders or mounts.
+                    if let Some(from) = e["valueFrom"]["secretKeyRef"]["name"].as_str() {
+                        let rendered = docs
+                            .iter()
+                            .any(|d| d["kind"] == "Secret" && d["metadata"]["name"] == from);
+                        let mounted = pod_specs(&docs).iter().any(|(_, spec)| {
+                            spec["volumes"].as_array().into_iter().flatten().any(|v| {
+                                v["secret"]["secretName"] == from
+                                    || v["projected"]["sources"]
+                                        .as_array()
+                                        .into_iter()
+                                        .flatten()
+                                        .any(|src| src["secret"]["name"] == from)
+                            })
+                        });
+                        let habs = rendered || mounted;
+                        assert!(
+                            !habs,
+                            "{name}: {object}/{}: one of hab's Secrets in the environment: {e}",
+                            c["name"]
+                        );
+                    }
                     said.push(e["name"].clone());
                     said.push(e["value"].clone());
                 }
@@ -918,12 +936,28 @@ fn network_policies_guard_nodes_habd_registry_and_builders() {
             rules[0],
             serde_json::json!({"ports": [{"port": "p2p", "protocol": "TCP"}]})
         );
-        assert_eq!(
-            rules[1]["ports"],
-            serde_json::json!([{"port": "rpc", "protocol": "TCP"}])
-        );
-        assert_eq!(rules[1]["from"], serde_json::json!([habd_peer]), "{name}");
-        assert_eq!(rules.len(), 2);
+        // RPC (first; then a set's ZMQ and extra ports), and with
+        // exporters their port from any pod.
+        let rpc = rules
+            .iter()
+            .find(|r| r["ports"][0]["port"] == "rpc")
+            .unwrap_or_else(|| panic!("{name}: no RPC rule: {rules:?}"));
+        let metrics = nodes["spec"].to_string().contains("\"port\":\"metrics\"");
+        if name == "sets-values.yaml" {
+            assert_eq!(
+                rpc["ports"],
+                serde_json::json!([{"port": "rpc", "protocol": "TCP"}, {"port": 28332, "protocol": "TCP"}, {"port": 28333, "protocol": "TCP"}])
+            );
+            assert!(metrics);
+        } else {
+            assert_eq!(
+                rpc["ports"],
+                serde_json::json!([{"port": "rpc", "protocol": "TCP"}])
+            );
+            assert!(!metrics, "{name}");
+        }
+        assert_eq!(rpc["from"], serde_json::json!([habd_peer]), "{name}");
+        assert_eq!(rules.len(), if metrics { 3 } else { 2 });
         // habd: its port from where habd.networkPolicy says.
         let habd = policy("hab-habd").unwrap_or_else(|| panic!("{name}: no habd policy"));
         assert!(selects(habd, "habd"));

@@ -108,12 +108,12 @@ fn every_node_of_a_group_peers_with_every_other_in_its_own_syntax() {
     );
 }
 
-/// btcd's and bcoin's peers go through a shell wrapper that drops the
-/// names that do not resolve yet (btcd exits on one; bcoin drops it for
-/// good) and execs the node: run here by a real `sh`, exec'ing a script
-/// that prints what it was given.
+/// Peers go through a shell wrapper that drops the node itself and, for
+/// btcd and bcoin, the names that do not resolve yet (btcd exits on one;
+/// bcoin drops it for good), then execs the node: run here by a real `sh`,
+/// exec'ing a script that prints what it was given.
 #[test]
-fn btcd_and_bcoin_start_alone_when_their_peers_are_not_up_yet() {
+fn nodes_start_alone_when_their_peers_are_not_up_yet_and_never_dial_themselves() {
     let docs = documents(&render(None, &[GROUPS]).unwrap());
     let dir = tempfile::tempdir().unwrap();
     let show = write(
@@ -178,6 +178,51 @@ fn btcd_and_bcoin_start_alone_when_their_peers_are_not_up_yet() {
             "{set}: {said}"
         );
     }
+    // Every node leaves itself out (its hostname is the first label of
+    // its peer name); bitcoind, which retries a name by itself, keeps the
+    // ones that do not resolve yet.
+    let me = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let me = me.trim();
+    let run = |set: &str, args: &[String]| {
+        let n = node(&docs, &format!("hab-{set}"));
+        let out = Command::new("sh")
+            .args(["-c", n["command"][2].as_str().unwrap()])
+            .arg(&show)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{set}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let itself = format!("{me}.hab-core-headless.bitcoin.svc.cluster.local:8333");
+    let out = run(
+        "core",
+        &[
+            "-port=8333".to_string(),
+            format!("-addnode={itself}"),
+            "-addnode=hab-core-1.nowhere.invalid:8333".to_string(),
+        ],
+    );
+    assert_eq!(
+        out,
+        "-port=8333\n-addnode=hab-core-1.nowhere.invalid:8333\n"
+    );
+    let out = run(
+        "btcd",
+        &[
+            format!("--addpeer={itself}"),
+            "--addpeer=localhost:8333".into(),
+        ],
+    );
+    assert_eq!(out, "--addpeer=localhost:8333\n");
+    let out = run("bcoin", &[format!("--nodes={itself},localhost:8333")]);
+    assert_eq!(out, "--nodes=localhost:8333\n");
+    assert_eq!(
+        node(&docs, "hab-core")["command"][3],
+        "bitcoind",
+        "bitcoind goes through the same wrapper"
+    );
+
     // No peer resolves: the node starts alone, without the flag.
     let n = node(&docs, "hab-bcoin");
     let out = Command::new("sh")
@@ -380,4 +425,101 @@ fn p2p_is_published_apart_from_rpc() {
     let backend = &ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"];
     assert_eq!(backend["name"], "hab-web");
     assert_eq!(backend["port"]["name"], "rpc");
+}
+
+#[test]
+fn exporters_storage_and_disruption_budget_render_as_asked() {
+    let docs = documents(&render(Some("sets-values.yaml"), &[]).unwrap());
+    // An exporter beside every node, given the node's RPC on loopback and
+    // its config file (read-only), scraped through a ServiceMonitor.
+    let sts = find(&docs, "StatefulSet", "hab-core-pruned");
+    let containers = sts["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap();
+    let exporter = containers.iter().find(|c| c["name"] == "metrics").unwrap();
+    let env: std::collections::BTreeMap<&str, &str> = exporter["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap(), e["value"].as_str().unwrap()))
+        .collect();
+    assert_eq!(env["BITCOIN_RPC_HOST"], "127.0.0.1");
+    assert_eq!(env["BITCOIN_RPC_PORT"], "8332");
+    assert_eq!(env["BITCOIN_CONF_PATH"], "/run/hab/bitcoin.conf");
+    assert_eq!(exporter["volumeMounts"][0]["readOnly"], true);
+    let service = find(&docs, "Service", "hab-nodes-metrics");
+    let monitor = find(&docs, "ServiceMonitor", "hab-nodes");
+    for (k, v) in monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .unwrap()
+    {
+        assert_eq!(&service["metadata"]["labels"][k], v, "{k}");
+    }
+    assert_eq!(monitor["metadata"]["labels"]["release"], "prometheus");
+    let policy = find(&docs, "NetworkPolicy", "hab-nodes");
+    assert!(policy["spec"]["ingress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["ports"][0]["port"] == "metrics"));
+    // ZMQ and the extra ports only from habd and the allowed clients.
+    let rpc_rule = policy["spec"]["ingress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ports"][0]["port"] == "rpc")
+        .unwrap();
+    let ports: Vec<&Value> = rpc_rule["ports"].as_array().unwrap().iter().collect();
+    assert!(ports.iter().any(|p| p["port"] == 28332), "{ports:?}");
+    assert!(!ports.iter().any(|p| p["port"] == "p2p"));
+    // One budget over every set.
+    let pdb = find(&docs, "PodDisruptionBudget", "hab-nodes");
+    assert_eq!(pdb["spec"]["maxUnavailable"], 2);
+    assert!(pdb["spec"]["selector"]["matchLabels"]
+        .get("hab/set")
+        .is_none());
+
+    // Longhorn per set, snapshots, a bootstrap snapshot, minAvailable.
+    let docs = documents(
+        &render(
+            None,
+            &[
+                r#"json:nodes={"podDisruptionBudget": {"minAvailable": 2}}"#,
+                r#"json:nodeSets=[
+                  {"name": "core", "implementation": "bitcoind", "replicas": 3, "storage": {"longhorn": {"enabled": true, "numberOfReplicas": 2, "dataLocality": "strict-local"}, "snapshots": true, "fromSnapshot": "core-synced"}},
+                  {"name": "plain", "implementation": "btcd", "storage": {"storageClassName": "local-path", "size": "2Ti"}}
+                ]"#,
+            ],
+        )
+        .unwrap(),
+    );
+    let sc = find(&docs, "StorageClass", "hab-core");
+    assert_eq!(sc["parameters"]["numberOfReplicas"], "2");
+    assert_eq!(sc["parameters"]["dataLocality"], "strict-local");
+    assert_eq!(
+        sc["parameters"]["recurringJobSelector"],
+        r#"[{"isGroup":false,"name":"hab-snapshot"}]"#
+    );
+    assert_eq!(
+        find(&docs, "RecurringJob", "hab-snapshot")["spec"]["task"],
+        "snapshot"
+    );
+    assert!(docs
+        .iter()
+        .all(|d| d["kind"] != "RecurringJob" || d["metadata"]["name"] != "hab-backup"));
+    let claim = |set: &str| {
+        find(&docs, "StatefulSet", &format!("hab-{set}"))["spec"]["volumeClaimTemplates"][0]["spec"]
+            .clone()
+    };
+    assert_eq!(claim("core")["storageClassName"], "hab-core");
+    assert_eq!(claim("core")["dataSource"]["kind"], "VolumeSnapshot");
+    assert_eq!(claim("core")["dataSource"]["name"], "core-synced");
+    assert_eq!(claim("plain")["storageClassName"], "local-path");
+    assert_eq!(claim("plain")["resources"]["requests"]["storage"], "2Ti");
+    assert!(docs
+        .iter()
+        .all(|d| d["kind"] != "StorageClass" || d["metadata"]["name"] != "hab-plain"));
+    let pdb = find(&docs, "PodDisruptionBudget", "hab-nodes");
+    assert_eq!(pdb["spec"]["minAvailable"], 2);
+    assert!(pdb["spec"].get("maxUnavailable").is_none());
 }

@@ -314,16 +314,20 @@ are always logged); bcoin calls trace "spam" and warn "warning".
 {{- end -}}
 
 {{/*
-A shell script (sh -c SCRIPT NAME ARGS…) that runs NAME with ARGS, less the
-peers (arguments `<flag>host:port`, or one `<flag>a,b,…`) whose host does
-not resolve yet: btcd exits at start on such a name and bcoin drops it for
-good. A peer left out connects to this node itself when it starts (every
-node of a group names every other), so the group still meshes. Argument:
-the flag, "--addpeer=" or "--nodes=". An address (IPv4, or IPv6 in
-brackets) needs no lookup and is kept.
+A shell script (sh -c SCRIPT NAME ARGS…) that runs NAME with ARGS, less
+some peers (arguments `<flag>host:port`, or one `<flag>a,b,…`):
+- the node itself (`<its hostname>.…`): every node of a group is given
+  every other, itself included, and a connection to itself is only log
+  noise (bitcoind retries it every minute);
+- with `resolve`, a peer whose host does not resolve yet: btcd exits at
+  start on such a name and bcoin drops it for good. A peer left out
+  connects to this node itself when it starts (every node of a group names
+  every other), so the group still meshes. An address (IPv4, or IPv6 in
+  brackets) needs no lookup and is kept.
+Argument: (dict "flag" "--addpeer=" "resolve" true).
 */}}
 {{- define "hab.peerFilter" -}}
-up() { h="${1%:*}"; h="${h#\[}"; h="${h%\]}"; case "$h" in *:*) return 0;; *[!0-9.]*) ;; *) return 0;; esac; getent hosts "$h" >/dev/null 2>&1 || { echo "hab: peer $1 does not resolve yet; it will connect to this node when it starts" >&2; return 1; }; }; for a in "$@"; do shift; case "$a" in {{ . }}*) keep=""; for p in $(echo "${a#{{ . }}}" | tr , " "); do up "$p" && keep="${keep:+$keep,}$p"; done; [ -n "$keep" ] || continue; a="{{ . }}$keep";; esac; set -- "$@" "$a"; done; exec "$0" "$@"
+me=$(cat /proc/sys/kernel/hostname 2>/dev/null); up() { h="${1%:*}"; h="${h#\[}"; h="${h%\]}"; case "$h" in "$me".*) return 1;; esac;{{ if .resolve }} case "$h" in *:*) return 0;; *[!0-9.]*) ;; *) return 0;; esac; getent hosts "$h" >/dev/null 2>&1 || { echo "hab: peer $1 does not resolve yet; it will connect to this node when it starts" >&2; return 1; };{{ end }} }; for a in "$@"; do shift; case "$a" in {{ .flag }}*) keep=""; for p in $(echo "${a#{{ .flag }}}" | tr , " "); do up "$p" && keep="${keep:+$keep,}$p"; done; [ -n "$keep" ] || continue; a="{{ .flag }}$keep";; esac; set -- "$@" "$a"; done; exec "$0" "$@"
 {{- end -}}
 
 {{/* The node pods' ServiceAccount, if any. */}}
