@@ -521,5 +521,22 @@ fn exporters_storage_and_disruption_budget_render_as_asked() {
         .all(|d| d["kind"] != "StorageClass" || d["metadata"]["name"] != "hab-plain"));
     let pdb = find(&docs, "PodDisruptionBudget", "hab-nodes");
     assert_eq!(pdb["spec"]["minAvailable"], 2);
+    // A set opts out of Longhorn turned on for all.
+    let docs = documents(
+        &render(
+            None,
+            &[
+                "nodes.storage.longhorn.enabled=true",
+                r#"json:nodeSets=[{"name": "a", "implementation": "bitcoind"}, {"name": "b", "implementation": "btcd", "storage": {"longhorn": {"enabled": false}}}]"#,
+            ],
+        )
+        .unwrap(),
+    );
+    let classes: Vec<&str> = docs
+        .iter()
+        .filter(|d| d["kind"] == "StorageClass")
+        .map(|d| d["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(classes, ["hab-a"]);
     assert!(pdb["spec"].get("maxUnavailable").is_none());
 }
