@@ -6,14 +6,7 @@
 
 mod common;
 
-// tests/common/bcoin.rs is not in common/mod.rs yet: it is compiled here
-// beside `common`, whose free_port it takes through `super`.
-use common::free_port;
-#[allow(dead_code)]
-#[path = "common/bcoin.rs"]
-mod bcoin;
-
-use bcoin::{op_true_spend, Bcoin, REGTEST_SUBSIDY};
+use common::{op_true_spend, Bcoin, REGTEST_SUBSIDY};
 use serde_json::{json, Value};
 
 /// Calls `method` and prints what bcoin answered, as it sent it; checks

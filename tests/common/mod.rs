@@ -17,6 +17,7 @@ use std::{
 
 use tempfile::TempDir;
 
+mod bcoin;
 mod build;
 mod chart;
 mod dockerd;
@@ -27,6 +28,8 @@ mod kube_double;
 mod kube_world;
 mod registry;
 mod scan;
+#[allow(unused_imports)]
+pub use bcoin::*;
 #[allow(unused_imports)]
 pub use build::*;
 #[allow(unused_imports)]
