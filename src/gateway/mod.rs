@@ -1,0 +1,563 @@
+//! The RPC front door: one JSON-RPC endpoint before the nodes of a fleet,
+//! speaking Bitcoin Core's conventions whichever implementation answers.
+//!
+//! It checks the nodes itself (`getblockchaininfo` every `look_every`) and
+//! routes a call only to a node that answers, is out of initial block
+//! download, is within `max_lag` blocks of the best tip it sees, is not
+//! drained, and has at least the height the calling user has already been
+//! shown (a client never sees the tip go backwards); among those, the
+//! least lag, then the fewest calls in flight. A read that fails on one
+//! node is retried on the next. Bad input (malformed JSON, an oversize body
+//! or batch, a method outside the documented subset, one the user may not
+//! call, wrong credentials) is answered in Bitcoin Core's error shape and
+//! never reaches a node. [`Gateway::drain`] stops new calls to a node and
+//! waits for the ones in flight: what a rollout does before taking it
+//! down. Node credentials stay here: a client authenticates as one of the
+//! front door's own users ([`access`]).
+//!
+//! This is the library; serving it from `habd` and the chart's Deployment
+//! are to come.
+
+pub mod access;
+mod format;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use axum::{
+    body::Bytes,
+    extract::State,
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::post,
+    Router,
+};
+use serde_json::{json, Value};
+
+use crate::config::Implementation;
+use access::User;
+
+/// A node behind the front door.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    /// Its name in status and logs (e.g. `hab-bitcoind-0`).
+    pub name: String,
+    /// Its JSON-RPC URL.
+    pub url: String,
+    pub user: String,
+    pub password: String,
+    pub implementation: Implementation,
+}
+
+/// Limits and routing settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Blocks a node may be behind the best tip seen and still be called.
+    pub max_lag: u64,
+    /// Largest request body accepted.
+    pub max_body: usize,
+    /// Most calls in one batch.
+    pub max_batch: usize,
+    /// How often each node is looked at.
+    pub look_every: Duration,
+    /// How long one call to a node may take.
+    pub call_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_lag: 2,
+            max_body: 1 << 20,
+            max_batch: 100,
+            look_every: Duration::from_millis(500),
+            call_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What the front door knows of a node.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct NodeView {
+    pub name: String,
+    /// It answered its last look.
+    pub answers: bool,
+    pub height: Option<u64>,
+    pub initial_block_download: bool,
+    /// Blocks behind the best tip seen.
+    pub lag: Option<u64>,
+    pub in_flight: usize,
+    /// Calls forwarded to it (not counting the front door's looks).
+    pub served: u64,
+    pub drained: bool,
+    /// Why it gets no calls, if it gets none.
+    pub excluded: Option<String>,
+}
+
+struct Node {
+    backend: Backend,
+    seen: Mutex<Seen>,
+    in_flight: AtomicUsize,
+    served: AtomicU64,
+}
+
+#[derive(Default, Clone)]
+struct Seen {
+    answers: bool,
+    height: Option<u64>,
+    ibd: bool,
+    drained: bool,
+}
+
+/// The front door.
+pub struct Gateway {
+    nodes: Vec<Node>,
+    users: Vec<User>,
+    settings: Settings,
+    http: reqwest::Client,
+    /// The highest height each user has been shown.
+    shown: Mutex<HashMap<String, u64>>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").finish_non_exhaustive()
+    }
+}
+
+/// Bitcoin Core's JSON-RPC error codes the front door answers with.
+mod code {
+    pub const PARSE_ERROR: i64 = -32700;
+    pub const INVALID_REQUEST: i64 = -32600;
+    pub const METHOD_NOT_FOUND: i64 = -32601;
+    pub const INTERNAL_ERROR: i64 = -32603;
+    /// RPC_IN_WARMUP: no node can answer yet.
+    pub const IN_WARMUP: i64 = -28;
+}
+
+impl Gateway {
+    pub fn new(backends: Vec<Backend>, users: Vec<User>, settings: Settings) -> Arc<Self> {
+        Arc::new(Self {
+            nodes: backends
+                .into_iter()
+                .map(|backend| Node {
+                    backend,
+                    seen: Mutex::default(),
+                    in_flight: AtomicUsize::new(0),
+                    served: AtomicU64::new(0),
+                })
+                .collect(),
+            users,
+            http: reqwest::Client::builder()
+                .timeout(settings.call_timeout)
+                .build()
+                .expect("a reqwest client"),
+            settings,
+            shown: Mutex::default(),
+        })
+    }
+
+    /// Looks at every node now (in parallel).
+    pub async fn look(&self) {
+        let looks = self.nodes.iter().map(|n| async move {
+            let info = self
+                .call_node(&n.backend, "getblockchaininfo", json!([]))
+                .await;
+            let mut seen = n.seen.lock().unwrap_or_else(|e| e.into_inner());
+            match info {
+                Ok(Ok(info)) => {
+                    seen.answers = true;
+                    seen.height = info["blocks"].as_u64();
+                    seen.ibd = format::in_initial_block_download(n.backend.implementation, &info);
+                }
+                _ => seen.answers = false,
+            }
+        });
+        futures_util::future::join_all(looks).await;
+    }
+
+    /// Looks at the nodes every `look_every`, until the gateway is dropped.
+    pub fn spawn_looks(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        let every = self.settings.look_every;
+        tokio::spawn(async move {
+            while let Some(g) = weak.upgrade() {
+                g.look().await;
+                drop(g);
+                tokio::time::sleep(every).await;
+            }
+        })
+    }
+
+    /// What the front door knows of each node.
+    pub fn nodes(&self) -> Vec<NodeView> {
+        let seen: Vec<Seen> = self
+            .nodes
+            .iter()
+            .map(|n| n.seen.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .collect();
+        let best = seen
+            .iter()
+            .filter(|s| s.answers)
+            .filter_map(|s| s.height)
+            .max();
+        self.nodes
+            .iter()
+            .zip(seen)
+            .map(|(n, s)| {
+                let lag = s.height.zip(best).map(|(h, b)| b.saturating_sub(h));
+                let excluded = if !s.answers {
+                    Some("does not answer".to_string())
+                } else if s.drained {
+                    Some("drained".to_string())
+                } else if s.ibd {
+                    Some("in initial block download".to_string())
+                } else if lag.is_some_and(|l| l > self.settings.max_lag) {
+                    Some(format!(
+                        "{} blocks behind (max_lag {})",
+                        lag.unwrap_or(0),
+                        self.settings.max_lag
+                    ))
+                } else {
+                    None
+                };
+                NodeView {
+                    name: n.backend.name.clone(),
+                    answers: s.answers,
+                    height: s.height,
+                    initial_block_download: s.ibd,
+                    lag,
+                    in_flight: n.in_flight.load(Ordering::SeqCst),
+                    served: n.served.load(Ordering::SeqCst),
+                    drained: s.drained,
+                    excluded,
+                }
+            })
+            .collect()
+    }
+
+    /// Stops sending new calls to node `name` and waits until the calls in
+    /// flight there have finished (at most `wait`): false if they had not.
+    pub async fn drain(&self, name: &str, wait: Duration) -> bool {
+        let Some(n) = self.nodes.iter().find(|n| n.backend.name == name) else {
+            return true;
+        };
+        n.seen.lock().unwrap_or_else(|e| e.into_inner()).drained = true;
+        let deadline = tokio::time::Instant::now() + wait;
+        while n.in_flight.load(Ordering::SeqCst) > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+
+    /// Lets node `name` take calls again (once its looks say it may).
+    pub fn undrain(&self, name: &str) {
+        if let Some(n) = self.nodes.iter().find(|n| n.backend.name == name) {
+            n.seen.lock().unwrap_or_else(|e| e.into_inner()).drained = false;
+        }
+    }
+
+    /// The nodes a call of `user` may go to, best first.
+    fn candidates(&self, user: &str, at_least: Option<u64>) -> Vec<usize> {
+        let views = self.nodes();
+        let shown = self
+            .shown
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(user)
+            .copied()
+            .unwrap_or(0);
+        let floor = shown.max(at_least.unwrap_or(0));
+        let mut ok: Vec<(usize, &NodeView)> = views
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.excluded.is_none() && v.height.unwrap_or(0) >= floor)
+            .collect();
+        ok.sort_by_key(|(_, v)| (v.lag.unwrap_or(u64::MAX), v.in_flight));
+        ok.into_iter().map(|(i, _)| i).collect()
+    }
+
+    /// One JSON-RPC call to a node: Ok(Ok(result)), Ok(Err(error object))
+    /// when the node answered with an error, Err when it did not answer.
+    async fn call_node(
+        &self,
+        b: &Backend,
+        method: &str,
+        params: Value,
+    ) -> Result<Result<Value, Value>, String> {
+        let body = json!({"jsonrpc": "1.0", "id": "hab", "method": method, "params": params});
+        let resp = self
+            .http
+            .post(&b.url)
+            .basic_auth(&b.user, Some(&b.password))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let answer: Value = resp
+            .json()
+            .await
+            .map_err(|e| format!("HTTP {status}, not JSON-RPC: {e}"))?;
+        if answer.get("result").is_none() && answer.get("error").is_none() {
+            return Err(format!("HTTP {status}, not JSON-RPC"));
+        }
+        match &answer["error"] {
+            Value::Null => Ok(Ok(answer["result"].clone())),
+            e => Ok(Err(e.clone())),
+        }
+    }
+
+    /// Forwards one known, allowed call: the node's result in Bitcoin
+    /// Core's format, or an error object.
+    async fn forward(&self, user: &str, method: &str, params: Value) -> Result<Value, Value> {
+        let at_least = format::height_named(method, &params);
+        let order = self.candidates(user, at_least);
+        if order.is_empty() {
+            return Err(error(
+                code::IN_WARMUP,
+                "no node can answer now (none is in service, synced and within max_lag)",
+            ));
+        }
+        let mut last = None;
+        for i in order {
+            let n = &self.nodes[i];
+            // Drained since the choice: the next one.
+            if n.seen.lock().unwrap_or_else(|e| e.into_inner()).drained {
+                continue;
+            }
+            n.in_flight.fetch_add(1, Ordering::SeqCst);
+            n.served.fetch_add(1, Ordering::SeqCst);
+            let answer = self
+                .call_node(
+                    &n.backend,
+                    method,
+                    format::params_for(n.backend.implementation, method, &params),
+                )
+                .await;
+            n.in_flight.fetch_sub(1, Ordering::SeqCst);
+            match answer {
+                Ok(Ok(result)) => {
+                    let result = format::result_for(n.backend.implementation, method, result);
+                    if let Some(h) = format::height_shown(method, &result) {
+                        let mut shown = self.shown.lock().unwrap_or_else(|e| e.into_inner());
+                        let s = shown.entry(user.to_string()).or_default();
+                        *s = (*s).max(h);
+                    }
+                    return Ok(result);
+                }
+                Ok(Err(e)) => return Err(format::error_for(n.backend.implementation, method, e)),
+                Err(why) => {
+                    tracing::info!(node = %n.backend.name, method, error = %why, "a node failed a call; trying the next");
+                    last = Some(why);
+                    if !access::reads(method) {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(error(
+            code::INTERNAL_ERROR,
+            &format!(
+                "no node answered: {}",
+                last.unwrap_or_else(|| "every node was drained".into())
+            ),
+        ))
+    }
+
+    /// The front door's HTTP face: POST / (and any path, as bitcoind's
+    /// /wallet/… paths are refused by method).
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/", post(serve))
+            .with_state(self.clone())
+    }
+}
+
+fn error(code: i64, message: &str) -> Value {
+    json!({"code": code, "message": message})
+}
+
+/// One call's answer in the request's JSON-RPC version: Bitcoin Core's
+/// 1.0 shape (`result`, `error`, `id`) or 2.0's (`jsonrpc`, one of
+/// `result`/`error`, `id`).
+fn reply(v2: bool, id: &Value, outcome: Result<Value, Value>) -> Value {
+    match (v2, outcome) {
+        (false, Ok(r)) => json!({"result": r, "error": null, "id": id}),
+        (false, Err(e)) => json!({"result": null, "error": e, "id": id}),
+        (true, Ok(r)) => json!({"jsonrpc": "2.0", "result": r, "id": id}),
+        (true, Err(e)) => json!({"jsonrpc": "2.0", "error": e, "id": id}),
+    }
+}
+
+fn answer(status: StatusCode, body: Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// A call, checked before anything is forwarded.
+struct Call {
+    v2: bool,
+    id: Value,
+    method: String,
+    params: Value,
+}
+
+fn parse_call(v: &Value) -> Result<Call, (Value, Value)> {
+    let id = v.get("id").cloned().unwrap_or(Value::Null);
+    let v2 = v.get("jsonrpc").and_then(Value::as_str) == Some("2.0");
+    let Some(method) = v.get("method").and_then(Value::as_str) else {
+        return Err((id, error(code::INVALID_REQUEST, "Method must be a string")));
+    };
+    let params = match v.get("params") {
+        None | Some(Value::Null) => json!([]),
+        Some(p @ (Value::Array(_) | Value::Object(_))) => p.clone(),
+        Some(_) => {
+            return Err((
+                id,
+                error(code::INVALID_REQUEST, "Params must be an array or object"),
+            ))
+        }
+    };
+    Ok(Call {
+        v2,
+        id,
+        method: method.to_string(),
+        params,
+    })
+}
+
+async fn serve(State(g): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(user) = access::authenticate(
+        &g.users,
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok()),
+    ) else {
+        // Bitcoin Core answers 401 with a challenge; here with a reason too.
+        let mut r = answer(
+            StatusCode::UNAUTHORIZED,
+            json!({"result": null, "error": error(code::INVALID_REQUEST, "Authorization failed: wrong user or password"), "id": null}),
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Basic realm=\"jsonrpc\""),
+        );
+        return r;
+    };
+    if body.len() > g.settings.max_body {
+        return answer(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            json!({"result": null, "error": error(code::INVALID_REQUEST, &format!("Request body over {} bytes", g.settings.max_body)), "id": null}),
+        );
+    }
+    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
+        return answer(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"result": null, "error": error(code::PARSE_ERROR, "Parse error"), "id": null}),
+        );
+    };
+    match request {
+        Value::Array(calls) => {
+            if calls.len() > g.settings.max_batch {
+                return answer(
+                    StatusCode::BAD_REQUEST,
+                    json!({"result": null, "error": error(code::INVALID_REQUEST, &format!("Batch of {} calls over the limit of {}", calls.len(), g.settings.max_batch)), "id": null}),
+                );
+            }
+            // Every call checked first: a batch with a forbidden call is
+            // refused whole, as Bitcoin Core's rpcwhitelist does.
+            let parsed: Vec<Result<Call, (Value, Value)>> = calls.iter().map(parse_call).collect();
+            if let Some(c) = parsed
+                .iter()
+                .flatten()
+                .find(|c| access::known(&c.method) && !user.may(&c.method))
+            {
+                return forbidden(user, c);
+            }
+            let outcomes = parsed.into_iter().map(|p| {
+                let g = &g;
+                async move {
+                    match p {
+                        Err((id, e)) => reply(false, &id, Err(e)),
+                        Ok(c) if !access::known(&c.method) => reply(
+                            c.v2,
+                            &c.id,
+                            Err(error(code::METHOD_NOT_FOUND, "Method not found")),
+                        ),
+                        Ok(c) => reply(
+                            c.v2,
+                            &c.id,
+                            g.forward(&user.name, &c.method, c.params).await,
+                        ),
+                    }
+                }
+            });
+            answer(
+                StatusCode::OK,
+                Value::Array(futures_util::future::join_all(outcomes).await),
+            )
+        }
+        Value::Object(_) => {
+            let c = match parse_call(&request) {
+                Ok(c) => c,
+                Err((id, e)) => return answer(StatusCode::BAD_REQUEST, reply(false, &id, Err(e))),
+            };
+            if !access::known(&c.method) {
+                return answer(
+                    StatusCode::NOT_FOUND,
+                    reply(
+                        c.v2,
+                        &c.id,
+                        Err(error(code::METHOD_NOT_FOUND, "Method not found")),
+                    ),
+                );
+            }
+            if !user.may(&c.method) {
+                return forbidden(user, &c);
+            }
+            let outcome = g.forward(&user.name, &c.method, c.params).await;
+            // Bitcoin Core's 1.0 convention: an error is HTTP 500 (404 for
+            // an unknown method); 2.0 answers 200.
+            let status = match (&outcome, c.v2) {
+                (Err(_), false) => StatusCode::INTERNAL_SERVER_ERROR,
+                _ => StatusCode::OK,
+            };
+            answer(status, reply(c.v2, &c.id, outcome))
+        }
+        _ => answer(
+            StatusCode::BAD_REQUEST,
+            json!({"result": null, "error": error(code::INVALID_REQUEST, "Top-level object parse error"), "id": null}),
+        ),
+    }
+}
+
+fn forbidden(user: &User, c: &Call) -> Response {
+    answer(
+        StatusCode::FORBIDDEN,
+        reply(
+            c.v2,
+            &c.id,
+            Err(error(
+                code::METHOD_NOT_FOUND,
+                &format!(
+                    "User {} may not call {} (its allowlist)",
+                    user.name, c.method
+                ),
+            )),
+        ),
+    )
+}
