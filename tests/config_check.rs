@@ -390,3 +390,42 @@ fn timeouts_must_be_durations_between_a_second_and_an_hour() {
     );
     assert_eq!(code, 0, "{stderr}");
 }
+
+#[test]
+fn the_front_doors_users_fleets_and_limits_are_checked() {
+    let user = hab::gateway::access::User::rpcauth("reader", "5a17", "pw");
+    expect_daemon_problem(
+        &format!("[gateway]\nlisten = \"somewhere\"\n[[gateway.user]]\nrpcauth = \"{user}\"\n"),
+        3,
+        "gateway.listen",
+        "not host:port",
+    );
+    expect_daemon_problem(
+        &format!(
+            "[gateway]\nlisten = \"127.0.0.1:8332\"\nfleets = [\"nope\"]\n[[gateway.user]]\nrpcauth = \"{user}\"\n"
+        ),
+        4,
+        "gateway.fleets",
+        "no fleet \"nope\"",
+    );
+    expect_daemon_problem(
+        "[gateway]\nlisten = \"127.0.0.1:8332\"\n[[gateway.user]]\nrpcauth = \"reader:hunter2\"\n",
+        5,
+        "gateway.user[0].rpcauth",
+        "not an rpcauth line",
+    );
+    expect_daemon_problem(
+        &format!(
+            "[gateway]\nlisten = \"127.0.0.1:8332\"\n[[gateway.user]]\nrpcauth = \"{user}\"\nallow = [\"stop\"]\n"
+        ),
+        6,
+        "gateway.user[0].allow",
+        "\"stop\" is not a call the front door forwards",
+    );
+    expect_daemon_problem(
+        "[gateway]\nlisten = \"127.0.0.1:8332\"\n",
+        3,
+        "gateway.user",
+        "at least one [[gateway.user]]",
+    );
+}

@@ -22,7 +22,7 @@ pub mod access;
 mod format;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         atomic::{AtomicU64, AtomicUsize, Ordering},
         Arc, Mutex,
@@ -112,12 +112,14 @@ struct Seen {
     answers: bool,
     height: Option<u64>,
     ibd: bool,
-    drained: bool,
 }
 
 /// The front door.
 pub struct Gateway {
-    nodes: Vec<Node>,
+    /// The nodes now (a fleet's nodes come and go: [`Gateway::set_backends`]).
+    nodes: std::sync::RwLock<Vec<Arc<Node>>>,
+    /// Nodes no new call goes to, by name (kept across backend changes).
+    drained: Mutex<HashSet<String>>,
     users: Vec<User>,
     settings: Settings,
     http: reqwest::Client,
@@ -143,16 +145,9 @@ mod code {
 
 impl Gateway {
     pub fn new(backends: Vec<Backend>, users: Vec<User>, settings: Settings) -> Arc<Self> {
-        Arc::new(Self {
-            nodes: backends
-                .into_iter()
-                .map(|backend| Node {
-                    backend,
-                    seen: Mutex::default(),
-                    in_flight: AtomicUsize::new(0),
-                    served: AtomicU64::new(0),
-                })
-                .collect(),
+        let g = Arc::new(Self {
+            nodes: std::sync::RwLock::default(),
+            drained: Mutex::default(),
             users,
             http: reqwest::Client::builder()
                 .timeout(settings.call_timeout)
@@ -160,12 +155,50 @@ impl Gateway {
                 .expect("a reqwest client"),
             settings,
             shown: Mutex::default(),
-        })
+        });
+        g.set_backends(backends);
+        g
+    }
+
+    /// The nodes behind the front door from now on: a node of the same
+    /// name and URL keeps what the front door knows of it.
+    pub fn set_backends(&self, backends: Vec<Backend>) {
+        let mut nodes = self.nodes.write().unwrap_or_else(|e| e.into_inner());
+        let next = backends
+            .into_iter()
+            .map(|backend| {
+                nodes
+                    .iter()
+                    .find(|n| n.backend.name == backend.name && n.backend.url == backend.url)
+                    .cloned()
+                    .unwrap_or_else(|| {
+                        Arc::new(Node {
+                            backend,
+                            seen: Mutex::default(),
+                            in_flight: AtomicUsize::new(0),
+                            served: AtomicU64::new(0),
+                        })
+                    })
+            })
+            .collect();
+        *nodes = next;
+    }
+
+    fn snapshot(&self) -> Vec<Arc<Node>> {
+        self.nodes.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn is_drained(&self, name: &str) -> bool {
+        self.drained
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(name)
     }
 
     /// Looks at every node now (in parallel).
     pub async fn look(&self) {
-        let looks = self.nodes.iter().map(|n| async move {
+        let nodes = self.snapshot();
+        let looks = nodes.iter().map(|n| async move {
             let info = self
                 .call_node(&n.backend, "getblockchaininfo", json!([]))
                 .await;
@@ -197,8 +230,11 @@ impl Gateway {
 
     /// What the front door knows of each node.
     pub fn nodes(&self) -> Vec<NodeView> {
-        let seen: Vec<Seen> = self
-            .nodes
+        self.views(&self.snapshot())
+    }
+
+    fn views(&self, nodes: &[Arc<Node>]) -> Vec<NodeView> {
+        let seen: Vec<Seen> = nodes
             .iter()
             .map(|n| n.seen.lock().unwrap_or_else(|e| e.into_inner()).clone())
             .collect();
@@ -207,14 +243,15 @@ impl Gateway {
             .filter(|s| s.answers)
             .filter_map(|s| s.height)
             .max();
-        self.nodes
+        nodes
             .iter()
             .zip(seen)
             .map(|(n, s)| {
+                let drained = self.is_drained(&n.backend.name);
                 let lag = s.height.zip(best).map(|(h, b)| b.saturating_sub(h));
                 let excluded = if !s.answers {
                     Some("does not answer".to_string())
-                } else if s.drained {
+                } else if drained {
                     Some("drained".to_string())
                 } else if s.ibd {
                     Some("in initial block download".to_string())
@@ -235,7 +272,7 @@ impl Gateway {
                     lag,
                     in_flight: n.in_flight.load(Ordering::SeqCst),
                     served: n.served.load(Ordering::SeqCst),
-                    drained: s.drained,
+                    drained,
                     excluded,
                 }
             })
@@ -245,12 +282,19 @@ impl Gateway {
     /// Stops sending new calls to node `name` and waits until the calls in
     /// flight there have finished (at most `wait`): false if they had not.
     pub async fn drain(&self, name: &str, wait: Duration) -> bool {
-        let Some(n) = self.nodes.iter().find(|n| n.backend.name == name) else {
-            return true;
+        self.drained
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string());
+        let busy = || {
+            self.snapshot()
+                .iter()
+                .filter(|n| n.backend.name == name)
+                .map(|n| n.in_flight.load(Ordering::SeqCst))
+                .sum::<usize>()
         };
-        n.seen.lock().unwrap_or_else(|e| e.into_inner()).drained = true;
         let deadline = tokio::time::Instant::now() + wait;
-        while n.in_flight.load(Ordering::SeqCst) > 0 {
+        while busy() > 0 {
             if tokio::time::Instant::now() >= deadline {
                 return false;
             }
@@ -261,14 +305,15 @@ impl Gateway {
 
     /// Lets node `name` take calls again (once its looks say it may).
     pub fn undrain(&self, name: &str) {
-        if let Some(n) = self.nodes.iter().find(|n| n.backend.name == name) {
-            n.seen.lock().unwrap_or_else(|e| e.into_inner()).drained = false;
-        }
+        self.drained
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
     }
 
     /// The nodes a call of `user` may go to, best first.
-    fn candidates(&self, user: &str, at_least: Option<u64>) -> Vec<usize> {
-        let views = self.nodes();
+    fn candidates(&self, nodes: &[Arc<Node>], user: &str, at_least: Option<u64>) -> Vec<usize> {
+        let views = self.views(nodes);
         let shown = self
             .shown
             .lock()
@@ -321,7 +366,8 @@ impl Gateway {
     /// Core's format, or an error object.
     async fn forward(&self, user: &str, method: &str, params: Value) -> Result<Value, Value> {
         let at_least = format::height_named(method, &params);
-        let order = self.candidates(user, at_least);
+        let nodes = self.snapshot();
+        let order = self.candidates(&nodes, user, at_least);
         if order.is_empty() {
             return Err(error(
                 code::IN_WARMUP,
@@ -330,12 +376,15 @@ impl Gateway {
         }
         let mut last = None;
         for i in order {
-            let n = &self.nodes[i];
-            // Drained since the choice: the next one.
-            if n.seen.lock().unwrap_or_else(|e| e.into_inner()).drained {
+            let n = &nodes[i];
+            // In flight first, then drained? A drain marks the node first
+            // and then waits for its calls in flight: either it waits for
+            // this one, or this one sees the mark and goes to the next.
+            n.in_flight.fetch_add(1, Ordering::SeqCst);
+            if self.is_drained(&n.backend.name) {
+                n.in_flight.fetch_sub(1, Ordering::SeqCst);
                 continue;
             }
-            n.in_flight.fetch_add(1, Ordering::SeqCst);
             n.served.fetch_add(1, Ordering::SeqCst);
             let answer = self
                 .call_node(

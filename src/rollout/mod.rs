@@ -61,6 +61,9 @@ pub struct Rollouts {
     registry: Registry,
     wake: Notify,
     http: reqwest::Client,
+    /// The RPC front door (`[gateway]`), when configured: a node is
+    /// drained there before a rollout takes it down.
+    gateway: Option<Arc<crate::gateway::Gateway>>,
     /// One client per Kubernetes target, made once and reused (its
     /// connection pool; a new client per look invites 429s).
     kube_targets: tokio::sync::Mutex<std::collections::HashMap<String, kube::KubeTarget>>,
@@ -80,7 +83,12 @@ impl std::fmt::Debug for Rollouts {
 impl Rollouts {
     /// The engine over `config`'s fleets.
     pub fn new(config: Arc<Config>, store: Store, registry: Registry) -> Arc<Self> {
+        let gateway = config
+            .gateway
+            .as_ref()
+            .map(|g| crate::gateway::Gateway::new(Vec::new(), g.users.clone(), g.settings.clone()));
         Arc::new(Rollouts {
+            gateway,
             config,
             store,
             registry,
@@ -94,8 +102,96 @@ impl Rollouts {
     /// Starts the worker (inside a tokio runtime). It picks up a rollout a
     /// previous habd left running, and every one queued since.
     pub fn spawn(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        if let Some(g) = &self.gateway {
+            g.spawn_looks();
+            let this = Arc::downgrade(self);
+            tokio::spawn(async move {
+                while let Some(r) = this.upgrade() {
+                    r.find_gateway_nodes().await;
+                    drop(r);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            });
+        }
         let this = self.clone();
         tokio::spawn(async move { this.worker().await })
+    }
+
+    /// The RPC front door, when `[gateway]` configures one.
+    pub fn gateway(&self) -> Option<Arc<crate::gateway::Gateway>> {
+        self.gateway.clone()
+    }
+
+    /// Whether the front door fronts `fleet`.
+    fn fronts(&self, fleet: &FleetConfig) -> bool {
+        self.config.gateway.as_ref().is_some_and(|g| {
+            (g.fleets.is_empty() || g.fleets.contains(&fleet.name)) && !fleet.rpc_tls
+        })
+    }
+
+    /// Tells the front door where the nodes of the fleets it fronts are
+    /// now (a node's address changes when it is recreated). TLS fleets
+    /// are not fronted yet.
+    async fn find_gateway_nodes(&self) {
+        let Some(g) = &self.gateway else { return };
+        let mut backends = Vec::new();
+        for f in self.config.fleets.iter().filter(|f| self.fronts(f)) {
+            let Some(implementation) = self
+                .config
+                .pipelines
+                .iter()
+                .find(|p| p.name == f.pipeline)
+                .map(|p| p.implementation)
+            else {
+                continue;
+            };
+            let (Ok(target), Ok(password)) = (self.target(f).await, self.rpc_password(f)) else {
+                continue;
+            };
+            for o in 0..f.nodes {
+                if let Ok(Some(crate::rollout::node::NodeStatus {
+                    rpc_url: Some(url), ..
+                })) = target.status(f, o).await
+                {
+                    backends.push(crate::gateway::Backend {
+                        name: format!("{}-{o}", f.name),
+                        url,
+                        user: f.rpc_user.clone(),
+                        password: password.clone(),
+                        implementation,
+                    });
+                }
+            }
+        }
+        g.set_backends(backends);
+    }
+
+    /// Drains node `ordinal` of `fleet` at the front door (its calls in
+    /// flight finish, no new one goes there) before it is taken down.
+    async fn drain_node(&self, fleet: &FleetConfig, ordinal: u32) {
+        let Some(g) = self.gateway.as_ref().filter(|_| self.fronts(fleet)) else {
+            return;
+        };
+        let name = format!("{}-{ordinal}", fleet.name);
+        if !g.drain(&name, Duration::from_secs(30)).await {
+            tracing::warn!(node = %name, "calls still in flight at the front door after 30s; taking the node down anyway");
+        }
+    }
+
+    /// Holds node `ordinal` to its gates, then lets the front door send it
+    /// calls again (its own looks decide whether it is fit for them).
+    async fn gate_and_undrain(
+        &self,
+        target: &Target,
+        fleet: &FleetConfig,
+        ordinal: u32,
+        r: &crate::store::RolloutRecord,
+    ) -> Result<u64, gates::GateStop> {
+        let verdict = self.gate(target, fleet, ordinal, r).await;
+        if let Some(g) = &self.gateway {
+            g.undrain(&format!("{}-{ordinal}", fleet.name));
+        }
+        verdict
     }
 
     /// Wakes the worker (a rollout was queued, resumed or undone).

@@ -180,6 +180,9 @@ impl Rollouts {
                             continue;
                         }
                     };
+                    // The front door stops sending the node calls and lets
+                    // those in flight finish before it goes down.
+                    self.drain_node(&fleet, ordinal).await;
                     match target
                         .update(&fleet, ordinal, &image, direction, env, accept_drift)
                         .await
@@ -222,47 +225,49 @@ impl Rollouts {
                         return Ok(());
                     }
                 }
-                Action::Gate { ordinal } => match self.gate(&target, &fleet, ordinal, &r).await {
-                    Ok(tip) => {
-                        self.step(
-                            id,
-                            Some(ordinal),
-                            "gate_passed",
-                            format!("healthy at height {tip} for {:.0?}", fleet.gates.soak),
-                        )
-                        .await;
-                        target
-                            .record(
-                                &fleet,
-                                "GatePassed",
-                                &format!("node {ordinal} healthy at {tip}"),
-                            )
-                            .await;
-                        let store = self.store.clone();
-                        blocking(move || store.set_node_settled(id, ordinal, true)).await?;
-                    }
-                    Err(GateStop::Failed(reason)) => {
-                        self.step(id, Some(ordinal), "gate_failed", reason.clone())
-                            .await;
-                        target
-                            .record(&fleet, "GateFailed", &format!("node {ordinal}: {reason}"))
-                            .await;
-                        let turned = self
-                            .fail_or_turn_marking(&r, &nodes, direction, ordinal, reason, true)
-                            .await?;
-                        if turned {
+                Action::Gate { ordinal } => {
+                    match self.gate_and_undrain(&target, &fleet, ordinal, &r).await {
+                        Ok(tip) => {
                             self.step(
                                 id,
                                 Some(ordinal),
-                                "known_bad",
-                                format!("build {} marked known-bad", r.build_id),
+                                "gate_passed",
+                                format!("healthy at height {tip} for {:.0?}", fleet.gates.soak),
                             )
                             .await;
-                            self.return_channels(&r, &befores(&nodes)).await?;
+                            target
+                                .record(
+                                    &fleet,
+                                    "GatePassed",
+                                    &format!("node {ordinal} healthy at {tip}"),
+                                )
+                                .await;
+                            let store = self.store.clone();
+                            blocking(move || store.set_node_settled(id, ordinal, true)).await?;
                         }
+                        Err(GateStop::Failed(reason)) => {
+                            self.step(id, Some(ordinal), "gate_failed", reason.clone())
+                                .await;
+                            target
+                                .record(&fleet, "GateFailed", &format!("node {ordinal}: {reason}"))
+                                .await;
+                            let turned = self
+                                .fail_or_turn_marking(&r, &nodes, direction, ordinal, reason, true)
+                                .await?;
+                            if turned {
+                                self.step(
+                                    id,
+                                    Some(ordinal),
+                                    "known_bad",
+                                    format!("build {} marked known-bad", r.build_id),
+                                )
+                                .await;
+                                self.return_channels(&r, &befores(&nodes)).await?;
+                            }
+                        }
+                        Err(GateStop::Interrupted) => {}
                     }
-                    Err(GateStop::Interrupted) => {}
-                },
+                }
                 Action::Finished => {
                     let (state, what) = match direction {
                         Direction::Forward => (

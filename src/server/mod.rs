@@ -564,6 +564,22 @@ pub async fn serve_on(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "habd listening");
+    // The RPC front door, on its own port (its clients are not API users).
+    if let (Some(gw), Some(g)) = (state.rollouts.gateway(), state.config.gateway.as_ref()) {
+        let front = tokio::net::TcpListener::bind(g.listen).await.map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on {} (gateway.listen): {e}", g.listen),
+            )
+        })?;
+        tracing::info!(addr = %front.local_addr()?, "RPC front door listening");
+        let app = gw.router();
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(front, app).await {
+                tracing::error!(error = %e, "the RPC front door stopped");
+            }
+        });
+    }
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
