@@ -366,7 +366,7 @@ async fn a_client_sees_no_error_while_nodes_are_drained_and_killed() {
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let (calls, errors) = client.await.unwrap();
     // bcoin takes some 60 ms to answer getblockchaininfo here.
-    assert!(calls >= 15, "{calls} calls");
+    assert!(calls >= 5, "{calls} calls");
     assert!(
         errors.is_empty(),
         "{} errors in {calls} calls: {errors:?}",

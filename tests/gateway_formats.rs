@@ -295,33 +295,11 @@ const SHAPES: &[Shape] = &[
 /// Core's fields the front door does not give from bcoin through
 /// result_for alone, and why: the test allows them missing (never
 /// mistyped).
-const GAPS: &[(&str, &str, &str)] = &[
-    (
-        "getblockheader verbose",
-        "nonce",
-        "in bcoin's raw header only: format::follow_up/complete, once mod.rs calls them",
-    ),
-    (
-        "getblockheader verbose",
-        "nTx",
-        "in bcoin's raw block only: format::follow_up/complete, once mod.rs calls them",
-    ),
-    (
-        "getblock verbosity 1",
-        "nonce",
-        "in bcoin's raw header only: format::follow_up/complete, once mod.rs calls them",
-    ),
-    (
-        "getmempoolinfo",
-        "total_fee",
-        "summed from getrawmempool verbose: format::follow_up/complete, once mod.rs calls them",
-    ),
-    (
-        "getrawmempool verbose entry",
-        "wtxid",
-        "bcoin's mempool entry has none (a getrawtransaction per entry would give it)",
-    ),
-];
+const GAPS: &[(&str, &str, &str)] = &[(
+    "getrawmempool verbose entry",
+    "wtxid",
+    "bcoin's mempool entry has none (a getrawtransaction per entry would give it)",
+)];
 
 fn shape(case: &str) -> &'static Shape {
     SHAPES
@@ -407,15 +385,9 @@ async fn door(url: &str, method: &str, params: &Value) -> Result<Value, Value> {
         }
         e => {
             // Core's 1.0 shape: result null, HTTP 500 (src/httprpc.cpp
-            // JSONErrorReply), 404 for -32601. The front door answers a
-            // node's -32601 with 500 for now (src/gateway/mod.rs serve:
-            // every forwarded error is 500), so both are taken for it.
+            // JSONErrorReply), 404 for -32601.
             assert!(v["result"].is_null(), "{v}");
-            let want: &[u16] = if e["code"] == -32601 {
-                &[404, 500]
-            } else {
-                &[500]
-            };
+            let want: &[u16] = if e["code"] == -32601 { &[404] } else { &[500] };
             assert!(want.contains(&status), "{method}: HTTP {status}: {v}");
             assert!(
                 e["code"].is_i64() && e["message"].is_string(),
@@ -686,16 +658,9 @@ async fn every_method_answers_in_cores_shape_from_bcoin() {
     // height too.
     let out_of_range = json!({"code": -8, "message": "Block height out of range"});
     assert_eq!(err("getblockhash", json!([-1])), out_of_range);
-    // A height above every node's tip: the front door (mod.rs forward,
-    // format::height_named) sends it only to a node that has it, and with
-    // none answers -28 itself; Core's answer is -8, which the node would
-    // give if the front door fell back to its best node when none has the
-    // height. Both are taken until it does.
-    let above = err("getblockhash", json!([100_000]));
-    assert!(
-        above == out_of_range || above["code"] == -28,
-        "getblockhash above the tip: {above}"
-    );
+    // A height above every node's tip: with no node that has it, the best
+    // node answers, as Core does.
+    assert_eq!(err("getblockhash", json!([100_000])), out_of_range);
     // rawtransaction.cpp getrawtransaction: -5 (with a transaction index).
     assert_eq!(
         err("getrawtransaction", json!([unknown, 1])),
@@ -723,4 +688,16 @@ async fn every_method_answers_in_cores_shape_from_bcoin() {
             "{GOLDEN} is not what the front door does now (if the change is meant: HAB_UPDATE_GOLDEN=1 cargo test --test gateway_formats, and review the diff)"
         );
     }
+}
+
+/// The README shows the method × implementation table this test writes.
+#[test]
+fn the_readme_holds_the_method_table() {
+    let table =
+        std::fs::read_to_string(repo_root().join("tests/golden/gateway-methods.md")).unwrap();
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    assert!(
+        readme.contains(table.trim()),
+        "README.md lacks tests/golden/gateway-methods.md as it is: paste it into \"The RPC front door\""
+    );
 }

@@ -181,8 +181,6 @@ pub fn params_for(implementation: Implementation, method: &str, params: &Value) 
 /// GET of this path on the node's RPC port, with the same credentials,
 /// whose body [`result_for`] then makes Core's answer. bcoin has no
 /// `uptime` RPC; its REST `GET /` has `time.uptime` (lib/node/http.js).
-// Until the front door (mod.rs) calls it; see the module documentation.
-#[allow(dead_code)]
 pub fn rest_instead(implementation: Implementation, method: &str) -> Option<&'static str> {
     match (implementation, method) {
         (Implementation::Bcoin, "uptime") => Some("/"),
@@ -659,8 +657,6 @@ pub fn error_for(implementation: Implementation, method: &str, error_object: Val
 
 /// A second call to the same node that completes an answer
 /// ([`complete`]), after waiting `settle`.
-// Until the front door (mod.rs) calls it; see the module documentation.
-#[allow(dead_code)]
 #[derive(Debug, Clone, PartialEq)]
 pub struct FollowUp {
     pub method: &'static str,
@@ -674,8 +670,6 @@ pub struct FollowUp {
 /// memory, not vsize, and it has no `total_fee`; its getnetworkinfo does
 /// not split connections; and its sendrawtransaction answers the txid of
 /// any well-formed transaction, taken or not.
-// Until the front door (mod.rs) calls it; see the module documentation.
-#[allow(dead_code)]
 pub fn follow_up(implementation: Implementation, method: &str, result: &Value) -> Option<FollowUp> {
     if implementation != Implementation::Bcoin {
         return None;
@@ -707,8 +701,6 @@ pub fn follow_up(implementation: Implementation, method: &str, result: &Value) -
 /// The answer, completed with the node's answer to [`follow_up`]'s call
 /// (`Err` with its error object when it answered one). When the node did
 /// not answer the second call at all, keep the first answer unchanged.
-// Until the front door (mod.rs) calls it; see the module documentation.
-#[allow(dead_code)]
 pub fn complete(
     method: &str,
     mut result: Value,

@@ -15,8 +15,8 @@
 //! down. Node credentials stay here: a client authenticates as one of the
 //! front door's own users ([`access`]).
 //!
-//! This is the library; serving it from `habd` and the chart's Deployment
-//! are to come.
+//! `habd serve` runs it when hab.toml has `[gateway]`; `habd gateway` as
+//! a process of its own and the chart's Deployment are to come.
 
 pub mod access;
 mod format;
@@ -362,12 +362,34 @@ impl Gateway {
         }
     }
 
+    /// A GET of `path` on a node's RPC port (bcoin's REST), as JSON.
+    async fn get_node(&self, b: &Backend, path: &str) -> Result<Value, String> {
+        let base = b.url.trim_end_matches('/');
+        let resp = self
+            .http
+            .get(format!("{base}{path}"))
+            .basic_auth(&b.user, Some(&b.password))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(format!("HTTP {status}"));
+        }
+        resp.json().await.map_err(|e| format!("not JSON: {e}"))
+    }
+
     /// Forwards one known, allowed call: the node's result in Bitcoin
     /// Core's format, or an error object.
     async fn forward(&self, user: &str, method: &str, params: Value) -> Result<Value, Value> {
         let at_least = format::height_named(method, &params);
         let nodes = self.snapshot();
-        let order = self.candidates(&nodes, user, at_least);
+        let mut order = self.candidates(&nodes, user, at_least);
+        if order.is_empty() && at_least.is_some() {
+            // A height above every node's tip: the best node answers it as
+            // Bitcoin Core does (-8, out of range).
+            order = self.candidates(&nodes, user, None);
+        }
         if order.is_empty() {
             return Err(error(
                 code::IN_WARMUP,
@@ -386,17 +408,34 @@ impl Gateway {
                 continue;
             }
             n.served.fetch_add(1, Ordering::SeqCst);
-            let answer = self
-                .call_node(
-                    &n.backend,
-                    method,
-                    format::params_for(n.backend.implementation, method, &params),
-                )
-                .await;
+            let imp = n.backend.implementation;
+            let answer = match format::rest_instead(imp, method) {
+                Some(path) => self.get_node(&n.backend, path).await.map(Ok),
+                None => {
+                    self.call_node(&n.backend, method, format::params_for(imp, method, &params))
+                        .await
+                }
+            };
+            // What one answer lacks, a second call completes (bcoin).
+            let answer = match answer {
+                Ok(Ok(first)) => {
+                    let result = format::result_for(imp, method, first.clone());
+                    match format::follow_up(imp, method, &first) {
+                        Some(f) => {
+                            tokio::time::sleep(f.settle).await;
+                            match self.call_node(&n.backend, f.method, f.params).await {
+                                Ok(second) => Ok(format::complete(method, result, second)),
+                                Err(_) => Ok(Ok(result)),
+                            }
+                        }
+                        None => Ok(Ok(result)),
+                    }
+                }
+                other => other,
+            };
             n.in_flight.fetch_sub(1, Ordering::SeqCst);
             match answer {
                 Ok(Ok(result)) => {
-                    let result = format::result_for(n.backend.implementation, method, result);
                     if let Some(h) = format::height_shown(method, &result) {
                         let mut shown = self.shown.lock().unwrap_or_else(|e| e.into_inner());
                         let s = shown.entry(user.to_string()).or_default();
@@ -404,7 +443,7 @@ impl Gateway {
                     }
                     return Ok(result);
                 }
-                Ok(Err(e)) => return Err(format::error_for(n.backend.implementation, method, e)),
+                Ok(Err(e)) => return Err(format::error_for(imp, method, e)),
                 Err(why) => {
                     tracing::info!(node = %n.backend.name, method, error = %why, "a node failed a call; trying the next");
                     last = Some(why);
@@ -582,6 +621,7 @@ async fn serve(State(g): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -
             // Bitcoin Core's 1.0 convention: an error is HTTP 500 (404 for
             // an unknown method); 2.0 answers 200.
             let status = match (&outcome, c.v2) {
+                (Err(e), false) if e["code"] == code::METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
                 (Err(_), false) => StatusCode::INTERNAL_SERVER_ERROR,
                 _ => StatusCode::OK,
             };
