@@ -17,10 +17,7 @@
 
 use std::{process::Command, sync::Arc, time::Duration};
 
-use hab::{
-    config::Implementation,
-    gateway::{access::User, Backend, Gateway, Settings},
-};
+use hab::gateway::{access::User, Backend, Dialect, Gateway, Settings};
 
 #[path = "shared/wrk.rs"]
 mod wrk;
@@ -71,7 +68,7 @@ struct Node {
     child: Option<std::process::Child>,
     url: String,
     password: String,
-    implementation: Implementation,
+    dialect: Dialect,
 }
 
 impl Drop for Node {
@@ -91,7 +88,7 @@ fn start_node(stub: bool) -> Node {
             child: None,
             url: format!("http://127.0.0.1:{port}/"),
             password: "stub".into(),
-            implementation: Implementation::Bitcoind,
+            dialect: Dialect::Core,
         };
     }
     let prefix = std::env::temp_dir().join(format!("hab-bench-gateway-{}", std::process::id()));
@@ -118,7 +115,7 @@ fn start_node(stub: bool) -> Node {
         child: Some(child),
         url: format!("http://127.0.0.1:{port}/"),
         password: key.into(),
-        implementation: Implementation::Bcoin,
+        dialect: Dialect::Bcoin,
     }
 }
 
@@ -201,7 +198,7 @@ fn main() {
             url: node.url.clone(),
             user: "x".into(),
             password: node.password.clone(),
-            implementation: node.implementation,
+            dialect: node.dialect,
         }],
         users,
         Settings::default(),

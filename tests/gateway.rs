@@ -16,10 +16,7 @@ use std::{
 
 use axum::{body::Bytes, extract::State, http::HeaderMap, routing, Router};
 use common::*;
-use hab::{
-    config::Implementation,
-    gateway::{access::User, Backend, Gateway, Settings},
-};
+use hab::gateway::{access::User, Backend, Dialect, Gateway, Settings};
 use serde_json::{json, Value};
 
 /// Calls a node received, by method (the front door's looks included).
@@ -78,7 +75,7 @@ impl Counted {
             url: self.url.clone(),
             user: "x".into(),
             password: self.bcoin().api_key().to_string(),
-            implementation: Implementation::Bcoin,
+            dialect: Dialect::Bcoin,
         }
     }
 

@@ -24,10 +24,7 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use common::*;
-use hab::{
-    config::Implementation,
-    gateway::{access::User, Backend, Gateway, Settings},
-};
+use hab::gateway::{access::User, Backend, Dialect, Gateway, Settings};
 use serde_json::{json, Value};
 
 /// A JSON type as Core's RPCResult documents it.
@@ -480,7 +477,7 @@ async fn every_method_answers_in_cores_shape_from_bcoin() {
         url: node.url(),
         user: "x".into(),
         password: node.api_key().to_string(),
-        implementation: Implementation::Bcoin,
+        dialect: Dialect::Bcoin,
     }])
     .await;
 

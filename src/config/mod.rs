@@ -18,6 +18,7 @@ use toml::Spanned;
 mod daemon;
 mod diagnostics;
 mod fleets;
+mod gateway;
 mod pipeline;
 mod platform;
 
@@ -28,6 +29,7 @@ pub use daemon::{
 };
 pub use diagnostics::{ConfigError, Diagnostic};
 pub use fleets::{parse_duration, FleetConfig, Gates, MAX_DURATION};
+pub use gateway::GatewayConfig;
 pub use pipeline::{
     load_pipelines, parse_pipeline, BuildRecipe, Channel, Implementation, Pipeline, RefFilter,
     Schedule, Secret, SignaturePolicy, DEFAULT_UPSTREAM_TIMEOUT,

@@ -40,8 +40,19 @@ use axum::{
 };
 use serde_json::{json, Value};
 
-use crate::config::Implementation;
 use access::User;
+
+/// Whose JSON-RPC a node speaks: Bitcoin Core's own (bitcoind), or one
+/// the front door translates ([`format`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// Bitcoin Core's: passed as it is.
+    Core,
+    /// btcd's.
+    Btcd,
+    /// bcoin's.
+    Bcoin,
+}
 
 /// A node behind the front door.
 #[derive(Debug, Clone)]
@@ -52,7 +63,7 @@ pub struct Backend {
     pub url: String,
     pub user: String,
     pub password: String,
-    pub implementation: Implementation,
+    pub dialect: Dialect,
 }
 
 /// Limits and routing settings.
@@ -84,7 +95,7 @@ impl Default for Settings {
 
 /// What the front door knows of a node.
 #[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct NodeView {
+pub struct DoorNode {
     pub name: String,
     /// It answered its last look.
     pub answers: bool,
@@ -207,7 +218,7 @@ impl Gateway {
                 Ok(Ok(info)) => {
                     seen.answers = true;
                     seen.height = info["blocks"].as_u64();
-                    seen.ibd = format::in_initial_block_download(n.backend.implementation, &info);
+                    seen.ibd = format::in_initial_block_download(n.backend.dialect, &info);
                 }
                 _ => seen.answers = false,
             }
@@ -229,11 +240,11 @@ impl Gateway {
     }
 
     /// What the front door knows of each node.
-    pub fn nodes(&self) -> Vec<NodeView> {
+    pub fn nodes(&self) -> Vec<DoorNode> {
         self.views(&self.snapshot())
     }
 
-    fn views(&self, nodes: &[Arc<Node>]) -> Vec<NodeView> {
+    fn views(&self, nodes: &[Arc<Node>]) -> Vec<DoorNode> {
         let seen: Vec<Seen> = nodes
             .iter()
             .map(|n| n.seen.lock().unwrap_or_else(|e| e.into_inner()).clone())
@@ -264,7 +275,7 @@ impl Gateway {
                 } else {
                     None
                 };
-                NodeView {
+                DoorNode {
                     name: n.backend.name.clone(),
                     answers: s.answers,
                     height: s.height,
@@ -322,7 +333,7 @@ impl Gateway {
             .copied()
             .unwrap_or(0);
         let floor = shown.max(at_least.unwrap_or(0));
-        let mut ok: Vec<(usize, &NodeView)> = views
+        let mut ok: Vec<(usize, &DoorNode)> = views
             .iter()
             .enumerate()
             .filter(|(_, v)| v.excluded.is_none() && v.height.unwrap_or(0) >= floor)
@@ -408,7 +419,7 @@ impl Gateway {
                 continue;
             }
             n.served.fetch_add(1, Ordering::SeqCst);
-            let imp = n.backend.implementation;
+            let imp = n.backend.dialect;
             let answer = match format::rest_instead(imp, method) {
                 Some(path) => self.get_node(&n.backend, path).await.map(Ok),
                 None => {

@@ -141,7 +141,11 @@ impl Rollouts {
                 .pipelines
                 .iter()
                 .find(|p| p.name == f.pipeline)
-                .map(|p| p.implementation)
+                .map(|p| match p.implementation {
+                    crate::config::Implementation::Btcd => crate::gateway::Dialect::Btcd,
+                    crate::config::Implementation::Bcoin => crate::gateway::Dialect::Bcoin,
+                    _ => crate::gateway::Dialect::Core,
+                })
             else {
                 continue;
             };
@@ -158,7 +162,7 @@ impl Rollouts {
                         url,
                         user: f.rpc_user.clone(),
                         password: password.clone(),
-                        implementation,
+                        dialect: implementation,
                     });
                 }
             }
