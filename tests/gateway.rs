@@ -260,6 +260,14 @@ async fn bad_input_gets_cores_error_shape_and_no_node_sees_it() {
     let (s, r) = post(&url, reader, &big).await;
     assert_eq!(s, 413);
     assert_eq!(r["error"]["code"], -32600, "{r}");
+    // Past any default limit too (axum's is 2 MB): the same JSON answer.
+    let huge = format!(
+        r#"{{"method":"getblockcount","params":[],"id":"{}"}}"#,
+        "x".repeat(3 << 20)
+    );
+    let (s, r) = post(&url, reader, &huge).await;
+    assert_eq!(s, 413);
+    assert_eq!(r["error"]["code"], -32600, "{r}");
     // A batch over the limit.
     let batch =
         serde_json::to_string(&vec![json!({"method": "getblockcount", "id": 1}); 6]).unwrap();

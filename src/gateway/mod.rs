@@ -478,6 +478,8 @@ impl Gateway {
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
             .route("/", post(serve))
+            // A body over the limit is refused unread (see `serve`).
+            .layer(axum::extract::DefaultBodyLimit::max(self.settings.max_body))
             .with_state(self.clone())
     }
 }
@@ -539,7 +541,11 @@ fn parse_call(v: &Value) -> Result<Call, (Value, Value)> {
     })
 }
 
-async fn serve(State(g): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn serve(
+    State(g): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
     let Some(user) = access::authenticate(
         &g.users,
         headers
@@ -557,12 +563,13 @@ async fn serve(State(g): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -
         );
         return r;
     };
-    if body.len() > g.settings.max_body {
+    // Over the limit: refused by the body limit before it is read.
+    let Ok(body) = body else {
         return answer(
             StatusCode::PAYLOAD_TOO_LARGE,
             json!({"result": null, "error": error(code::INVALID_REQUEST, &format!("Request body over {} bytes", g.settings.max_body)), "id": null}),
         );
-    }
+    };
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
         return answer(
             StatusCode::INTERNAL_SERVER_ERROR,
