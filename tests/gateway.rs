@@ -16,7 +16,7 @@ use std::{
 
 use axum::{body::Bytes, extract::State, http::HeaderMap, routing, Router};
 use common::*;
-use hab::gateway::{access::User, Backend, Dialect, Gateway, Settings};
+use hab::gateway::{Backend, Dialect, Settings};
 use serde_json::{json, Value};
 
 /// Calls a node received, by method (the front door's looks included).
@@ -106,27 +106,6 @@ async fn relay(
         ),
         Err(e) => (axum::http::StatusCode::BAD_GATEWAY, e.to_string()),
     }
-}
-
-/// The front door on a free port before `backends`, with a read-only
-/// user `reader`/`rpass` and `sender`/`spass` allowed sendrawtransaction.
-async fn front_door(backends: Vec<Backend>, settings: Settings) -> (Arc<Gateway>, String) {
-    let users = vec![
-        User::from_rpcauth(&User::rpcauth("reader", "c0ffee", "rpass"), vec![]).unwrap(),
-        User::from_rpcauth(
-            &User::rpcauth("sender", "5a17", "spass"),
-            vec!["sendrawtransaction".into()],
-        )
-        .unwrap(),
-    ];
-    let g = Gateway::new(backends, users, settings);
-    g.look().await;
-    g.spawn_looks();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/", listener.local_addr().unwrap());
-    let app = g.router();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (g, url)
 }
 
 fn settings() -> Settings {

@@ -21,10 +21,10 @@
 
 mod common;
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use common::*;
-use hab::gateway::{access::User, Backend, Dialect, Gateway, Settings};
+use hab::gateway::{Backend, Dialect, Settings};
 use serde_json::{json, Value};
 
 /// A JSON type as Core's RPCResult documents it.
@@ -334,34 +334,6 @@ fn assert_shape(case: &str, v: &Value) {
     }
 }
 
-/// The front door on a free port before `backends`: `reader`/`rpass`,
-/// and `sender`/`spass` allowed sendrawtransaction (as tests/gateway.rs).
-async fn front_door(backends: Vec<Backend>) -> (Arc<Gateway>, String) {
-    let users = vec![
-        User::from_rpcauth(&User::rpcauth("reader", "c0ffee", "rpass"), vec![]).unwrap(),
-        User::from_rpcauth(
-            &User::rpcauth("sender", "5a17", "spass"),
-            vec!["sendrawtransaction".into()],
-        )
-        .unwrap(),
-    ];
-    let g = Gateway::new(
-        backends,
-        users,
-        Settings {
-            look_every: Duration::from_millis(100),
-            ..Settings::default()
-        },
-    );
-    g.look().await;
-    g.spawn_looks();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/", listener.local_addr().unwrap());
-    let app = g.router();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (g, url)
-}
-
 /// One call through the front door (as `sender`, who may also read):
 /// Ok(result) or Err(error object), with the envelope checked.
 async fn door(url: &str, method: &str, params: &Value) -> Result<Value, Value> {
@@ -472,13 +444,19 @@ async fn every_method_answers_in_cores_shape_from_bcoin() {
     let address = node.op_true_address().await;
     let spk = node.script_pubkey(&address).await;
     let hashes = node.mine_to(101, &address).await;
-    let (_g, url) = front_door(vec![Backend {
-        name: "bcoin-0".into(),
-        url: node.url(),
-        user: "x".into(),
-        password: node.api_key().to_string(),
-        dialect: Dialect::Bcoin,
-    }])
+    let (_g, url) = front_door(
+        vec![Backend {
+            name: "bcoin-0".into(),
+            url: node.url(),
+            user: "x".into(),
+            password: node.api_key().to_string(),
+            dialect: Dialect::Bcoin,
+        }],
+        Settings {
+            look_every: Duration::from_millis(100),
+            ..Settings::default()
+        },
+    )
     .await;
 
     // A spend through the front door, mined; a second one left in the

@@ -22,6 +22,7 @@ mod build;
 mod chart;
 mod dockerd;
 mod fleets;
+mod front_door;
 mod habd;
 mod helm3;
 mod kube_double;
@@ -38,6 +39,8 @@ pub use chart::*;
 pub use dockerd::*;
 #[allow(unused_imports)]
 pub use fleets::*;
+#[allow(unused_imports)]
+pub use front_door::*;
 #[allow(unused_imports)]
 pub use habd::*;
 #[allow(unused_imports)]
