@@ -129,18 +129,5 @@ async fn a_client_of_the_front_door_sees_no_error_during_a_rollout() {
     );
     eprintln!("gateway_rollout: {calls} calls through the front door during the rollout, 0 errors");
     habd.stop().await;
-    for o in 0..3 {
-        let _ = std::process::Command::new("/usr/bin/docker")
-            .args(["rm", "-f", &format!("hab-{fleet}-{o}")])
-            .output();
-        let _ = std::process::Command::new("/usr/bin/docker")
-            .args([
-                "volume",
-                "rm",
-                "-f",
-                &format!("hab-{fleet}-{o}-data"),
-                &format!("hab-{fleet}-{o}-files"),
-            ])
-            .output();
-    }
+    cleanup_nodes(&fleet, 3);
 }

@@ -178,19 +178,24 @@ pub fn images(fleet: &str) -> Vec<String> {
 
 pub fn cleanup(fleets: &[String]) {
     for f in fleets {
-        for o in 0..2 {
-            let _ = std::process::Command::new("/usr/bin/docker")
-                .args(["rm", "-f", &format!("hab-{f}-{o}")])
-                .output();
-            let _ = std::process::Command::new("/usr/bin/docker")
-                .args([
-                    "volume",
-                    "rm",
-                    "-f",
-                    &format!("hab-{f}-{o}-data"),
-                    &format!("hab-{f}-{o}-files"),
-                ])
-                .output();
-        }
+        cleanup_nodes(f, 2);
+    }
+}
+
+/// Removes the first `nodes` containers of `fleet` and their volumes.
+pub fn cleanup_nodes(f: &str, nodes: u32) {
+    for o in 0..nodes {
+        let _ = std::process::Command::new("/usr/bin/docker")
+            .args(["rm", "-f", &format!("hab-{f}-{o}")])
+            .output();
+        let _ = std::process::Command::new("/usr/bin/docker")
+            .args([
+                "volume",
+                "rm",
+                "-f",
+                &format!("hab-{f}-{o}-data"),
+                &format!("hab-{f}-{o}-files"),
+            ])
+            .output();
     }
 }
