@@ -210,6 +210,75 @@ async fn a_lagging_node_gets_no_calls_and_answers_are_cores() {
     assert!(r["result"].is_string(), "{r}");
 }
 
+/// Fixture nodes speaking Core's format (tests/common/core_fixture.rs):
+/// one synced, one at the same height but in initial block download, one
+/// 7 blocks behind. Every call goes to the synced one, by the nodes' own
+/// request logs; the front door's looks (getblockchaininfo) are all the
+/// other two see.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_in_ibd_and_a_lagging_node_get_no_calls() {
+    let synced = CoreFixture::start("height=120\n");
+    let ibd = CoreFixture::start("behaviour=ibd\nheight=120\n");
+    let behind = CoreFixture::start("behaviour=lagging\nheight=120\nlag=7\n");
+    let (g, url) = front_door(
+        vec![
+            synced.backend("synced"),
+            ibd.backend("ibd"),
+            behind.backend("behind"),
+        ],
+        settings(),
+    )
+    .await;
+    let calls: Vec<(&str, Value)> = vec![
+        ("getblockcount", json!([])),
+        ("getblockchaininfo", json!([])),
+        ("getbestblockhash", json!([])),
+        ("getblockhash", json!([100])),
+        ("getmempoolinfo", json!([])),
+    ];
+    for round in 0..10 {
+        for (method, params) in &calls {
+            let (s, r) = call(&url, method, params.clone()).await;
+            assert_eq!(s, 200, "round {round}, {method}: {r}");
+        }
+    }
+    let (_, r) = call(&url, "getblockcount", json!([])).await;
+    assert_eq!(r["result"], 120);
+    let (_, r) = call(&url, "getblockchaininfo", json!([])).await;
+    assert_eq!(r["result"]["initialblockdownload"], false, "{r}");
+    // getblockchaininfo: each node also gets the front door's looks, the
+    // same number for all three (give or take the one under way).
+    let looks_only =
+        |n: &CoreFixture| n.saw("getblockchaininfo") + 11 <= synced.saw("getblockchaininfo") + 1;
+    assert!(
+        looks_only(&ibd),
+        "the node in IBD got calls: {}",
+        ibd.saw("getblockchaininfo")
+    );
+    assert!(
+        looks_only(&behind),
+        "the lagging node got calls: {}",
+        behind.saw("getblockchaininfo")
+    );
+    for (method, _) in calls.iter().filter(|(m, _)| *m != "getblockchaininfo") {
+        assert_eq!(ibd.saw(method), 0, "the node in IBD saw {method}");
+        assert_eq!(behind.saw(method), 0, "the lagging node saw {method}");
+    }
+    assert_eq!(synced.saw("getblockcount"), 11);
+    assert_eq!(synced.saw("getblockhash"), 10);
+    let views = g.nodes();
+    let why = |name: &str| {
+        views
+            .iter()
+            .find(|n| n.name == name)
+            .and_then(|n| n.excluded.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(why("ibd"), "in initial block download");
+    assert!(why("behind").contains("7 blocks behind"), "{views:?}");
+    assert_eq!(why("synced"), "");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_cores_error_shape_and_no_node_sees_it() {
     let a = Counted::start().await;

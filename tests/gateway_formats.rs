@@ -1,6 +1,7 @@
 //! Every method of the front door's documented subset (src/gateway/access.rs
 //! READ_ONLY + WRITES), called through a front door before a real bcoin
-//! 1.0.2 in regtest (tests/common/bcoin.rs), answers with Bitcoin Core's
+//! 1.0.2 in regtest (tests/common/bcoin.rs) and before the fixture node
+//! speaking Bitcoin Core's format (tests/common/core_fixture.rs), answers with Bitcoin Core's
 //! documented field set and JSON types, and Core's error shapes for an
 //! unknown block hash, a height out of range, an unknown txid and
 //! transaction hex that does not decode.
@@ -15,9 +16,10 @@
 //! The test also writes what it saw as a table, method × implementation →
 //! native / translated / refused, to tests/golden/gateway-methods.md
 //! (`HAB_UPDATE_GOLDEN=1`), and otherwise checks the file says just that.
-//! bcoin's column is observed: the front door's answer against bcoin's own
-//! to the same calls. bitcoind's is "native" (it is Core); btcd's is "not
-//! checked" (passed through, its answers not compared with Core's here).
+//! bcoin's and bitcoind's columns are observed: the front door's answer
+//! against the node's own to the same calls (bitcoind's from the fixture
+//! node); btcd's is "not checked" (passed through, its answers not compared
+//! with Core's here).
 
 mod common;
 
@@ -411,7 +413,7 @@ const METHODS: &[&str] = &[
 
 const GOLDEN: &str = "tests/golden/gateway-methods.md";
 
-fn table(bcoin: &[(&str, Seen)]) -> String {
+fn table(bitcoind: &[(&str, Seen)], bcoin: &[(&str, Seen)]) -> String {
     let mut t = String::from(
         "<!-- Written by tests/gateway_formats.rs (HAB_UPDATE_GOLDEN=1 cargo test --test gateway_formats); the test keeps it true. -->\n\
          \n\
@@ -420,15 +422,18 @@ fn table(bcoin: &[(&str, Seen)]) -> String {
          Core's already and passes as it is), **translated** (its parameters,\n\
          result or errors are made Core's by src/gateway/format.rs), **refused\n\
          (-32601)** (answered \"Method not found\": the node has no such call).\n\
-         bcoin 1.0.2's column is what a real bcoin answered in the test; btcd's\n\
-         answers pass through, not compared with Core's.\n\
+         bcoin 1.0.2's column is what a real bcoin answered in the test,\n\
+         bitcoind's what the fixture node speaking Core's format answered\n\
+         (dockerfiles/fixture); btcd's answers pass through, not compared\n\
+         with Core's.\n\
          \n\
          | method | bitcoind | btcd | bcoin |\n\
          |---|---|---|---|\n",
     );
-    for (m, s) in bcoin {
+    for ((m, core), (_, s)) in bitcoind.iter().zip(bcoin) {
         t.push_str(&format!(
-            "| `{m}` | native | not checked | {} |\n",
+            "| `{m}` | {} | not checked | {} |\n",
+            seen_word(*core),
             seen_word(*s)
         ));
     }
@@ -438,8 +443,9 @@ fn table(bcoin: &[(&str, Seen)]) -> String {
     t
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_method_answers_in_cores_shape_from_bcoin() {
+/// Each method through the front door before a real bcoin: Core's shapes
+/// and errors; what the front door did with each (bcoin's column).
+async fn from_bcoin() -> Vec<(&'static str, Seen)> {
     let node = Bcoin::start().await;
     let address = node.op_true_address().await;
     let spk = node.script_pubkey(&address).await;
@@ -512,7 +518,8 @@ async fn every_method_answers_in_cores_shape_from_bcoin() {
         ("getnetworkinfo", json!([])),
         ("uptime", json!([])),
     ];
-    let mut bcoin_column: Vec<(&str, Seen)> = METHODS.iter().map(|m| (*m, Seen::Native)).collect();
+    let mut bcoin_column: Vec<(&'static str, Seen)> =
+        METHODS.iter().map(|m| (*m, Seen::Native)).collect();
     let mut answers = Vec::new();
     for (method, params) in &calls {
         let got = door(&url, method, params).await;
@@ -649,8 +656,126 @@ async fn every_method_answers_in_cores_shape_from_bcoin() {
         );
     }
 
-    // The table.
-    let written = table(&bcoin_column);
+    bcoin_column
+}
+
+/// Each method through the front door before the fixture node speaking
+/// Bitcoin Core's format (tests/common/core_fixture.rs): Core's shapes and
+/// errors pass as they are (bitcoind's column).
+async fn from_core_fixture() -> Vec<(&'static str, Seen)> {
+    let node = CoreFixture::start("height=120\n");
+    let (_g, url) = front_door(
+        vec![node.backend("bitcoind-0")],
+        Settings {
+            look_every: Duration::from_millis(100),
+            ..Settings::default()
+        },
+    )
+    .await;
+    let hash = |h: u64| format!("f1{h:062x}");
+    let tx1 = format!("f2{:062x}", 1);
+    let tx2 = format!("f2{:062x}", 2);
+    let tx2_hex = node.call("getrawtransaction", json!([tx2, 0])).await["result"].clone();
+    let unknown = "00".repeat(32);
+    let calls: Vec<(&str, Value)> = vec![
+        ("getblockchaininfo", json!([])),
+        ("getblockcount", json!([])),
+        ("getbestblockhash", json!([])),
+        ("getblockhash", json!([1])),
+        ("getblockhash", json!([100_000])),
+        ("getblockheader", json!([hash(1)])),
+        ("getblockheader", json!([hash(1), false])),
+        ("getblockheader", json!([hash(120)])),
+        ("getblockheader", json!([unknown])),
+        ("getblock", json!([hash(1), 0])),
+        ("getblock", json!([hash(1), 1])),
+        ("getblock", json!([hash(1)])),
+        ("getblock", json!([unknown, 1])),
+        ("getrawtransaction", json!([tx1, 0])),
+        ("getrawtransaction", json!([tx1, true])),
+        ("getrawtransaction", json!([tx2, 1])),
+        ("getrawtransaction", json!([unknown, 1])),
+        ("sendrawtransaction", json!([tx2_hex])),
+        ("sendrawtransaction", json!(["zz"])),
+        ("getmempoolinfo", json!([])),
+        ("getrawmempool", json!([])),
+        ("getrawmempool", json!([true])),
+        ("estimatesmartfee", json!([6])),
+        ("getnetworkinfo", json!([])),
+        ("uptime", json!([])),
+    ];
+    let mut column: Vec<(&'static str, Seen)> =
+        METHODS.iter().map(|m| (*m, Seen::Native)).collect();
+    for (method, params) in &calls {
+        let got = door(&url, method, params).await;
+        let own = node.call(method, params.clone()).await;
+        let own = match &own["error"] {
+            Value::Null => Ok(own["result"].clone()),
+            e => Err(e.clone()),
+        };
+        let seen = match &got {
+            Err(e) if e["code"] == -32601 => Seen::Refused,
+            // uptime moves on between the two calls.
+            _ if got == own || *method == "uptime" => Seen::Native,
+            _ => Seen::Translated,
+        };
+        let cell = column.iter_mut().find(|(m, _)| m == method).unwrap();
+        if seen > cell.1 {
+            cell.1 = seen;
+        }
+        let what = format!("{method} {params}");
+        match (*method, params.as_array().map(Vec::as_slice), &got) {
+            ("getblockchaininfo", _, Ok(v)) => assert_shape("getblockchaininfo", v),
+            ("getblockcount", _, Ok(v)) => assert_eq!(v, 120),
+            ("getblockheader", Some([_, Value::Bool(false)]), Ok(v)) => {
+                assert_eq!(v.as_str().map(str::len), Some(160), "{what}")
+            }
+            ("getblockheader", _, Ok(v)) => assert_shape("getblockheader verbose", v),
+            ("getblock", Some([_, Value::Number(n)]), Ok(v)) if n.as_u64() == Some(0) => {
+                assert!(Hex.fits(v), "{what}")
+            }
+            ("getblock", _, Ok(v)) => assert_shape("getblock verbosity 1", v),
+            ("getrawtransaction", Some([t, _]), Ok(v)) if v.is_object() => {
+                let case = if *t == json!(tx1) {
+                    "getrawtransaction verbose, confirmed"
+                } else {
+                    "getrawtransaction verbose, in the mempool"
+                };
+                assert_shape(case, v);
+                assert_shape("scriptPubKey", &v["vout"][0]["scriptPubKey"]);
+            }
+            ("getmempoolinfo", _, Ok(v)) => assert_shape("getmempoolinfo", v),
+            ("getrawmempool", Some([Value::Bool(true)]), Ok(v)) => {
+                let entry = &v[tx2.as_str()];
+                assert_shape("getrawmempool verbose entry", entry);
+                assert_shape("getrawmempool verbose entry fees", &entry["fees"]);
+            }
+            ("estimatesmartfee", _, Ok(v)) => assert_shape("estimatesmartfee", v),
+            ("getnetworkinfo", _, Ok(v)) => assert_shape("getnetworkinfo", v),
+            ("uptime", _, Ok(v)) => assert!(v.is_u64(), "{v}"),
+            ("getblockheader" | "getblock", _, Err(e)) => {
+                assert_eq!(e, &json!({"code": -5, "message": "Block not found"}))
+            }
+            ("getblockhash", _, Err(e)) => {
+                assert_eq!(
+                    e,
+                    &json!({"code": -8, "message": "Block height out of range"})
+                )
+            }
+            ("getrawtransaction", _, Err(e)) => assert_eq!(e["code"], -5, "{e}"),
+            ("sendrawtransaction", _, Err(e)) => assert_eq!(e["code"], -22, "{e}"),
+            (_, _, Ok(v)) => assert!(Hash.fits(v) || Hex.fits(v) || v.is_array(), "{what}: {v}"),
+            (_, _, Err(e)) => panic!("{what}: {e}"),
+        }
+    }
+    column
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_method_answers_in_cores_shape() {
+    let bitcoind = from_core_fixture().await;
+    let bcoin = from_bcoin().await;
+    let written = table(&bitcoind, &bcoin);
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(GOLDEN);
     if std::env::var_os("HAB_UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, &written).unwrap();

@@ -20,6 +20,7 @@ use tempfile::TempDir;
 mod bcoin;
 mod build;
 mod chart;
+mod core_fixture;
 mod dockerd;
 mod fleets;
 mod front_door;
@@ -35,6 +36,8 @@ pub use bcoin::*;
 pub use build::*;
 #[allow(unused_imports)]
 pub use chart::*;
+#[allow(unused_imports)]
+pub use core_fixture::*;
 #[allow(unused_imports)]
 pub use dockerd::*;
 #[allow(unused_imports)]
