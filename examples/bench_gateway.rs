@@ -199,6 +199,7 @@ fn main() {
             user: "x".into(),
             password: node.password.clone(),
             dialect: node.dialect,
+            hold: None,
         }],
         users,
         Settings::default(),

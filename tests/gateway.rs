@@ -76,6 +76,7 @@ impl Counted {
             user: "x".into(),
             password: self.bcoin().api_key().to_string(),
             dialect: Dialect::Bcoin,
+            hold: None,
         }
     }
 
@@ -434,4 +435,53 @@ async fn a_client_sees_no_error_while_nodes_are_drained_and_killed() {
         views.iter().any(|v| v.name == "b" && !v.answers),
         "{views:?}"
     );
+}
+
+/// A user over its rate gets HTTP 429 with a JSON-RPC error and
+/// Retry-After, and the node never sees those calls; another user is not
+/// held back by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_over_its_rate_is_refused_before_any_node() {
+    let node = CoreFixture::start("height=120\n");
+    let (_g, url) = front_door(
+        vec![node.backend("a")],
+        Settings {
+            max_calls_per_second: 3,
+            ..settings()
+        },
+    )
+    .await;
+    node.reset_log();
+    let one = r#"{"id":1,"method":"getblockcount"}"#;
+    for _ in 0..3 {
+        let (s, r) = post(&url, ("reader", "rpass"), one).await;
+        assert_eq!(s, 200, "{r}");
+    }
+    let r = reqwest::Client::new()
+        .post(&url)
+        .basic_auth("reader", Some("rpass"))
+        .body(one)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    assert!(r.headers().get("retry-after").is_some());
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["result"], Value::Null);
+    assert_eq!(v["error"]["code"], -32000, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Rate limit: user reader may make 3 calls a second"),
+        "{v}"
+    );
+    // A batch over a second's worth is refused whole.
+    let batch = format!("[{one},{one},{one},{one}]");
+    let (s, _) = post(&url, ("sender", "spass"), &batch).await;
+    assert_eq!(s, 429);
+    // The other user has its own rate.
+    let (s, r) = post(&url, ("sender", "spass"), one).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(node.saw("getblockcount"), 4, "the refused calls never reached it");
 }

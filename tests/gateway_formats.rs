@@ -457,6 +457,7 @@ async fn from_bcoin() -> Vec<(&'static str, Seen)> {
             user: "x".into(),
             password: node.api_key().to_string(),
             dialect: Dialect::Bcoin,
+            hold: None,
         }],
         Settings {
             look_every: Duration::from_millis(100),

@@ -7,13 +7,7 @@
 
 mod common;
 
-use std::{
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
-    time::Duration,
-};
+use std::time::Duration;
 
 use common::*;
 use hab::gateway::access::User;
@@ -86,33 +80,11 @@ async fn a_client_of_the_front_door_sees_no_error_during_a_rollout() {
     }
 
     // A client calling every 10 ms while habd rolls the fleet to B.
-    let stop = Arc::new(AtomicBool::new(false));
-    let client = {
-        let (url, stop) = (url.clone(), stop.clone());
-        tokio::spawn(async move {
-            let (mut errors, mut calls, mut last) = (Vec::new(), 0u32, 0u64);
-            while !stop.load(Ordering::SeqCst) {
-                let (s, r) = front_call(&url).await;
-                calls += 1;
-                match r["result"]["blocks"].as_u64() {
-                    Some(h) if s == 200 => {
-                        if h < last {
-                            errors.push(format!("height went back from {last} to {h}"));
-                        }
-                        last = h;
-                    }
-                    _ => errors.push(format!("HTTP {s}: {r}")),
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            (calls, errors)
-        })
-    };
+    let client = Caller::start(&url, "reader", "rpass");
     let ids = promote(&habd, "node", b).await;
     assert_eq!(ids.len(), 1);
     let r = wait_rollout(&habd, ids[0]).await;
-    stop.store(true, Ordering::SeqCst);
-    let (calls, errors) = client.await.unwrap();
+    let (calls, errors) = client.finish().await;
     assert_eq!(r["state"], "succeeded", "{r}");
     let replaced = r["steps"]
         .as_array()

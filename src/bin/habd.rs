@@ -69,6 +69,22 @@ enum Command {
         #[arg(long, env = "HAB_SYNC_ON_START", default_value_t = true, action = clap::ArgAction::Set)]
         sync_on_start: bool,
     },
+    /// Run the RPC front door as a process of its own (`[gateway]` with
+    /// `run = "apart"` in hab.toml): one JSON-RPC endpoint, in Bitcoin
+    /// Core's format, before the nodes of the Kubernetes fleets it fronts.
+    /// It finds them by watching their pods, looks at each itself, and
+    /// sends no call to a pod habd has marked for draining, a terminating
+    /// or a not-Ready one. Run as many as you like (the chart runs two):
+    /// they share nothing.
+    ///
+    /// Example: habd gateway --config /etc/hab/hab.toml
+    Gateway {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Address to listen on (overrides gateway.listen).
+        #[arg(long, env = "HAB_GATEWAY_LISTEN")]
+        listen: Option<SocketAddr>,
+    },
     /// Validate hab.toml and every pipeline file, printing each problem as
     /// file:line:col: field: message. Exits 2 when there is any.
     Check {
@@ -104,6 +120,12 @@ fn load(args: &ConfigArgs, listen: Option<SocketAddr>) -> Result<Config, ConfigE
             recipes_dir: args.recipes_dir.clone(),
         },
     )
+}
+
+fn source(c: &Config) -> String {
+    c.source
+        .as_ref()
+        .map_or("the embedded defaults".into(), |p| p.display().to_string())
 }
 
 fn report(e: &ConfigError) -> ExitCode {
@@ -207,6 +229,45 @@ fn main() -> ExitCode {
             }
             Err(e) => report(&e),
         },
+        Command::Gateway { config, listen } => {
+            let config = match load(&config, None) {
+                Ok(c) => c,
+                Err(e) => return report(&e),
+            };
+            match config.gateway.as_ref().map(|g| g.apart) {
+                None => {
+                    eprintln!("habd gateway: no [gateway] in {}: nothing to run", source(&config));
+                    return ExitCode::from(2);
+                }
+                Some(false) => {
+                    eprintln!(
+                        "habd gateway: gateway.run is \"habd\" in {}: habd serve runs this front door (set run = \"apart\" to run it alone)",
+                        source(&config)
+                    );
+                    return ExitCode::from(2);
+                }
+                Some(true) => {}
+            }
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("habd: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let run = hab::rollout::door::run_apart(
+                Arc::new(config),
+                listen,
+                server::shutdown_signal(),
+            );
+            match rt.block_on(run) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("habd gateway: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve {
             config,
             listen,

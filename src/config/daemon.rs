@@ -505,9 +505,6 @@ impl Config {
                 }
             }
         }
-        if let Some(g) = raw.gateway {
-            config.gateway = super::gateway::parse_gateway(&mut src, g, &config.fleets);
-        }
         for (i, t) in raw.target.into_iter().enumerate() {
             if let Some(e) = &t.endpoint {
                 let field = format!("target[{i}].endpoint");
@@ -536,6 +533,10 @@ impl Config {
                 tls_cert: t.tls_cert.map(|p| resolve(base, &p)),
                 tls_key: t.tls_key.map(|p| resolve(base, &p)),
             });
+        }
+        if let Some(g) = raw.gateway {
+            config.gateway =
+                super::gateway::parse_gateway(&mut src, g, &config.fleets, &config.targets);
         }
         if src.diagnostics.is_empty() {
             Ok(config)

@@ -29,7 +29,7 @@ pub use daemon::{
 };
 pub use diagnostics::{ConfigError, Diagnostic};
 pub use fleets::{parse_duration, FleetConfig, Gates, MAX_DURATION};
-pub use gateway::GatewayConfig;
+pub use gateway::{GatewayConfig, DRAIN_ANNOTATION};
 pub use pipeline::{
     load_pipelines, parse_pipeline, BuildRecipe, Channel, Implementation, Pipeline, RefFilter,
     Schedule, Secret, SignaturePolicy, DEFAULT_UPSTREAM_TIMEOUT,

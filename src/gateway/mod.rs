@@ -64,6 +64,10 @@ pub struct Backend {
     pub user: String,
     pub password: String,
     pub dialect: Dialect,
+    /// Why whoever found the node says no call may go to it now (its pod
+    /// is being drained for a rollout, is terminating, or is not Ready),
+    /// whatever the front door's own looks say.
+    pub hold: Option<String>,
 }
 
 /// Limits and routing settings.
@@ -79,6 +83,9 @@ pub struct Settings {
     pub look_every: Duration,
     /// How long one call to a node may take.
     pub call_timeout: Duration,
+    /// Calls a user may make each second (a batch counts each of its
+    /// calls), with as many at once; over it, HTTP 429.
+    pub max_calls_per_second: u32,
 }
 
 impl Default for Settings {
@@ -89,6 +96,7 @@ impl Default for Settings {
             max_batch: 100,
             look_every: Duration::from_millis(500),
             call_timeout: Duration::from_secs(10),
+            max_calls_per_second: 1000,
         }
     }
 }
@@ -113,6 +121,8 @@ pub struct DoorNode {
 
 struct Node {
     backend: Backend,
+    /// The latest `Backend::hold` given for it.
+    hold: Mutex<Option<String>>,
     seen: Mutex<Seen>,
     in_flight: AtomicUsize,
     served: AtomicU64,
@@ -136,6 +146,8 @@ pub struct Gateway {
     http: reqwest::Client,
     /// The highest height each user has been shown.
     shown: Mutex<HashMap<String, u64>>,
+    /// Each user's calls per second.
+    limiter: governor::DefaultKeyedRateLimiter<String>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -152,11 +164,17 @@ mod code {
     pub const INTERNAL_ERROR: i64 = -32603;
     /// RPC_IN_WARMUP: no node can answer yet.
     pub const IN_WARMUP: i64 = -28;
+    /// Over a user's rate: JSON-RPC 2.0's first implementation-defined
+    /// server error (Bitcoin Core has no rate limit of its own).
+    pub const RATE_LIMITED: i64 = -32000;
 }
 
 impl Gateway {
     pub fn new(backends: Vec<Backend>, users: Vec<User>, settings: Settings) -> Arc<Self> {
+        let rate = std::num::NonZeroU32::new(settings.max_calls_per_second)
+            .unwrap_or(std::num::NonZeroU32::MIN);
         let g = Arc::new(Self {
+            limiter: governor::RateLimiter::keyed(governor::Quota::per_second(rate)),
             nodes: std::sync::RwLock::default(),
             drained: Mutex::default(),
             users,
@@ -178,12 +196,16 @@ impl Gateway {
         let next = backends
             .into_iter()
             .map(|backend| {
-                nodes
+                let kept = nodes
                     .iter()
                     .find(|n| n.backend.name == backend.name && n.backend.url == backend.url)
-                    .cloned()
-                    .unwrap_or_else(|| {
+                    .cloned();
+                if let Some(n) = &kept {
+                    *n.hold.lock().unwrap_or_else(|e| e.into_inner()) = backend.hold.clone();
+                }
+                kept.unwrap_or_else(|| {
                         Arc::new(Node {
+                            hold: Mutex::new(backend.hold.clone()),
                             backend,
                             seen: Mutex::default(),
                             in_flight: AtomicUsize::new(0),
@@ -258,10 +280,13 @@ impl Gateway {
             .iter()
             .zip(seen)
             .map(|(n, s)| {
-                let drained = self.is_drained(&n.backend.name);
+                let hold = n.hold.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let drained = self.is_drained(&n.backend.name) || hold.is_some();
                 let lag = s.height.zip(best).map(|(h, b)| b.saturating_sub(h));
                 let excluded = if !s.answers {
                     Some("does not answer".to_string())
+                } else if let Some(why) = hold {
+                    Some(why)
                 } else if drained {
                     Some("drained".to_string())
                 } else if s.ibd {
@@ -414,7 +439,9 @@ impl Gateway {
             // and then waits for its calls in flight: either it waits for
             // this one, or this one sees the mark and goes to the next.
             n.in_flight.fetch_add(1, Ordering::SeqCst);
-            if self.is_drained(&n.backend.name) {
+            if self.is_drained(&n.backend.name)
+                || n.hold.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+            {
                 n.in_flight.fetch_sub(1, Ordering::SeqCst);
                 continue;
             }
@@ -576,6 +603,13 @@ async fn serve(
             json!({"result": null, "error": error(code::PARSE_ERROR, "Parse error"), "id": null}),
         );
     };
+    let calls = match &request {
+        Value::Array(calls) => calls.len(),
+        _ => 1,
+    };
+    if let Some(refused) = g.over_rate(&user.name, calls) {
+        return refused;
+    }
     match request {
         Value::Array(calls) => {
             if calls.len() > g.settings.max_batch {
@@ -649,6 +683,35 @@ async fn serve(
             StatusCode::BAD_REQUEST,
             json!({"result": null, "error": error(code::INVALID_REQUEST, "Top-level object parse error"), "id": null}),
         ),
+    }
+}
+
+impl Gateway {
+    /// HTTP 429 when `calls` more calls of `user` now would go over its
+    /// rate, with when to try again.
+    fn over_rate(&self, user: &str, calls: usize) -> Option<Response> {
+        let n = std::num::NonZeroU32::new(u32::try_from(calls).unwrap_or(u32::MAX))?;
+        let rate = self.settings.max_calls_per_second;
+        let wait = match self.limiter.check_key_n(&user.to_string(), n) {
+            Ok(Ok(())) => return None,
+            Ok(Err(not_until)) => {
+                not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()))
+            }
+            // More calls in one batch than a second's worth.
+            Err(_) => Duration::from_secs(1),
+        };
+        let mut r = answer(
+            StatusCode::TOO_MANY_REQUESTS,
+            json!({"result": null, "error": error(code::RATE_LIMITED, &format!(
+                "Rate limit: user {user} may make {rate} calls a second; try again in {} ms",
+                wait.as_millis().max(1)
+            )), "id": null}),
+        );
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        if let Ok(v) = header::HeaderValue::from_str(&secs.max(1).to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        Some(r)
     }
 }
 

@@ -14,6 +14,7 @@
 
 pub mod conf;
 pub mod docker;
+pub mod door;
 pub mod kube;
 pub mod node;
 pub mod plan;
@@ -83,9 +84,11 @@ impl std::fmt::Debug for Rollouts {
 impl Rollouts {
     /// The engine over `config`'s fleets.
     pub fn new(config: Arc<Config>, store: Store, registry: Registry) -> Arc<Self> {
+        // Run apart, the front door is `habd gateway`'s, not this one's.
         let gateway = config
             .gateway
             .as_ref()
+            .filter(|g| !g.apart)
             .map(|g| crate::gateway::Gateway::new(Vec::new(), g.users.clone(), g.settings.clone()));
         Arc::new(Rollouts {
             gateway,
@@ -124,9 +127,7 @@ impl Rollouts {
 
     /// Whether the front door fronts `fleet`.
     fn fronts(&self, fleet: &FleetConfig) -> bool {
-        self.config.gateway.as_ref().is_some_and(|g| {
-            (g.fleets.is_empty() || g.fleets.contains(&fleet.name)) && !fleet.rpc_tls
-        })
+        door::fronts(&self.config, fleet)
     }
 
     /// Tells the front door where the nodes of the fleets it fronts are
@@ -136,17 +137,7 @@ impl Rollouts {
         let Some(g) = &self.gateway else { return };
         let mut backends = Vec::new();
         for f in self.config.fleets.iter().filter(|f| self.fronts(f)) {
-            let Some(implementation) = self
-                .config
-                .pipelines
-                .iter()
-                .find(|p| p.name == f.pipeline)
-                .map(|p| match p.implementation {
-                    crate::config::Implementation::Btcd => crate::gateway::Dialect::Btcd,
-                    crate::config::Implementation::Bcoin => crate::gateway::Dialect::Bcoin,
-                    _ => crate::gateway::Dialect::Core,
-                })
-            else {
+            let Some(implementation) = door::dialect(&self.config, f) else {
                 continue;
             };
             let (Ok(target), Ok(password)) = (self.target(f).await, self.rpc_password(f)) else {
@@ -163,6 +154,7 @@ impl Rollouts {
                         user: f.rpc_user.clone(),
                         password: password.clone(),
                         dialect: implementation,
+                        hold: None,
                     });
                 }
             }
@@ -171,12 +163,27 @@ impl Rollouts {
     }
 
     /// Drains node `ordinal` of `fleet` at the front door (its calls in
-    /// flight finish, no new one goes there) before it is taken down.
+    /// flight finish, no new one goes there) before it is taken down. Run
+    /// apart, the front doors learn it from the pod's drain mark, and
+    /// habd gives them `gateway.drain_wait` to act on it.
     async fn drain_node(&self, fleet: &FleetConfig, ordinal: u32) {
-        let Some(g) = self.gateway.as_ref().filter(|_| self.fronts(fleet)) else {
+        let Some(config) = self.config.gateway.as_ref().filter(|_| self.fronts(fleet)) else {
             return;
         };
         let name = format!("{}-{ordinal}", fleet.name);
+        if config.apart {
+            if let Ok(Target::Kubernetes(k)) = self.target(fleet).await {
+                let why = format!("rollout since {}", chrono::Utc::now().to_rfc3339());
+                match k.mark_drain(&name, Some(&why)).await {
+                    Ok(()) => tokio::time::sleep(config.drain_wait).await,
+                    Err(e) => {
+                        tracing::warn!(node = %name, error = %e, "cannot mark the pod for draining; taking the node down anyway")
+                    }
+                }
+            }
+            return;
+        }
+        let Some(g) = &self.gateway else { return };
         if !g.drain(&name, Duration::from_secs(30)).await {
             tracing::warn!(node = %name, "calls still in flight at the front door after 30s; taking the node down anyway");
         }
@@ -192,8 +199,17 @@ impl Rollouts {
         r: &crate::store::RolloutRecord,
     ) -> Result<u64, gates::GateStop> {
         let verdict = self.gate(target, fleet, ordinal, r).await;
+        let name = format!("{}-{ordinal}", fleet.name);
         if let Some(g) = &self.gateway {
-            g.undrain(&format!("{}-{ordinal}", fleet.name));
+            g.undrain(&name);
+        }
+        let apart = self.config.gateway.as_ref().is_some_and(|g| g.apart);
+        if let (true, true, Target::Kubernetes(k)) = (apart, self.fronts(fleet), target) {
+            // A recreated pod carries no mark; one that was not (a failed
+            // update) must lose it.
+            if let Err(e) = k.mark_drain(&name, None).await {
+                tracing::warn!(node = %name, error = %e, "cannot take the drain mark off the pod");
+            }
         }
         verdict
     }

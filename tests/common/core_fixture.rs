@@ -120,6 +120,7 @@ impl CoreFixture {
             user: CORE_FIXTURE_USER.into(),
             password: CORE_FIXTURE_PASSWORD.into(),
             dialect: hab::gateway::Dialect::Core,
+            hold: None,
         }
     }
 }

@@ -65,6 +65,8 @@ struct PodRec {
     deleting: Option<(String, Instant)>,
     /// Its grace period, from the template.
     grace: u64,
+    /// metadata.annotations, as merge patches left them.
+    annotations: BTreeMap<String, String>,
 }
 
 #[derive(Debug)]
@@ -121,6 +123,8 @@ pub struct DoubleState {
     pub deleted: Vec<String>,
     /// Pod watches served.
     pub watches: u32,
+    /// Merge patches of pods: (pod, patch), in order.
+    pub pod_patches: Vec<(String, Value)>,
     /// Every request: (method, path, query), in order.
     pub requests: Vec<(String, String, String)>,
     /// Secrets, by name (created by the test, as `helm install` would).
@@ -528,6 +532,9 @@ fn pod_json(name: &str, sts: &str, p: &PodRec, rv: u64) -> Value {
                    "containerStatuses": [{"name": "node", "image": p.image, "ready": p.ready,
                                           "imageID": p.image_id.as_ref().map(|d| format!("docker-pullable://{d}")).unwrap_or_default()}]},
     });
+    if !p.annotations.is_empty() {
+        pod["metadata"]["annotations"] = json!(p.annotations);
+    }
     if let Some((at, _)) = &p.deleting {
         pod["metadata"]["deletionTimestamp"] = json!(at);
         pod["metadata"]["deletionGracePeriodSeconds"] = json!(p.grace);
@@ -776,6 +783,108 @@ fn watch_pod(state: Arc<Mutex<DoubleState>>, query: &str) -> Response {
         .unwrap()
 }
 
+fn query_param(query: &str, k: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == k)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Whether `pod` has every `k=v` of a label selector (equality only).
+fn selects(selector: &str, pod: &Value) -> bool {
+    selector.split(',').filter(|t| !t.is_empty()).all(|t| {
+        let (k, v) = t.split_once('=').unwrap_or((t, ""));
+        pod["metadata"]["labels"][k] == json!(v)
+    })
+}
+
+/// `GET …/pods?watch=true&labelSelector=…`: watch events for every pod the
+/// selector picks (from a resourceVersion: changes after now only; else
+/// ADDED for each first), as each is added, changed (Ready, Terminating,
+/// annotations) or deleted, until `timeoutSeconds`.
+fn watch_pods(state: Arc<Mutex<DoubleState>>, query: &str) -> Response {
+    let selector = query_param(query, "labelSelector").unwrap_or_default();
+    state.lock().unwrap_or_else(|e| e.into_inner()).watches += 1;
+    let timeout = query_param(query, "timeoutSeconds")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(290u64);
+    let until = std::time::Instant::now() + Duration::from_secs(timeout);
+    // What a watcher knows: name → (uid, the pod as JSON minus its
+    // resourceVersion).
+    type Known = BTreeMap<String, (String, Value)>;
+    let now = move |s: &DoubleState| -> Known {
+        s.pods
+            .iter()
+            .map(|(name, p)| {
+                let sts = name.rsplit_once('-').map_or(name.as_str(), |(a, _)| a);
+                (name.clone(), pod_json(name, sts, p, 0))
+            })
+            .filter(|(_, j)| selects(&selector, j))
+            .map(|(name, j)| (name, (j["metadata"]["uid"].as_str().unwrap_or("").to_string(), j)))
+            .collect()
+    };
+    let from_now = query_param(query, "resourceVersion").is_some_and(|v| v != "0" && !v.is_empty());
+    let first: Known = if from_now {
+        now(&state.lock().unwrap_or_else(|e| e.into_inner()))
+    } else {
+        Known::new()
+    };
+    let stream = futures_util::stream::unfold(
+        (first, std::collections::VecDeque::<Value>::new(), state),
+        move |(mut known, mut queue, state)| {
+            let now = now.clone();
+            async move {
+                loop {
+                    if let Some(line) = queue.pop_front() {
+                        let mut bytes = serde_json::to_vec(&line).unwrap();
+                        bytes.push(b'\n');
+                        return Some((
+                            Ok::<_, std::convert::Infallible>(Bytes::from(bytes)),
+                            (known, queue, state),
+                        ));
+                    }
+                    if std::time::Instant::now() >= until {
+                        return None;
+                    }
+                    let (current, rv) = {
+                        let s = state.lock().unwrap_or_else(|e| e.into_inner());
+                        (now(&s), s.rv)
+                    };
+                    for (name, (uid, pod)) in &current {
+                        let mut obj = pod.clone();
+                        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+                        match known.get(name) {
+                            None => queue.push_back(json!({"type": "ADDED", "object": obj})),
+                            Some((u, _)) if u != uid => {
+                                let (_, old) = &known[name];
+                                queue.push_back(json!({"type": "DELETED", "object": old}));
+                                queue.push_back(json!({"type": "ADDED", "object": obj}));
+                            }
+                            Some((_, before)) if before != pod => {
+                                queue.push_back(json!({"type": "MODIFIED", "object": obj}))
+                            }
+                            _ => {}
+                        }
+                    }
+                    for (name, (_, old)) in &known {
+                        if !current.contains_key(name) {
+                            queue.push_back(json!({"type": "DELETED", "object": old}));
+                        }
+                    }
+                    known = current;
+                    if queue.is_empty() {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+        },
+    );
+    Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from_stream(stream))
+        .unwrap()
+}
+
 async fn handle(State(state): State<Arc<Mutex<DoubleState>>>, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -796,6 +905,9 @@ async fn handle(State(state): State<Arc<Mutex<DoubleState>>>, req: Request) -> R
         return fault_response(kind);
     }
     if method == Method::GET && path.ends_with("/pods") && watch {
+        if query.contains("labelSelector=") {
+            return watch_pods(state, &query);
+        }
         return watch_pod(state, &query);
     }
     let manager = url::form_urlencoded::parse(query.as_bytes())
@@ -907,6 +1019,47 @@ async fn handle(State(state): State<Arc<Mutex<DoubleState>>>, req: Request) -> R
                 None => status(404, "NotFound", format!("pods \"{name}\" not found")),
             }
         }
+        (Method::GET, ["api", "v1", "namespaces", _, "pods"]) => {
+            let selector = query_param(&query, "labelSelector").unwrap_or_default();
+            let items: Vec<Value> = s
+                .pods
+                .iter()
+                .map(|(name, p)| {
+                    let sts = name.rsplit_once('-').map_or(name.as_str(), |(a, _)| a);
+                    pod_json(name, sts, p, s.rv)
+                })
+                .filter(|p| selects(&selector, p))
+                .collect();
+            Json(json!({"apiVersion": "v1", "kind": "PodList",
+                        "metadata": {"resourceVersion": s.rv.to_string()}, "items": items}))
+            .into_response()
+        }
+        (Method::PATCH, ["api", "v1", "namespaces", _, "pods", name]) => {
+            // A merge patch of the pod's annotations (what hab patches).
+            let patch: Value = match serde_json::from_slice(&body) {
+                Ok(p) => p,
+                Err(e) => return status(400, "BadRequest", e.to_string()),
+            };
+            if !ctype.starts_with("application/merge-patch+json") {
+                return status(415, "UnsupportedMediaType", format!("content type {ctype:?}"));
+            }
+            s.rv += 1;
+            let rv = s.rv;
+            s.pod_patches.push((name.to_string(), patch.clone()));
+            let Some(p) = s.pods.get_mut(*name) else {
+                return status(404, "NotFound", format!("pods \"{name}\" not found"));
+            };
+            if let Some(a) = patch["metadata"]["annotations"].as_object() {
+                for (k, v) in a {
+                    match v.as_str() {
+                        Some(v) => p.annotations.insert(k.clone(), v.to_string()),
+                        None => p.annotations.remove(k),
+                    };
+                }
+            }
+            let sts = name.rsplit_once('-').map_or(*name, |(a, _)| a);
+            Json(pod_json(name, sts, p, rv)).into_response()
+        }
         (Method::DELETE, ["api", "v1", "namespaces", _, "pods", name]) => {
             match terminate(&mut s, name) {
                 Some(p) => {
@@ -965,7 +1118,7 @@ async fn handle(State(state): State<Arc<Mutex<DoubleState>>>, req: Request) -> R
             "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1",
             "resources": [
                 {"name": "pods", "singularName": "pod", "namespaced": true, "kind": "Pod",
-                 "verbs": ["get", "watch", "delete"]},
+                 "verbs": ["get", "list", "watch", "patch", "delete"]},
                 {"name": "events", "singularName": "event", "namespaced": true, "kind": "Event",
                  "verbs": ["create"]},
                 {"name": "secrets", "singularName": "secret", "namespaced": true, "kind": "Secret",
@@ -1176,6 +1329,7 @@ async fn reconcile(
                             grace: template["spec"]["terminationGracePeriodSeconds"]
                                 .as_u64()
                                 .unwrap_or(30),
+                            annotations: BTreeMap::new(),
                         };
                         s.rv += 1;
                         s.created.push((pod.clone(), rev));

@@ -41,6 +41,7 @@
 //! calls, `update` moves a node by revisions, and `events` records the
 //! steps.
 
+mod door;
 mod events;
 mod objects;
 mod retry;
@@ -59,6 +60,7 @@ use crate::config::FleetConfig;
 use objects::{pod_image, pod_ready};
 use retry::retrying;
 
+pub use door::PodNode;
 pub use events::EVENTS_FAILED;
 
 /// The field manager of hab's patches (what `managedFields` shows).

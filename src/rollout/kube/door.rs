@@ -1,0 +1,151 @@
+//! What the RPC front door run apart (`habd gateway`) knows of a fleet on
+//! Kubernetes, and how habd tells it to drain a node: the fleet's pods,
+//! through a watch on the API (so a pod's new address, its Terminating
+//! state or a drain mark reaches every front door at once), and the
+//! [`DRAIN_ANNOTATION`] habd sets on a pod before a rollout takes it down.
+
+use std::collections::BTreeMap;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::{
+    api::{Patch, PatchParams},
+    runtime::{watcher, WatchStreamExt},
+};
+use serde_json::json;
+
+use super::{objects::pod_ready, retry::retrying, KubeTarget, FIELD_MANAGER};
+use crate::config::{FleetConfig, DRAIN_ANNOTATION};
+
+/// A pod of a fleet, as a front door sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodNode {
+    /// The pod's name (`<fleet>-<ordinal>`).
+    pub name: String,
+    /// Its RPC URL, once it has an IP.
+    pub url: Option<String>,
+    /// Why it may get no call now: terminating, drained for a rollout, or
+    /// not Ready.
+    pub hold: Option<String>,
+}
+
+fn pod_node(fleet: &FleetConfig, p: &Pod) -> PodNode {
+    let name = p.metadata.name.clone().unwrap_or_default();
+    let ip = p.status.as_ref().and_then(|s| s.pod_ip.clone());
+    let drain = p
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(DRAIN_ANNOTATION));
+    let hold = if p.metadata.deletion_timestamp.is_some() {
+        Some("terminating".to_string())
+    } else if let Some(why) = drain {
+        Some(format!("drained ({DRAIN_ANNOTATION}: {why})"))
+    } else if !pod_ready(p) {
+        Some("not Ready".to_string())
+    } else {
+        None
+    };
+    PodNode {
+        name,
+        url: ip.map(|ip| format!("http://{ip}:{}/", fleet.rpc_port)),
+        hold,
+    }
+}
+
+impl KubeTarget {
+    /// The label selector of the pods of StatefulSet `name` (its
+    /// `spec.selector.matchLabels`).
+    ///
+    /// # Errors
+    /// The API cannot be asked, the set does not exist, or it selects by
+    /// expressions (not supported here).
+    pub async fn pod_selector(&self, name: &str) -> Result<String, String> {
+        let set = self
+            .set(name)
+            .await?
+            .ok_or_else(|| format!("no StatefulSet {name} in namespace {}", self.namespace))?;
+        let labels = set
+            .spec
+            .and_then(|s| s.selector.match_labels)
+            .filter(|l| !l.is_empty())
+            .ok_or_else(|| format!("StatefulSet {name} selects its pods by no label"))?;
+        Ok(labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(","))
+    }
+
+    /// Watches the pods of `fleet` and calls `changed` with all of them,
+    /// by name, each time one changes; returns only when `changed` says
+    /// to stop (false). A failed watch is started again with backoff.
+    ///
+    /// # Errors
+    /// The StatefulSet's selector cannot be read.
+    pub async fn watch_nodes(
+        &self,
+        fleet: &FleetConfig,
+        mut changed: impl FnMut(Vec<PodNode>) -> bool,
+    ) -> Result<(), String> {
+        let selector = self.pod_selector(&fleet.name).await?;
+        let mut stream = std::pin::pin!(watcher(
+            self.pods(),
+            watcher::Config::default().labels(&selector)
+        )
+        .default_backoff());
+        let mut pods: BTreeMap<String, PodNode> = BTreeMap::new();
+        let mut listing: Option<BTreeMap<String, PodNode>> = None;
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(watcher::Event::Init) => listing = Some(BTreeMap::new()),
+                Ok(watcher::Event::InitApply(p)) => {
+                    let n = pod_node(fleet, &p);
+                    listing
+                        .get_or_insert_with(BTreeMap::new)
+                        .insert(n.name.clone(), n);
+                }
+                Ok(watcher::Event::InitDone) => pods = listing.take().unwrap_or_default(),
+                Ok(watcher::Event::Apply(p)) => {
+                    let n = pod_node(fleet, &p);
+                    pods.insert(n.name.clone(), n);
+                }
+                Ok(watcher::Event::Delete(p)) => {
+                    pods.remove(p.metadata.name.as_deref().unwrap_or_default());
+                }
+                Err(e) => {
+                    tracing::info!(fleet = %fleet.name, error = %e, "the pod watch failed; watching again");
+                    continue;
+                }
+            }
+            if listing.is_none() && !changed(pods.values().cloned().collect()) {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks pod `pod` for draining (`why`: who and when), or takes the
+    /// mark off (None). A pod that no longer exists needs neither.
+    ///
+    /// # Errors
+    /// The API refused the patch (after its retries).
+    pub async fn mark_drain(&self, pod: &str, why: Option<&str>) -> Result<(), String> {
+        let pods = self.pods();
+        let patch = json!({"metadata": {"annotations": {DRAIN_ANNOTATION: why}}});
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..PatchParams::default()
+        };
+        let patch = Patch::Merge(&patch);
+        match retrying(&format!("annotate pod {pod}"), true, || {
+            pods.patch(pod, &params, &patch)
+        })
+        .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.contains("404") || e.contains("not found") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
