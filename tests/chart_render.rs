@@ -956,7 +956,18 @@ fn network_policies_guard_nodes_habd_registry_and_builders() {
             );
             assert!(!metrics, "{name}");
         }
-        assert_eq!(rpc["from"], serde_json::json!([habd_peer]), "{name}");
+        if name == "mainnet-all-values.yaml" {
+            // And from the RPC front door's pods.
+            let gateway_peer = serde_json::json!({"podSelector": {"matchLabels": {
+                "app.kubernetes.io/name": "hab", "app.kubernetes.io/instance": "hab", "app.kubernetes.io/component": "gateway"}}});
+            assert_eq!(
+                rpc["from"],
+                serde_json::json!([habd_peer, gateway_peer]),
+                "{name}"
+            );
+        } else {
+            assert_eq!(rpc["from"], serde_json::json!([habd_peer]), "{name}");
+        }
         assert_eq!(rules.len(), if metrics { 3 } else { 2 });
         // habd: its port from where habd.networkPolicy says.
         let habd = policy("hab-habd").unwrap_or_else(|| panic!("{name}: no habd policy"));

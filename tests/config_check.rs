@@ -428,4 +428,25 @@ fn the_front_doors_users_fleets_and_limits_are_checked() {
         "gateway.user",
         "at least one [[gateway.user]]",
     );
+    for (line, field, says) in [
+        (
+            "run = \"sideways\"",
+            "gateway.run",
+            "\"habd\" (habd serve runs it) or \"apart\"",
+        ),
+        ("drain_wait = \"soon\"", "gateway.drain_wait", "soon"),
+        ("drain_wait = \"1h\"", "gateway.drain_wait", "at most 5m"),
+        (
+            "max_calls_per_second = 0",
+            "gateway.max_calls_per_second",
+            "at least 1",
+        ),
+    ] {
+        expect_daemon_problem(
+            &format!("[gateway]\nlisten = \"127.0.0.1:8332\"\n{line}\n[[gateway.user]]\nrpcauth = \"{user}\"\n"),
+            4,
+            field,
+            says,
+        );
+    }
 }

@@ -101,10 +101,50 @@ async fn two_front_doors_apart_see_no_error_during_a_kube_rollout() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    let watches = kw.double.state.lock().unwrap().requests.iter().filter(|(_, path, q)| {
-        path.ends_with("/pods") && q.contains("watch=true") && q.contains("labelSelector=")
-    }).count();
-    assert!(watches >= 2, "each front door watches the pods: {watches} watches");
+    let watches = kw
+        .double
+        .state
+        .lock()
+        .unwrap()
+        .requests
+        .iter()
+        .filter(|(_, path, q)| {
+            path.ends_with("/pods") && q.contains("watch=true") && q.contains("labelSelector=")
+        })
+        .count();
+    assert!(
+        watches >= 2,
+        "each front door watches the pods: {watches} watches"
+    );
+
+    // habctl rpc --door: the front door's view, each pod in service.
+    let out = habctl(&habd)
+        .args(["rpc", "--door", &urls[1], "--user", "reader"])
+        .env("HAB_RPC_PASSWORD", "rpass")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with("NODE"), "{text}");
+    for o in 0..3 {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("{fleet}-{o} ")) && l.ends_with("in service")),
+            "{text}"
+        );
+    }
+    // habd itself runs none, and says where to look.
+    let out = habctl(&habd).arg("rpc").output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("runs apart"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let before = kw.double.state.lock().unwrap().pod_patches.len();
     let callers: Vec<Caller> = urls

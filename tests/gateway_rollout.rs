@@ -79,6 +79,27 @@ async fn a_client_of_the_front_door_sees_no_error_during_a_rollout() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    // habctl rpc: the view of the front door habd runs.
+    let out = habctl(&habd)
+        .args(["--output", "json", "rpc"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let nodes: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(nodes.as_array().map(Vec::len), Some(3), "{nodes}");
+    assert!(
+        nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["answers"] == true && n["excluded"].is_null()),
+        "{nodes}"
+    );
+
     // A client calling every 10 ms while habd rolls the fleet to B.
     let client = Caller::start(&url, "reader", "rpass");
     let ids = promote(&habd, "node", b).await;

@@ -233,6 +233,24 @@ enum Command {
     },
     /// habd's state at a glance.
     Status,
+    /// The RPC front door's view of the nodes: height, lag, initial block
+    /// download, calls in flight and served, drained, and why a node gets
+    /// no calls. Asks habd (the front door `habd serve` runs), or with
+    /// --door one front door run apart (`habd gateway`), as one of its
+    /// users.
+    ///
+    /// Example: habctl rpc --door http://hab-gateway:8332 --user ops
+    Rpc {
+        /// A front door's URL (its JSON-RPC address).
+        #[arg(long, requires = "user")]
+        door: Option<String>,
+        /// One of the front door's users ([[gateway.user]]).
+        #[arg(long)]
+        user: Option<String>,
+        /// That user's password.
+        #[arg(long, env = "HAB_RPC_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -532,6 +550,24 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
         Command::Status => {
             let v = client.status().await?;
             show(json_out, &v, print::status);
+        }
+        Command::Rpc {
+            door,
+            user,
+            password,
+        } => {
+            let v = match (door, user) {
+                (Some(url), Some(user)) => {
+                    let password = password.ok_or_else(|| {
+                        ClientError::Failed(
+                            "no password: set HAB_RPC_PASSWORD (or --password)".into(),
+                        )
+                    })?;
+                    client.door(&url, &user, &password).await?
+                }
+                _ => client.gateway().await?,
+            };
+            show(json_out, v.as_slice(), print::door);
         }
     }
     Ok(())

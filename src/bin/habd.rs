@@ -236,7 +236,10 @@ fn main() -> ExitCode {
             };
             match config.gateway.as_ref().map(|g| g.apart) {
                 None => {
-                    eprintln!("habd gateway: no [gateway] in {}: nothing to run", source(&config));
+                    eprintln!(
+                        "habd gateway: no [gateway] in {}: nothing to run",
+                        source(&config)
+                    );
                     return ExitCode::from(2);
                 }
                 Some(false) => {
@@ -255,11 +258,8 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let run = hab::rollout::door::run_apart(
-                Arc::new(config),
-                listen,
-                server::shutdown_signal(),
-            );
+            let run =
+                hab::rollout::door::run_apart(Arc::new(config), listen, server::shutdown_signal());
             match rt.block_on(run) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -290,6 +290,47 @@ impl Client {
     }
 
     /// `GET /fleets`: every fleet's nodes now.
+    /// What the RPC front door habd runs sees of the nodes.
+    ///
+    /// # Errors
+    /// See [`ClientError`].
+    pub async fn gateway(&self) -> Result<Vec<crate::gateway::DoorNode>, ClientError> {
+        self.get("/gateway").await
+    }
+
+    /// What a front door (`url`, e.g. one of `habd gateway`'s) sees of the
+    /// nodes, asked as one of its users.
+    ///
+    /// # Errors
+    /// See [`ClientError`].
+    pub async fn door(
+        &self,
+        url: &str,
+        user: &str,
+        password: &str,
+    ) -> Result<Vec<crate::gateway::DoorNode>, ClientError> {
+        let url = format!("{}/hab/nodes", url.trim_end_matches('/'));
+        let req = self.http.get(&url).basic_auth(user, Some(password));
+        let resp = req.send().await.map_err(|e| ClientError::Unreachable {
+            server: url.clone(),
+            reason: e.to_string(),
+        })?;
+        let status = resp.status();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        if !status.is_success() {
+            return Err(ClientError::Api {
+                status: status.as_u16(),
+                reason: serde_json::from_slice::<ErrorBody>(&body)
+                    .map(|e| e.error)
+                    .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned()),
+            });
+        }
+        serde_json::from_slice(&body).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
     pub async fn fleets(&self) -> Result<Vec<FleetView>, ClientError> {
         self.get("/fleets").await
     }

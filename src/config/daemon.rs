@@ -13,8 +13,8 @@ use toml::Spanned;
 use url::Url;
 
 use super::{
-    load_pipelines, parse_duration, parse_platforms, parse_timeout, read_source, resolve,
-    ConfigError, FleetConfig, Pipeline, Platform, Source,
+    gateway::parse_gateway, load_pipelines, parse_duration, parse_platforms, parse_timeout,
+    read_source, resolve, ConfigError, FleetConfig, Pipeline, Platform, Source,
 };
 
 /// The address habd listens on when nothing else is said. 8470 is unassigned
@@ -535,8 +535,7 @@ impl Config {
             });
         }
         if let Some(g) = raw.gateway {
-            config.gateway =
-                super::gateway::parse_gateway(&mut src, g, &config.fleets, &config.targets);
+            config.gateway = parse_gateway(&mut src, g, &config.fleets, &config.targets);
         }
         if src.diagnostics.is_empty() {
             Ok(config)

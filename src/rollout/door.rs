@@ -18,9 +18,10 @@ use super::kube::KubeTarget;
 /// Whether the front door of `config` fronts `fleet` (TLS fleets are not
 /// fronted yet).
 pub fn fronts(config: &Config, fleet: &FleetConfig) -> bool {
-    config.gateway.as_ref().is_some_and(|g| {
-        (g.fleets.is_empty() || g.fleets.contains(&fleet.name)) && !fleet.rpc_tls
-    })
+    config
+        .gateway
+        .as_ref()
+        .is_some_and(|g| (g.fleets.is_empty() || g.fleets.contains(&fleet.name)) && !fleet.rpc_tls)
 }
 
 /// The dialect the nodes of `fleet` speak (their pipeline's
@@ -72,10 +73,12 @@ pub async fn run_apart(
                 k
             }
         };
-        let file = f
-            .rpc_password_file
-            .clone()
-            .ok_or_else(|| format!("fleet {}: no rpc_password_file (the front door reads the nodes' password from it)", f.name))?;
+        let file = f.rpc_password_file.clone().ok_or_else(|| {
+            format!(
+                "fleet {}: no rpc_password_file (the front door reads the nodes' password from it)",
+                f.name
+            )
+        })?;
         let password = std::fs::read_to_string(&file)
             .map_err(|e| format!("fleet {}: {}: {e}", f.name, file.display()))?
             .trim()

@@ -85,11 +85,10 @@ impl Rollouts {
     /// The engine over `config`'s fleets.
     pub fn new(config: Arc<Config>, store: Store, registry: Registry) -> Arc<Self> {
         // Run apart, the front door is `habd gateway`'s, not this one's.
-        let gateway = config
-            .gateway
-            .as_ref()
-            .filter(|g| !g.apart)
-            .map(|g| crate::gateway::Gateway::new(Vec::new(), g.users.clone(), g.settings.clone()));
+        let gateway =
+            config.gateway.as_ref().filter(|g| !g.apart).map(|g| {
+                crate::gateway::Gateway::new(Vec::new(), g.users.clone(), g.settings.clone())
+            });
         Arc::new(Rollouts {
             gateway,
             config,

@@ -143,6 +143,7 @@ async fn blocking<T: Send + 'static>(
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/status", get(status))
+        .route("/gateway", get(gateway_nodes))
         .route("/pipelines", get(list_pipelines))
         .route("/pipelines/{name}", get(get_pipeline))
         .route("/pipelines/{name}/sync", post(sync_pipeline))
@@ -317,6 +318,20 @@ async fn status(State(state): State<AppState>) -> ApiResult<StatusView> {
         builds_running: state.builds.running(),
         pipelines: views,
     }))
+}
+
+/// The RPC front door habd runs, as it sees the nodes (`habctl rpc`).
+async fn gateway_nodes(State(state): State<AppState>) -> ApiResult<Vec<crate::gateway::DoorNode>> {
+    match state.rollouts.gateway() {
+        Some(g) => Ok(Json(g.nodes())),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            match &state.config.gateway {
+                Some(_) => "the RPC front door runs apart (gateway.run = \"apart\"): ask one of its processes, habctl rpc --door http://HOST:PORT --user NAME",
+                None => "habd runs no RPC front door: add [gateway] to hab.toml (see the README, \"The RPC front door\")",
+            },
+        )),
+    }
 }
 
 async fn sync_pipeline(State(state): State<AppState>, Path(name): Path<String>) -> Response {

@@ -819,7 +819,12 @@ fn watch_pods(state: Arc<Mutex<DoubleState>>, query: &str) -> Response {
                 (name.clone(), pod_json(name, sts, p, 0))
             })
             .filter(|(_, j)| selects(&selector, j))
-            .map(|(name, j)| (name, (j["metadata"]["uid"].as_str().unwrap_or("").to_string(), j)))
+            .map(|(name, j)| {
+                (
+                    name,
+                    (j["metadata"]["uid"].as_str().unwrap_or("").to_string(), j),
+                )
+            })
             .collect()
     };
     let from_now = query_param(query, "resourceVersion").is_some_and(|v| v != "0" && !v.is_empty());
@@ -1041,7 +1046,11 @@ async fn handle(State(state): State<Arc<Mutex<DoubleState>>>, req: Request) -> R
                 Err(e) => return status(400, "BadRequest", e.to_string()),
             };
             if !ctype.starts_with("application/merge-patch+json") {
-                return status(415, "UnsupportedMediaType", format!("content type {ctype:?}"));
+                return status(
+                    415,
+                    "UnsupportedMediaType",
+                    format!("content type {ctype:?}"),
+                );
             }
             s.rv += 1;
             let rv = s.rv;

@@ -70,6 +70,40 @@ data:
     soak = {{ $root.Values.habd.gates.soak | quote }}
     ready_timeout = {{ $root.Values.habd.gates.readyTimeout | quote }}
     {{- end }}
+    {{- with .Values.gateway }}{{ if .enabled }}
+    {{- $g := . }}
+    {{- $fronted := list }}
+    {{- range $s := $sets }}
+    {{- if and (ne $s.implementation "btcd") (or (not $g.sets) (has $s.name $g.sets)) }}{{ $fronted = append $fronted $s.fullname }}{{ end }}
+    {{- end }}
+    {{- range $n := $g.sets }}
+    {{- $found := false }}{{ range $sets }}{{ if eq .name $n }}{{ $found = true }}{{ if eq .implementation "btcd" }}{{ fail (printf "gateway.sets: %s is a btcd set, whose TLS RPC the front door does not front yet" $n) }}{{ end }}{{ end }}{{ end }}
+    {{- if not $found }}{{ fail (printf "gateway.sets: no node set named %s" $n) }}{{ end }}
+    {{- end }}
+    {{- if not $fronted }}{{ fail "gateway.enabled: no node set it can front (btcd's TLS RPC is not fronted yet)" }}{{ end }}
+    {{- if not $g.users }}{{ fail "gateway.users: at least one user (rpcauth = user:salt$hash, as bitcoind's rpcauth.py prints)" }}{{ end }}
+
+    # The RPC front door, run apart: `habd gateway` replicas (the
+    # Deployment {{ $full }}-gateway) watch the pods of these fleets; habd
+    # marks a pod for draining, waits drain_wait, then takes it down.
+    [gateway]
+    listen = "0.0.0.0:8332"
+    run = "apart"
+    fleets = [{{ range $i, $f := $fronted }}{{ if $i }}, {{ end }}{{ $f | quote }}{{ end }}]
+    max_lag = {{ $g.maxLag | int }}
+    max_body_bytes = {{ $g.maxBodyBytes | int }}
+    max_batch = {{ $g.maxBatch | int }}
+    max_calls_per_second = {{ $g.maxCallsPerSecond | int }}
+    drain_wait = {{ $g.drainWait | quote }}
+    {{- range $u := $g.users }}
+
+    [[gateway.user]]
+    rpcauth = {{ $u.rpcauth | quote }}
+    {{- with $u.allow }}
+    allow = [{{ range $i, $a := . }}{{ if $i }}, {{ end }}{{ $a | quote }}{{ end }}]
+    {{- end }}
+    {{- end }}
+    {{- end }}{{ end }}
   {{- range $impl := $impls }}
   pipeline-{{ $impl }}.toml: |
     implementation = {{ $impl | quote }}

@@ -25,7 +25,7 @@ mod builds;
 mod rollouts;
 
 pub use builds::{build, builds, chain, verification, verifications};
-pub use rollouts::{channels, fleet_chain, fleets, promoted};
+pub use rollouts::{channels, door, fleet_chain, fleets, promoted};
 
 /// Left-aligned columns two spaces apart, a header row first, trailing
 /// blanks trimmed; no final newline.

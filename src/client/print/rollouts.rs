@@ -165,3 +165,47 @@ pub fn fleet_chain(v: &FleetChain) -> String {
     }
     out
 }
+
+/// The RPC front door's view: each node, its height and lag, calls in
+/// flight and served, and why it gets no calls when it gets none.
+pub fn door(nodes: &[crate::gateway::DoorNode]) -> String {
+    if nodes.is_empty() {
+        return "the front door knows no node yet (are the fleets it fronts running?)\n".into();
+    }
+    let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+    let rows = nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.name.clone(),
+                opt(n.height),
+                opt(n.lag),
+                if n.initial_block_download {
+                    "yes"
+                } else {
+                    "no"
+                }
+                .into(),
+                n.in_flight.to_string(),
+                n.served.to_string(),
+                if n.drained { "yes" } else { "no" }.into(),
+                n.excluded
+                    .clone()
+                    .map_or("in service".into(), |why| format!("no calls: {why}")),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NODE",
+            "HEIGHT",
+            "LAG",
+            "IBD",
+            "IN FLIGHT",
+            "SERVED",
+            "DRAINED",
+            "STATE",
+        ],
+        rows,
+    )
+}
