@@ -499,3 +499,41 @@ async fn a_user_over_its_rate_is_refused_before_any_node() {
         "the refused calls never reached it"
     );
 }
+
+/// A block one node found since the front door last looked: a call naming
+/// it goes on from the node that lacks it (first in line) to the one that
+/// has it, instead of answering "Block not found"; a hash no node has is
+/// still Core's -5.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_only_one_node_has_yet_is_found_there() {
+    let (a, b) = tokio::join!(Counted::start(), Counted::start());
+    tokio::join!(a.bcoin().mine(5), b.bcoin().mine(5));
+    // b first: with equal lag and nothing in flight, it is asked first.
+    let (_g, url) = front_door(
+        vec![b.backend("b"), a.backend("a")],
+        Settings {
+            look_every: Duration::from_secs(3600),
+            ..settings()
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let new = a.bcoin().mine(1).await.pop().unwrap();
+    for method in ["getblock", "getblockheader"] {
+        for _ in 0..3 {
+            let (s, r) = call(&url, method, json!([new])).await;
+            assert_eq!(s, 200, "{method}: {r}");
+            assert_eq!(r["result"]["hash"], json!(new), "{r}");
+        }
+        // (bcoin's getblock is completed with a getblockheader.)
+        assert!(a.saw(method) >= 3, "{method}: a answered each");
+        assert_eq!(b.saw(method), 3, "{method}: b was asked first each time");
+    }
+    let (s, r) = call(&url, "getblock", json!(["00".repeat(32)])).await;
+    assert_eq!(s, 500);
+    assert_eq!(
+        r["error"],
+        json!({"code": -5, "message": "Block not found"}),
+        "{r}"
+    );
+}

@@ -157,6 +157,8 @@ mod code {
     pub const INVALID_REQUEST: i64 = -32600;
     pub const METHOD_NOT_FOUND: i64 = -32601;
     pub const INTERNAL_ERROR: i64 = -32603;
+    /// RPC_INVALID_ADDRESS_OR_KEY: no such block or transaction.
+    pub const NOT_FOUND: i64 = -5;
     /// RPC_IN_WARMUP: no node can answer yet.
     pub const IN_WARMUP: i64 = -28;
     /// Over a user's rate: JSON-RPC 2.0's first implementation-defined
@@ -428,6 +430,7 @@ impl Gateway {
             ));
         }
         let mut last = None;
+        let mut not_found = None;
         for i in order {
             let n = &nodes[i];
             // In flight first, then drained? A drain marks the node first
@@ -469,14 +472,31 @@ impl Gateway {
             n.in_flight.fetch_sub(1, Ordering::SeqCst);
             match answer {
                 Ok(Ok(result)) => {
-                    if let Some(h) = format::height_shown(method, &result) {
+                    // A tip's hash shows the client at least the height the
+                    // node had at its last look.
+                    let height = format::height_shown(method, &result).or_else(|| {
+                        (method == "getbestblockhash")
+                            .then(|| n.seen.lock().unwrap_or_else(|e| e.into_inner()).height)
+                            .flatten()
+                    });
+                    if let Some(h) = height {
                         let mut shown = self.shown.lock().unwrap_or_else(|e| e.into_inner());
                         let s = shown.entry(user.to_string()).or_default();
                         *s = (*s).max(h);
                     }
                     return Ok(result);
                 }
-                Ok(Err(e)) => return Err(format::error_for(imp, method, e)),
+                Ok(Err(e)) => {
+                    let e = format::error_for(imp, method, e);
+                    // A block or transaction this node lacks may be one a
+                    // node ahead of it has (a block found since the last
+                    // look): the next nodes are asked before "not found".
+                    if e["code"] == code::NOT_FOUND && format::names_block_or_tx(method) {
+                        not_found = Some(e);
+                        continue;
+                    }
+                    return Err(e);
+                }
                 Err(why) => {
                     tracing::info!(node = %n.backend.name, method, error = %why, "a node failed a call; trying the next");
                     last = Some(why);
@@ -485,6 +505,9 @@ impl Gateway {
                     }
                 }
             }
+        }
+        if let Some(e) = not_found {
+            return Err(e);
         }
         Err(error(
             code::INTERNAL_ERROR,

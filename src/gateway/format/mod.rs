@@ -78,6 +78,12 @@ pub fn height_named(method: &str, params: &Value) -> Option<u64> {
     }
 }
 
+/// Whether `method` names a block or a transaction by hash, which one node
+/// may lack while another has it.
+pub fn names_block_or_tx(method: &str) -> bool {
+    matches!(method, "getblockheader" | "getblock" | "getrawtransaction")
+}
+
 /// The height an answer shows the client (a client is never shown a
 /// lower one afterwards).
 pub fn height_shown(method: &str, result: &Value) -> Option<u64> {
