@@ -200,6 +200,7 @@ fn main() {
             password: node.password.clone(),
             dialect: node.dialect,
             hold: None,
+            http: None,
         }],
         users,
         Settings::default(),

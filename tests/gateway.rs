@@ -77,6 +77,7 @@ impl Counted {
             password: self.bcoin().api_key().to_string(),
             dialect: Dialect::Bcoin,
             hold: None,
+            http: None,
         }
     }
 

@@ -458,6 +458,7 @@ async fn from_bcoin() -> Vec<(&'static str, Seen)> {
             password: node.api_key().to_string(),
             dialect: Dialect::Bcoin,
             hold: None,
+            http: None,
         }],
         Settings {
             look_every: Duration::from_millis(100),

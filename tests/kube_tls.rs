@@ -63,6 +63,7 @@ async fn a_btcd_fleet_rolls_with_its_gates_over_tls_on_kubernetes() {
     }));
 
     bw.write_hab(&registry.url(), None);
+    let door_port = free_port();
     let written = std::fs::read_to_string(bw.world.path("hab.toml")).unwrap();
     let hab_toml = |ca: &str| {
         let mut hab = written.clone();
@@ -70,8 +71,11 @@ async fn a_btcd_fleet_rolls_with_its_gates_over_tls_on_kubernetes() {
             "[[target]]\nname = \"cluster\"\nkind = \"kubernetes\"\nendpoint = \"{}\"\nnamespace = \"default\"\n\
              [[fleet]]\nname = \"{fleet}\"\npipeline = \"node\"\nchannel = \"stable\"\ntarget = \"cluster\"\nnodes = 2\n\
              rpc_user = \"hab\"\nrpc_password_file = \"rpc-password\"\nrpc_tls_ca = \"{ca}\"\n\
-             [fleet.gates]\nsoak = \"1s\"\nready_timeout = \"8s\"\n",
-            double.url
+             [fleet.gates]\nsoak = \"1s\"\nready_timeout = \"8s\"\n\
+             [gateway]\nlisten = \"127.0.0.1:{door_port}\"\nrun = \"apart\"\ndrain_wait = \"500ms\"\n\
+             [[gateway.user]]\nrpcauth = \"{}\"\n",
+            double.url,
+            hab::gateway::access::User::rpcauth("reader", "f00d", "rpass"),
         ));
         hab
     };
@@ -134,6 +138,48 @@ async fn a_btcd_fleet_rolls_with_its_gates_over_tls_on_kubernetes() {
     );
     let out = run(habctl(&habd).args(["rollout", "status", &fleet]));
     assert!(out.contains("healthy at 850000"), "{out}");
+
+    // The RPC front door, run apart, before the same pods over TLS: it
+    // calls each pod by its certificate's name at the pod's address,
+    // trusting the fleet's CA only.
+    let mut door = std::process::Command::new(env!("CARGO_BIN_EXE_habd"))
+        .args(["gateway", "--config"])
+        .arg(bw.world.path("hab.toml"))
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{door_port}/");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let nodes = loop {
+        let out = habctl(&habd)
+            .args([
+                "--output", "json", "rpc", "--door", &url, "--user", "reader",
+            ])
+            .env("HAB_RPC_PASSWORD", "rpass")
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let up = v
+            .as_array()
+            .map_or(0, |n| n.iter().filter(|n| n["answers"] == true).count());
+        if up == 2 {
+            break v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the front door never reached both pods over TLS: {v}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let (s, r) = call(
+        reqwest::Client::new()
+            .post(&url)
+            .basic_auth("reader", Some("rpass"))
+            .json(&json!({"jsonrpc": "1.0", "id": 1, "method": "getblockcount", "params": []})),
+    )
+    .await;
+    assert_eq!((s, &r["result"]), (200, &json!(850000)), "{r} {nodes}");
+    let _ = door.kill();
+    let _ = door.wait();
     habd.stop().await;
 
     // The same fleet, its gates pinned to a CA that did not sign the

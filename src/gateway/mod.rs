@@ -63,6 +63,10 @@ pub struct Backend {
     /// is being drained for a rollout, is terminating, or is not Ready),
     /// whatever the front door's own looks say.
     pub hold: Option<String>,
+    /// The client to call it with, when it needs its own: over TLS,
+    /// trusting its fleet's CA only and reaching its certificate's name
+    /// at its address (btcd). None: plain HTTP.
+    pub http: Option<reqwest::Client>,
 }
 
 /// Limits and routing settings.
@@ -175,10 +179,7 @@ impl Gateway {
             nodes: std::sync::RwLock::default(),
             drained: Mutex::default(),
             users,
-            http: reqwest::Client::builder()
-                .timeout(settings.call_timeout)
-                .build()
-                .expect("a reqwest client"),
+            http: reqwest::Client::new(),
             settings,
             shown: Mutex::default(),
         });
@@ -373,9 +374,12 @@ impl Gateway {
         params: Value,
     ) -> Result<Result<Value, Value>, String> {
         let body = json!({"jsonrpc": "1.0", "id": "hab", "method": method, "params": params});
-        let resp = self
+        let resp = b
             .http
+            .as_ref()
+            .unwrap_or(&self.http)
             .post(&b.url)
+            .timeout(self.settings.call_timeout)
             .basic_auth(&b.user, Some(&b.password))
             .json(&body)
             .send()
@@ -398,9 +402,12 @@ impl Gateway {
     /// A GET of `path` on a node's RPC port (bcoin's REST), as JSON.
     async fn get_node(&self, b: &Backend, path: &str) -> Result<Value, String> {
         let base = b.url.trim_end_matches('/');
-        let resp = self
+        let resp = b
             .http
+            .as_ref()
+            .unwrap_or(&self.http)
             .get(format!("{base}{path}"))
+            .timeout(self.settings.call_timeout)
             .basic_auth(&b.user, Some(&b.password))
             .send()
             .await

@@ -15,13 +15,12 @@ use crate::{
 
 use super::kube::KubeTarget;
 
-/// Whether the front door of `config` fronts `fleet` (TLS fleets are not
-/// fronted yet).
+/// Whether the front door of `config` fronts `fleet`.
 pub fn fronts(config: &Config, fleet: &FleetConfig) -> bool {
     config
         .gateway
         .as_ref()
-        .is_some_and(|g| (g.fleets.is_empty() || g.fleets.contains(&fleet.name)) && !fleet.rpc_tls)
+        .is_some_and(|g| g.fleets.is_empty() || g.fleets.contains(&fleet.name))
 }
 
 /// The dialect the nodes of `fleet` speak (their pipeline's
@@ -84,14 +83,45 @@ pub async fn run_apart(
             .trim()
             .to_string();
         let dialect = dialect(&config, f).unwrap_or(Dialect::Core);
+        // Over TLS (btcd), the CA the nodes' certificates must come from.
+        let ca = f
+            .rpc_tls
+            .then(|| super::conf::pinned_ca(&config.state_dir, f));
+        if let Some(ca) = &ca {
+            super::conf::tls_client(ca, None).map_err(|e| format!("fleet {}: {e}", f.name))?;
+        }
         let (fleet, door, found) = (f.clone(), door.clone(), found.clone());
         tokio::spawn(async move {
+            // One TLS client per pod name and address, made when first seen.
+            let mut clients: BTreeMap<(String, SocketAddr), reqwest::Client> = BTreeMap::new();
             loop {
                 let watched = target
                     .watch_nodes(&fleet, |pods| {
                         let backends = pods
                             .into_iter()
                             .filter_map(|p| {
+                                let http = match (&ca, p.resolve) {
+                                    (None, _) => None,
+                                    (Some(ca), Some(at)) => {
+                                        if clients.len() > 256 {
+                                            clients.clear();
+                                        }
+                                        let made = match clients.get(&at) {
+                                            Some(c) => c.clone(),
+                                            None => {
+                                                let c = super::conf::tls_client(
+                                                    ca,
+                                                    Some((&at.0, at.1)),
+                                                )
+                                                .ok()?;
+                                                clients.insert(at, c.clone());
+                                                c
+                                            }
+                                        };
+                                        Some(made)
+                                    }
+                                    (Some(_), None) => return None,
+                                };
                                 Some(Backend {
                                     url: p.url?,
                                     name: p.name,
@@ -99,6 +129,7 @@ pub async fn run_apart(
                                     password: password.clone(),
                                     dialect,
                                     hold: p.hold,
+                                    http,
                                 })
                             })
                             .collect();

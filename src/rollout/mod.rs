@@ -130,8 +130,7 @@ impl Rollouts {
     }
 
     /// Tells the front door where the nodes of the fleets it fronts are
-    /// now (a node's address changes when it is recreated). TLS fleets
-    /// are not fronted yet.
+    /// now (a node's address changes when it is recreated).
     async fn find_gateway_nodes(&self) {
         let Some(g) = &self.gateway else { return };
         let mut backends = Vec::new();
@@ -143,19 +142,31 @@ impl Rollouts {
                 continue;
             };
             for o in 0..f.nodes {
-                if let Ok(Some(crate::rollout::node::NodeStatus {
-                    rpc_url: Some(url), ..
-                })) = target.status(f, o).await
-                {
-                    backends.push(crate::gateway::Backend {
-                        name: format!("{}-{o}", f.name),
-                        url,
-                        user: f.rpc_user.clone(),
-                        password: password.clone(),
-                        dialect: implementation,
-                        hold: None,
-                    });
-                }
+                let Ok(Some(status)) = target.status(f, o).await else {
+                    continue;
+                };
+                let Some(url) = status.rpc_url else { continue };
+                // Over TLS, a client that trusts the fleet's CA only.
+                let http = if f.rpc_tls {
+                    match self.rpc_http(f, status.rpc_resolve.as_ref()) {
+                        Ok(c) => Some(c),
+                        Err(e) => {
+                            tracing::warn!(fleet = %f.name, error = %e, "the front door cannot call this TLS fleet");
+                            continue;
+                        }
+                    }
+                } else {
+                    None
+                };
+                backends.push(crate::gateway::Backend {
+                    name: format!("{}-{o}", f.name),
+                    url,
+                    user: f.rpc_user.clone(),
+                    password: password.clone(),
+                    dialect: implementation,
+                    hold: None,
+                    http,
+                });
             }
         }
         g.set_backends(backends);

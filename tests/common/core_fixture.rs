@@ -121,6 +121,7 @@ impl CoreFixture {
             password: CORE_FIXTURE_PASSWORD.into(),
             dialect: hab::gateway::Dialect::Core,
             hold: None,
+            http: None,
         }
     }
 }

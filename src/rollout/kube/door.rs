@@ -22,16 +22,24 @@ use crate::config::{FleetConfig, DRAIN_ANNOTATION};
 pub struct PodNode {
     /// The pod's name (`<fleet>-<ordinal>`).
     pub name: String,
-    /// Its RPC URL, once it has an IP.
+    /// Its RPC URL, once it has an IP: `http://<ip>:<port>/`, or over TLS
+    /// `https://<pod>.<service>.<namespace>.svc:<port>/`, the name its
+    /// certificate carries, reached at `resolve`.
     pub url: Option<String>,
+    /// Over TLS: that name and the pod's address.
+    pub resolve: Option<(String, std::net::SocketAddr)>,
     /// Why it may get no call now: terminating, drained for a rollout, or
     /// not Ready.
     pub hold: Option<String>,
 }
 
-fn pod_node(fleet: &FleetConfig, p: &Pod) -> PodNode {
+fn pod_node(fleet: &FleetConfig, names: &PodNames, p: &Pod) -> PodNode {
     let name = p.metadata.name.clone().unwrap_or_default();
     let ip = p.status.as_ref().and_then(|s| s.pod_ip.clone());
+    let addr = ip
+        .as_deref()
+        .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+        .map(|ip| std::net::SocketAddr::new(ip, fleet.rpc_port));
     let drain = p
         .metadata
         .annotations
@@ -46,35 +54,59 @@ fn pod_node(fleet: &FleetConfig, p: &Pod) -> PodNode {
     } else {
         None
     };
+    if fleet.rpc_tls {
+        let host = format!("{name}.{}.{}.svc", names.service, names.namespace);
+        return PodNode {
+            url: addr.map(|_| format!("https://{host}:{}/", fleet.rpc_port)),
+            resolve: addr.map(|a| (host, a)),
+            name,
+            hold,
+        };
+    }
     PodNode {
         name,
         url: ip.map(|ip| format!("http://{ip}:{}/", fleet.rpc_port)),
+        resolve: None,
         hold,
     }
 }
 
+/// What a pod's TLS name is made of: the StatefulSet's governing Service
+/// and the namespace.
+struct PodNames {
+    service: String,
+    namespace: String,
+}
+
 impl KubeTarget {
     /// The label selector of the pods of StatefulSet `name` (its
-    /// `spec.selector.matchLabels`).
+    /// `spec.selector.matchLabels`), and its governing Service (`name`
+    /// when it names none).
     ///
     /// # Errors
     /// The API cannot be asked, the set does not exist, or it selects by
     /// expressions (not supported here).
-    pub async fn pod_selector(&self, name: &str) -> Result<String, String> {
+    async fn pod_selector(&self, name: &str) -> Result<(String, String), String> {
         let set = self
             .set(name)
             .await?
             .ok_or_else(|| format!("no StatefulSet {name} in namespace {}", self.namespace))?;
-        let labels = set
-            .spec
-            .and_then(|s| s.selector.match_labels)
+        let spec = set.spec.unwrap_or_default();
+        let service = spec
+            .service_name
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| name.to_string());
+        let labels = spec
+            .selector
+            .match_labels
             .filter(|l| !l.is_empty())
             .ok_or_else(|| format!("StatefulSet {name} selects its pods by no label"))?;
-        Ok(labels
+        let selector = labels
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
-            .join(","))
+            .join(",");
+        Ok((selector, service))
     }
 
     /// Watches the pods of `fleet` and calls `changed` with all of them,
@@ -88,7 +120,11 @@ impl KubeTarget {
         fleet: &FleetConfig,
         mut changed: impl FnMut(Vec<PodNode>) -> bool,
     ) -> Result<(), String> {
-        let selector = self.pod_selector(&fleet.name).await?;
+        let (selector, service) = self.pod_selector(&fleet.name).await?;
+        let names = PodNames {
+            service,
+            namespace: self.namespace.clone(),
+        };
         let mut stream = std::pin::pin!(watcher(
             self.pods(),
             watcher::Config::default().labels(&selector)
@@ -100,14 +136,14 @@ impl KubeTarget {
             match event {
                 Ok(watcher::Event::Init) => listing = Some(BTreeMap::new()),
                 Ok(watcher::Event::InitApply(p)) => {
-                    let n = pod_node(fleet, &p);
+                    let n = pod_node(fleet, &names, &p);
                     listing
                         .get_or_insert_with(BTreeMap::new)
                         .insert(n.name.clone(), n);
                 }
                 Ok(watcher::Event::InitDone) => pods = listing.take().unwrap_or_default(),
                 Ok(watcher::Event::Apply(p)) => {
-                    let n = pod_node(fleet, &p);
+                    let n = pod_node(fleet, &names, &p);
                     pods.insert(n.name.clone(), n);
                 }
                 Ok(watcher::Event::Delete(p)) => {
