@@ -37,6 +37,9 @@ use serde_json::{json, Value};
 
 use access::User;
 
+/// Core's fields the front door cannot give from btcd, and why.
+pub use format::BTCD_GAPS;
+
 /// Whose JSON-RPC a node speaks: Bitcoin Core's own (bitcoind), or one
 /// the front door translates ([`format`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -455,11 +458,13 @@ impl Gateway {
             let answer = match format::rest_instead(imp, method) {
                 Some(path) => self.get_node(&n.backend, path).await.map(Ok),
                 None => {
-                    self.call_node(&n.backend, method, format::params_for(imp, method, &params))
+                    let asked = format::method_for(imp, method);
+                    self.call_node(&n.backend, asked, format::params_for(imp, method, &params))
                         .await
                 }
             };
-            // What one answer lacks, a second call completes (bcoin).
+            let answer = answer.map(|a| format::answer_for(imp, method, &params, a));
+            // What one answer lacks, a second call completes (bcoin, btcd).
             let answer = match answer {
                 Ok(Ok(first)) => {
                     let result = format::result_for(imp, method, first.clone());
@@ -467,7 +472,7 @@ impl Gateway {
                         Some(f) => {
                             tokio::time::sleep(f.settle).await;
                             match self.call_node(&n.backend, f.method, f.params).await {
-                                Ok(second) => Ok(format::complete(method, result, second)),
+                                Ok(second) => Ok(format::complete(imp, method, result, second)),
                                 Err(_) => Ok(Ok(result)),
                             }
                         }

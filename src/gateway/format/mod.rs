@@ -5,8 +5,9 @@
 //! regtest gives them (tests/bcoin_real.rs), against Bitcoin Core's
 //! (src/rpc/blockchain.cpp, mempool.cpp, fees.cpp, net.cpp,
 //! rawtransaction.cpp); the differences method by method are in the
-//! shapes record the tests were written from. What is done here, for
-//! bcoin (bitcoind is Core; btcd passes through, not checked):
+//! shapes record the tests were written from. btcd's translations, from
+//! btcd's sources, are in [`btcd`] (its gaps in [`BTCD_GAPS`]). What is
+//! done here, for bcoin (bitcoind is Core):
 //!
 //! - **Parameters** ([`params_for`]): Core's named parameters made
 //!   positional (bcoin takes arrays only); `getblock`/`getrawtransaction`
@@ -36,10 +37,13 @@
 
 use serde_json::{json, Value};
 
+mod btcd;
 mod shapes;
 
 use super::Dialect;
 use shapes::*;
+
+pub use btcd::BTCD_GAPS;
 
 /// Bitcoin Core's error codes (src/rpc/protocol.h) used here.
 mod rpc {
@@ -48,21 +52,34 @@ mod rpc {
     pub const INVALID_ADDRESS_OR_KEY: i64 = -5;
     pub const INVALID_PARAMETER: i64 = -8;
     pub const DESERIALIZATION_ERROR: i64 = -22;
+    pub const TRANSACTION_ERROR: i64 = -25;
     pub const VERIFY_REJECTED: i64 = -26;
     pub const VERIFY_ALREADY_IN_UTXO_SET: i64 = -27;
     pub const METHOD_NOT_FOUND: i64 = -32601;
+    pub const INVALID_PARAMS: i64 = -32602;
+    pub const INTERNAL_ERROR: i64 = -32603;
+}
+
+/// Seconds since the Unix epoch now (0 if the clock is before it).
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Whether a node's `getblockchaininfo` says it is in initial block
 /// download: Core's own field, or (bcoin, which has none) verification
-/// short of the tip.
+/// short of the tip, or (btcd, which has neither) a tip older than 24
+/// hours, btcd's own rule ([`btcd::in_initial_block_download`]).
 pub fn in_initial_block_download(dialect: Dialect, info: &Value) -> bool {
     match info["initialblockdownload"].as_bool() {
         Some(ibd) => ibd,
-        None => {
-            dialect == Dialect::Bcoin
-                && info["verificationprogress"].as_f64().unwrap_or(0.0) < 0.9999
-        }
+        None => match dialect {
+            Dialect::Bcoin => info["verificationprogress"].as_f64().unwrap_or(0.0) < 0.9999,
+            Dialect::Btcd => btcd::in_initial_block_download(info, now_secs()),
+            Dialect::Core => false,
+        },
     }
 }
 
@@ -147,10 +164,22 @@ fn as_verbose(v: &Value) -> Value {
     }
 }
 
+/// The method a node is asked for Core's `method`: btcd lacks
+/// `estimatesmartfee` and `getnetworkinfo`, and answers them as
+/// `estimatefee` and `getinfo` ([`btcd::method`]).
+pub fn method_for(dialect: Dialect, method: &str) -> &str {
+    match dialect {
+        Dialect::Btcd => btcd::method(method),
+        Dialect::Core | Dialect::Bcoin => method,
+    }
+}
+
 /// A call's parameters as `implementation` takes them.
 pub fn params_for(dialect: Dialect, method: &str, params: &Value) -> Value {
-    if dialect != Dialect::Bcoin {
-        return params.clone();
+    match dialect {
+        Dialect::Core => return params.clone(),
+        Dialect::Btcd => return btcd::params(method, params),
+        Dialect::Bcoin => {}
     }
     let mut p = positional(method, params);
     match method {
@@ -197,10 +226,29 @@ pub fn rest_instead(dialect: Dialect, method: &str) -> Option<&'static str> {
     }
 }
 
+/// The node's answer to a call (`params` as the client sent them) as
+/// Core would answer that call, before [`result_for`] and [`error_for`]:
+/// where btcd answers with an error what Core answers with a result, or
+/// the result's shape depends on the call ([`btcd::answer`]). Others'
+/// answers are left as they are.
+pub fn answer_for(
+    dialect: Dialect,
+    method: &str,
+    params: &Value,
+    answer: Result<Value, Value>,
+) -> Result<Value, Value> {
+    match dialect {
+        Dialect::Btcd => btcd::answer(method, params, answer),
+        Dialect::Core | Dialect::Bcoin => answer,
+    }
+}
+
 /// A result in Bitcoin Core's format.
 pub fn result_for(dialect: Dialect, method: &str, mut result: Value) -> Value {
-    if dialect != Dialect::Bcoin {
-        return result;
+    match dialect {
+        Dialect::Core => return result,
+        Dialect::Btcd => return btcd::result(method, result, now_secs()),
+        Dialect::Bcoin => {}
     }
     match method {
         "getblockchaininfo" => chain_info(&mut result),
@@ -252,11 +300,14 @@ fn error(code: i64, message: &str) -> Value {
 /// (src/rpc/blockchain.cpp, rawtransaction.cpp, mempool.cpp, fees.cpp,
 /// common/messages.cpp).
 pub fn error_for(dialect: Dialect, method: &str, error_object: Value) -> Value {
-    if dialect != Dialect::Bcoin {
+    if dialect == Dialect::Core {
         return error_object;
     }
     let code = error_object["code"].as_i64().unwrap_or(rpc::MISC_ERROR);
     let message = error_object["message"].as_str().unwrap_or("").to_string();
+    if dialect == Dialect::Btcd {
+        return btcd::error_for(method, code, &message);
+    }
     let hash_param = matches!(method, "getblock" | "getblockheader" | "getrawtransaction");
     match (method, code) {
         ("uptime", rpc::METHOD_NOT_FOUND) => error(
@@ -326,8 +377,10 @@ pub struct FollowUp {
 /// not split connections; and its sendrawtransaction answers the txid of
 /// any well-formed transaction, taken or not.
 pub fn follow_up(dialect: Dialect, method: &str, result: &Value) -> Option<FollowUp> {
-    if dialect != Dialect::Bcoin {
-        return None;
+    match dialect {
+        Dialect::Core => return None,
+        Dialect::Btcd => return btcd::follow_up(method, result),
+        Dialect::Bcoin => {}
     }
     let call = |method, params| {
         Some(FollowUp {
@@ -357,10 +410,14 @@ pub fn follow_up(dialect: Dialect, method: &str, result: &Value) -> Option<Follo
 /// (`Err` with its error object when it answered one). When the node did
 /// not answer the second call at all, keep the first answer unchanged.
 pub fn complete(
+    dialect: Dialect,
     method: &str,
     mut result: Value,
     second: Result<Value, Value>,
 ) -> Result<Value, Value> {
+    if dialect == Dialect::Btcd {
+        return btcd::complete(method, result, second);
+    }
     match (method, second) {
         ("getblockheader", Ok(raw)) | ("getblock", Ok(raw)) => {
             if let Some(b) = raw.as_str().and_then(|h| hex::decode(h).ok()) {
@@ -416,5 +473,7 @@ pub fn complete(
     }
 }
 
+#[cfg(test)]
+mod btcd_tests;
 #[cfg(test)]
 mod tests;

@@ -68,9 +68,8 @@ fn params_are_bcoins_forms() {
     assert_eq!(p("getblockcount", json!({})), json!([]));
     // Verbosity 2 is left for bcoin to refuse (and error_for to say so).
     assert_eq!(p("getblock", json!(["h", 2])), json!(["h", 2]));
-    // Others' parameters untouched.
+    // Core's own parameters untouched.
     let v = json!(["h", 2]);
-    assert_eq!(params_for(Dialect::Btcd, "getblock", &v), v);
     assert_eq!(params_for(Dialect::Core, "getblock", &v), v);
 }
 
@@ -86,7 +85,7 @@ fn header_and_block_get_cores_fields() {
     assert!(h["previousblockhash"].is_string());
     let f = follow_up(B, "getblockheader", &h).unwrap();
     assert_eq!((f.method, &f.params), ("getblock", &json!([BLOCK1, false])));
-    let h = complete("getblockheader", h, Ok(json!(RAW_BLOCK1))).unwrap();
+    let h = complete(B, "getblockheader", h, Ok(json!(RAW_BLOCK1))).unwrap();
     assert_eq!(h["nonce"], 0);
     assert_eq!(h["nTx"], 1);
     // The verbose=false header is Core's already.
@@ -105,7 +104,7 @@ fn header_and_block_get_cores_fields() {
         (f.method, &f.params),
         ("getblockheader", &json!([BLOCK1, false]))
     );
-    let b = complete("getblock", b, Ok(json!(&RAW_BLOCK1[..160]))).unwrap();
+    let b = complete(B, "getblock", b, Ok(json!(&RAW_BLOCK1[..160]))).unwrap();
     assert_eq!(b["nonce"], 0);
     assert_eq!(
         keys(&b),
@@ -230,7 +229,7 @@ fn mempool_answers_get_cores_fields() {
     assert_eq!(info["minrelaytxfee"], 0.00001);
     let f = follow_up(B, "getmempoolinfo", &info).unwrap();
     assert_eq!((f.method, &f.params), ("getrawmempool", &json!([true])));
-    let info = complete("getmempoolinfo", info, Ok(verbose)).unwrap();
+    let info = complete(B, "getmempoolinfo", info, Ok(verbose)).unwrap();
     assert_eq!(info["bytes"], 185, "total vsize, not bcoin's memory");
     assert_eq!(info["total_fee"], 0.0012);
     assert_eq!(info["usage"], 2088);
@@ -265,7 +264,7 @@ fn fee_estimate_network_and_uptime_get_cores_fields() {
     let f = follow_up(B, "getnetworkinfo", &n).unwrap();
     assert_eq!(f.method, "getpeerinfo");
     let peers = json!([{"inbound": true}, {"inbound": false}, {"inbound": false}]);
-    let n = complete("getnetworkinfo", n, Ok(peers)).unwrap();
+    let n = complete(B, "getnetworkinfo", n, Ok(peers)).unwrap();
     assert_eq!(
         (&n["connections_in"], &n["connections_out"]),
         (&json!(1), &json!(2))
@@ -330,7 +329,7 @@ fn errors_get_cores_codes() {
         json!({"code": -1, "message": "getblockcount"})
     );
     let v = json!({"code": -5, "message": "x"});
-    assert_eq!(error_for(Dialect::Btcd, "getblock", v.clone()), v);
+    assert_eq!(error_for(Dialect::Core, "getblock", v.clone()), v);
 }
 
 #[test]
@@ -345,19 +344,19 @@ fn a_send_bcoin_did_not_take_is_refused() {
     // In the mempool: its txid.
     let in_pool = json!({"txid": "ae3f", "confirmations": 0});
     assert_eq!(
-        complete("sendrawtransaction", txid.clone(), Ok(in_pool)),
+        complete(B, "sendrawtransaction", txid.clone(), Ok(in_pool)),
         Ok(txid.clone())
     );
     // Nowhere (inputs missing, or dropped by policy): -26.
     let gone = json!({"code": -1, "message": "Transaction not found."});
     assert_eq!(
-        complete("sendrawtransaction", txid.clone(), Err(gone)).unwrap_err()["code"],
+        complete(B, "sendrawtransaction", txid.clone(), Err(gone)).unwrap_err()["code"],
         -26
     );
     // Already confirmed: -27.
     let mined = json!({"txid": "ae3f", "blockhash": BLOCK1, "confirmations": 3});
     assert_eq!(
-        complete("sendrawtransaction", txid, Ok(mined)).unwrap_err(),
+        complete(B, "sendrawtransaction", txid, Ok(mined)).unwrap_err(),
         json!({"code": -27, "message": "Transaction outputs already in utxo set"})
     );
     assert!(follow_up(Dialect::Core, "sendrawtransaction", &json!("ae3f")).is_none());
