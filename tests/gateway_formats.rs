@@ -387,6 +387,14 @@ enum Seen {
     Refused,
 }
 
+/// A column keeps, per method, the most a call of it needed.
+fn note(column: &mut [(&str, Seen)], method: &str, seen: Seen) {
+    let cell = column.iter_mut().find(|(m, _)| *m == method).unwrap();
+    if seen > cell.1 {
+        cell.1 = seen;
+    }
+}
+
 fn seen_word(s: Seen) -> &'static str {
     match s {
         Seen::Native => "native",
@@ -413,6 +421,25 @@ const METHODS: &[&str] = &[
 
 const GOLDEN: &str = "tests/golden/gateway-methods.md";
 
+/// btcd's column: what src/gateway/format/btcd.rs does with each method,
+/// from btcd's sources (its unit tests check each against Core's shapes);
+/// no btcd runs here, so it is not observed.
+const BTCD: &[(&str, &str)] = &[
+    ("getblockchaininfo", "translated"),
+    ("getblockcount", "native"),
+    ("getbestblockhash", "native"),
+    ("getblockhash", "translated"),
+    ("getblockheader", "translated"),
+    ("getblock", "translated"),
+    ("getrawtransaction", "translated"),
+    ("sendrawtransaction", "translated"),
+    ("getmempoolinfo", "translated"),
+    ("getrawmempool", "translated"),
+    ("estimatesmartfee", "translated (as `estimatefee`)"),
+    ("getnetworkinfo", "translated (from `getinfo`)"),
+    ("uptime", "native"),
+];
+
 fn table(bitcoind: &[(&str, Seen)], bcoin: &[(&str, Seen)]) -> String {
     let mut t = String::from(
         "<!-- Written by tests/gateway_formats.rs (HAB_UPDATE_GOLDEN=1 cargo test --test gateway_formats); the test keeps it true. -->\n\
@@ -420,26 +447,32 @@ fn table(bitcoind: &[(&str, Seen)], bcoin: &[(&str, Seen)]) -> String {
          What the RPC front door does with each method of its subset, by the\n\
          implementation that answers: **native** (the node's answer is Bitcoin\n\
          Core's already and passes as it is), **translated** (its parameters,\n\
-         result or errors are made Core's by src/gateway/format.rs), **refused\n\
+         result or errors are made Core's by src/gateway/format/), **refused\n\
          (-32601)** (answered \"Method not found\": the node has no such call).\n\
          bcoin 1.0.2's column is what a real bcoin answered in the test,\n\
          bitcoind's what the fixture node speaking Core's format answered\n\
-         (dockerfiles/fixture); btcd's answers pass through, not compared\n\
-         with Core's.\n\
+         (dockerfiles/fixture). btcd's column is what src/gateway/format/btcd.rs\n\
+         does, written from btcd's sources and checked by its unit tests\n\
+         against Core's shapes: no btcd runs here, so it is not observed.\n\
          \n\
          | method | bitcoind | btcd | bcoin |\n\
          |---|---|---|---|\n",
     );
-    for ((m, core), (_, s)) in bitcoind.iter().zip(bcoin) {
+    for (((m, core), (_, s)), (_, btcd)) in bitcoind.iter().zip(bcoin).zip(BTCD) {
         t.push_str(&format!(
-            "| `{m}` | {} | not checked | {} |\n",
+            "| `{m}` | {} | {btcd} | {} |\n",
             seen_word(*core),
             seen_word(*s)
         ));
     }
-    t.push_str(
-        "\nbcoin's gaps (Core's fields it does not give yet) are listed in tests/gateway_formats.rs (`GAPS`).\n",
-    );
+    t.push_str("\nWhat Core gives that the front door does not give from bcoin:\n\n");
+    for (case, field, why) in GAPS {
+        t.push_str(&format!("- {case}, `{field}`: {why}\n"));
+    }
+    t.push_str("\nFrom btcd (`hab::gateway::BTCD_GAPS`):\n\n");
+    for (case, field, why) in hab::gateway::BTCD_GAPS {
+        t.push_str(&format!("- {case}, `{field}`: {why}\n"));
+    }
     t
 }
 
@@ -531,10 +564,7 @@ async fn from_bcoin() -> Vec<(&'static str, Seen)> {
             _ if got == own => Seen::Native,
             _ => Seen::Translated,
         };
-        let cell = bcoin_column.iter_mut().find(|(m, _)| m == method).unwrap();
-        if seen > cell.1 {
-            cell.1 = seen;
-        }
+        note(&mut bcoin_column, method, seen);
         answers.push(got);
     }
     let answer = |method: &str, params: Value| {
@@ -721,10 +751,7 @@ async fn from_core_fixture() -> Vec<(&'static str, Seen)> {
             _ if got == own || *method == "uptime" => Seen::Native,
             _ => Seen::Translated,
         };
-        let cell = column.iter_mut().find(|(m, _)| m == method).unwrap();
-        if seen > cell.1 {
-            cell.1 = seen;
-        }
+        note(&mut column, method, seen);
         let what = format!("{method} {params}");
         match (*method, params.as_array().map(Vec::as_slice), &got) {
             ("getblockchaininfo", _, Ok(v)) => assert_shape("getblockchaininfo", v),

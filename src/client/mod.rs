@@ -71,25 +71,7 @@ impl Client {
             Some(t) => req.bearer_auth(t),
             None => req,
         };
-        let resp = req.send().await.map_err(|e| ClientError::Unreachable {
-            server: self.server.clone(),
-            reason: e.to_string(),
-        })?;
-        let status = resp.status();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Decode(e.to_string()))?;
-        if !status.is_success() {
-            let reason = serde_json::from_slice::<ErrorBody>(&body)
-                .map(|e| e.error)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
-            return Err(ClientError::Api {
-                status: status.as_u16(),
-                reason,
-            });
-        }
-        serde_json::from_slice(&body).map_err(|e| ClientError::Decode(e.to_string()))
+        answer(req, &self.server).await
     }
 
     /// GET an API path (under `/api/v1`).
@@ -117,6 +99,32 @@ impl Client {
         )
         .await
     }
+}
+
+/// Sends `req` to `server`: the JSON answer, or the error its body gives.
+async fn answer<T: DeserializeOwned>(
+    req: reqwest::RequestBuilder,
+    server: &str,
+) -> Result<T, ClientError> {
+    let resp = req.send().await.map_err(|e| ClientError::Unreachable {
+        server: server.to_string(),
+        reason: e.to_string(),
+    })?;
+    let status = resp.status();
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| ClientError::Decode(e.to_string()))?;
+    if !status.is_success() {
+        let reason = serde_json::from_slice::<ErrorBody>(&body)
+            .map(|e| e.error)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
+        return Err(ClientError::Api {
+            status: status.as_u16(),
+            reason,
+        });
+    }
+    serde_json::from_slice(&body).map_err(|e| ClientError::Decode(e.to_string()))
 }
 
 /// The API token in a token file as habd writes them (one token a line,
@@ -310,25 +318,7 @@ impl Client {
         password: &str,
     ) -> Result<Vec<crate::gateway::DoorNode>, ClientError> {
         let url = format!("{}/hab/nodes", url.trim_end_matches('/'));
-        let req = self.http.get(&url).basic_auth(user, Some(password));
-        let resp = req.send().await.map_err(|e| ClientError::Unreachable {
-            server: url.clone(),
-            reason: e.to_string(),
-        })?;
-        let status = resp.status();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Decode(e.to_string()))?;
-        if !status.is_success() {
-            return Err(ClientError::Api {
-                status: status.as_u16(),
-                reason: serde_json::from_slice::<ErrorBody>(&body)
-                    .map(|e| e.error)
-                    .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned()),
-            });
-        }
-        serde_json::from_slice(&body).map_err(|e| ClientError::Decode(e.to_string()))
+        answer(self.http.get(&url).basic_auth(user, Some(password)), &url).await
     }
 
     pub async fn fleets(&self) -> Result<Vec<FleetView>, ClientError> {

@@ -698,91 +698,6 @@ fn fields_v1(patch: &Value) -> Value {
     }
 }
 
-/// `GET …/pods?watch=true&fieldSelector=metadata.name=X`: a stream of
-/// watch events for that pod (ADDED for what exists at the start, then
-/// MODIFIED, DELETED, ADDED as it changes), until `timeoutSeconds`.
-fn watch_pod(state: Arc<Mutex<DoubleState>>, query: &str) -> Response {
-    let param = |k: &str| {
-        url::form_urlencoded::parse(query.as_bytes())
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.into_owned())
-    };
-    let Some(name) =
-        param("fieldSelector").and_then(|f| f.strip_prefix("metadata.name=").map(str::to_string))
-    else {
-        return status(
-            400,
-            "BadRequest",
-            "the double watches one pod: fieldSelector=metadata.name=<pod>".into(),
-        );
-    };
-    state.lock().unwrap_or_else(|e| e.into_inner()).watches += 1;
-    let timeout = param("timeoutSeconds")
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(290u64);
-    let until = std::time::Instant::now() + Duration::from_secs(timeout);
-    // Watching from a resourceVersion: only changes after it (the double
-    // takes "now" for it); from "0" or none: the pod as it is first.
-    let from_now = param("resourceVersion").is_some_and(|v| v != "0");
-    let first: Option<Seen> = from_now.then(|| {
-        let s = state.lock().unwrap_or_else(|e| e.into_inner());
-        s.pods
-            .get(&name)
-            .map(|p| (p.uid.clone(), p.ready, p.deleting.is_some()))
-    });
-    type Seen = Option<(String, bool, bool)>;
-    let stream = futures_util::stream::unfold((first, state), move |(seen, state)| {
-        let name = name.clone();
-        async move {
-            loop {
-                if std::time::Instant::now() >= until {
-                    return None;
-                }
-                let (now, line) = {
-                    let s = state.lock().unwrap_or_else(|e| e.into_inner());
-                    let sts = name.rsplit_once('-').map_or(name.as_str(), |(a, _)| a);
-                    match s.pods.get(&name) {
-                        Some(p) => {
-                            let now: Seen = Some((p.uid.clone(), p.ready, p.deleting.is_some()));
-                            let kind = match &seen {
-                                Some(Some((uid, _, _))) if *uid == p.uid => "MODIFIED",
-                                _ => "ADDED",
-                            };
-                            (
-                                now,
-                                json!({"type": kind, "object": pod_json(&name, sts, p, s.rv)}),
-                            )
-                        }
-                        None => (
-                            None,
-                            json!({"type": "DELETED", "object": {"apiVersion": "v1", "kind": "Pod",
-                                   "metadata": {"name": name, "namespace": "default"}}}),
-                        ),
-                    }
-                };
-                let changed = match &seen {
-                    None => now.is_some(),
-                    Some(before) => *before != now,
-                };
-                if changed {
-                    let mut bytes = serde_json::to_vec(&line).unwrap();
-                    bytes.push(b'\n');
-                    return Some((
-                        Ok::<_, std::convert::Infallible>(Bytes::from(bytes)),
-                        (Some(now), state),
-                    ));
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    });
-    Response::builder()
-        .status(200)
-        .header("content-type", "application/json")
-        .body(axum::body::Body::from_stream(stream))
-        .unwrap()
-}
-
 fn query_param(query: &str, k: &str) -> Option<String> {
     url::form_urlencoded::parse(query.as_bytes())
         .find(|(key, _)| key == k)
@@ -797,12 +712,23 @@ fn selects(selector: &str, pod: &Value) -> bool {
     })
 }
 
-/// `GET …/pods?watch=true&labelSelector=…`: watch events for every pod the
-/// selector picks (from a resourceVersion: changes after now only; else
+/// `GET …/pods?watch=true&labelSelector=…` (or
+/// `fieldSelector=metadata.name=<pod>`): watch events for every pod the
+/// selectors pick (from a resourceVersion: changes after now only; else
 /// ADDED for each first), as each is added, changed (Ready, Terminating,
-/// annotations) or deleted, until `timeoutSeconds`.
+/// annotations), replaced (DELETED, then ADDED with a new uid) or deleted,
+/// until `timeoutSeconds`.
 fn watch_pods(state: Arc<Mutex<DoubleState>>, query: &str) -> Response {
     let selector = query_param(query, "labelSelector").unwrap_or_default();
+    let only = query_param(query, "fieldSelector")
+        .map(|f| f.strip_prefix("metadata.name=").map(str::to_string));
+    let Some(only) = only.map_or(Some(None), |o| o.map(Some)) else {
+        return status(
+            400,
+            "BadRequest",
+            "the double selects pods by fieldSelector=metadata.name=<pod> only".into(),
+        );
+    };
     state.lock().unwrap_or_else(|e| e.into_inner()).watches += 1;
     let timeout = query_param(query, "timeoutSeconds")
         .and_then(|t| t.parse().ok())
@@ -818,7 +744,7 @@ fn watch_pods(state: Arc<Mutex<DoubleState>>, query: &str) -> Response {
                 let sts = name.rsplit_once('-').map_or(name.as_str(), |(a, _)| a);
                 (name.clone(), pod_json(name, sts, p, 0))
             })
-            .filter(|(_, j)| selects(&selector, j))
+            .filter(|(name, j)| selects(&selector, j) && only.as_ref().is_none_or(|o| o == name))
             .map(|(name, j)| {
                 (
                     name,
@@ -910,10 +836,7 @@ async fn handle(State(state): State<Arc<Mutex<DoubleState>>>, req: Request) -> R
         return fault_response(kind);
     }
     if method == Method::GET && path.ends_with("/pods") && watch {
-        if query.contains("labelSelector=") {
-            return watch_pods(state, &query);
-        }
-        return watch_pod(state, &query);
+        return watch_pods(state, &query);
     }
     let manager = url::form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == "fieldManager")

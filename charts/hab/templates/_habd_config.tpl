@@ -74,13 +74,12 @@ data:
     {{- $g := . }}
     {{- $fronted := list }}
     {{- range $s := $sets }}
-    {{- if and (ne $s.implementation "btcd") (or (not $g.sets) (has $s.name $g.sets)) }}{{ $fronted = append $fronted $s.fullname }}{{ end }}
+    {{- if or (not $g.sets) (has $s.name $g.sets) }}{{ $fronted = append $fronted $s.fullname }}{{ end }}
     {{- end }}
     {{- range $n := $g.sets }}
-    {{- $found := false }}{{ range $sets }}{{ if eq .name $n }}{{ $found = true }}{{ if eq .implementation "btcd" }}{{ fail (printf "gateway.sets: %s is a btcd set, whose TLS RPC the front door does not front yet" $n) }}{{ end }}{{ end }}{{ end }}
+    {{- $found := false }}{{ range $sets }}{{ if eq .name $n }}{{ $found = true }}{{ end }}{{ end }}
     {{- if not $found }}{{ fail (printf "gateway.sets: no node set named %s" $n) }}{{ end }}
     {{- end }}
-    {{- if not $fronted }}{{ fail "gateway.enabled: no node set it can front (btcd's TLS RPC is not fronted yet)" }}{{ end }}
     {{- if not $g.users }}{{ fail "gateway.users: at least one user (rpcauth = user:salt$hash, as bitcoind's rpcauth.py prints)" }}{{ end }}
 
     # The RPC front door, run apart: `habd gateway` replicas (the
