@@ -209,6 +209,13 @@ impl Rollouts {
         r: &crate::store::RolloutRecord,
     ) -> Result<u64, gates::GateStop> {
         let verdict = self.gate(target, fleet, ordinal, r).await;
+        self.undrain_node(target, fleet, ordinal).await;
+        verdict
+    }
+
+    /// Lets the front door send node `ordinal` calls again: after its
+    /// gates, or when the rollout is held before touching it.
+    async fn undrain_node(&self, target: &Target, fleet: &FleetConfig, ordinal: u32) {
         let name = format!("{}-{ordinal}", fleet.name);
         if let Some(g) = &self.gateway {
             g.undrain(&name);
@@ -221,7 +228,6 @@ impl Rollouts {
                 tracing::warn!(node = %name, error = %e, "cannot take the drain mark off the pod");
             }
         }
-        verdict
     }
 
     /// Wakes the worker (a rollout was queued, resumed or undone).

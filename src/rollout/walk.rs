@@ -192,6 +192,8 @@ impl Rollouts {
                             self.fail_or_turn(&r, &nodes, direction, ordinal, e).await?;
                         }
                         Err(UpdateError::Hold(why)) => {
+                            // Held before touching it: the node serves on.
+                            self.undrain_node(&target, &fleet, ordinal).await;
                             let store = self.store.clone();
                             if blocking(move || store.pause_rollout(id)).await? {
                                 self.step(
