@@ -203,7 +203,11 @@ fn main() {
             http: None,
         }],
         users,
-        Settings::default(),
+        // No rate limit in the way: what is measured is forwarding.
+        Settings {
+            max_calls_per_second: u32::MAX,
+            ..Settings::default()
+        },
     );
     let front = rt.block_on(async {
         g.look().await;
