@@ -201,6 +201,7 @@ fn main() {
             dialect: node.dialect,
             hold: None,
             http: None,
+            address: None,
         }],
         users,
         // No rate limit in the way: what is measured is forwarding.

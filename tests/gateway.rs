@@ -78,6 +78,7 @@ impl Counted {
             dialect: Dialect::Bcoin,
             hold: None,
             http: None,
+            address: None,
         }
     }
 

@@ -492,6 +492,7 @@ async fn from_bcoin() -> Vec<(&'static str, Seen)> {
             dialect: Dialect::Bcoin,
             hold: None,
             http: None,
+            address: None,
         }],
         Settings {
             look_every: Duration::from_millis(100),

@@ -70,6 +70,9 @@ pub struct Backend {
     /// trusting its fleet's CA only and reaching its certificate's name
     /// at its address (btcd). None: plain HTTP.
     pub http: Option<reqwest::Client>,
+    /// Where `http` reaches a TLS node's name: with the URL, what makes
+    /// it the same node (a pod recreated at a new address is a new one).
+    pub address: Option<std::net::SocketAddr>,
 }
 
 /// Limits and routing settings.
@@ -199,7 +202,11 @@ impl Gateway {
             .map(|backend| {
                 let kept = nodes
                     .iter()
-                    .find(|n| n.backend.name == backend.name && n.backend.url == backend.url)
+                    .find(|n| {
+                        n.backend.name == backend.name
+                            && n.backend.url == backend.url
+                            && n.backend.address == backend.address
+                    })
                     .cloned();
                 if let Some(n) = &kept {
                     *n.hold.lock().unwrap_or_else(|e| e.into_inner()) = backend.hold.clone();
@@ -544,4 +551,41 @@ impl Gateway {
 
 fn error(code: i64, message: &str) -> Value {
     json!({"code": code, "message": message})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tls_node(address: &str) -> Backend {
+        Backend {
+            name: "hab-btcd-0".into(),
+            url: "https://hab-btcd-0.hab-btcd.default.svc:8334/".into(),
+            user: "hab".into(),
+            password: "pw".into(),
+            dialect: Dialect::Btcd,
+            hold: None,
+            http: None,
+            address: Some(address.parse().unwrap()),
+        }
+    }
+
+    /// A TLS node keeps its URL (its certificate's name) when its pod is
+    /// recreated at a new address: the front door must take it as a new
+    /// node, called at the new address, not keep the old one's client.
+    #[tokio::test]
+    async fn a_tls_node_at_a_new_address_is_a_new_node() {
+        let g = Gateway::new(
+            vec![tls_node("10.0.0.5:8334")],
+            Vec::new(),
+            Settings::default(),
+        );
+        let first = g.snapshot()[0].clone();
+        g.set_backends(vec![tls_node("10.0.0.5:8334")]);
+        assert!(Arc::ptr_eq(&first, &g.snapshot()[0]), "same address: kept");
+        g.set_backends(vec![tls_node("10.0.0.9:8334")]);
+        let now = g.snapshot()[0].clone();
+        assert!(!Arc::ptr_eq(&first, &now), "new address: a new node");
+        assert_eq!(now.backend.address, Some("10.0.0.9:8334".parse().unwrap()));
+    }
 }

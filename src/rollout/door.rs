@@ -100,6 +100,7 @@ pub async fn run_apart(
                         let backends = pods
                             .into_iter()
                             .filter_map(|p| {
+                                let address = p.resolve.as_ref().map(|(_, a)| *a);
                                 let http = match (&ca, p.resolve) {
                                     (None, _) => None,
                                     (Some(ca), Some(at)) => {
@@ -130,6 +131,7 @@ pub async fn run_apart(
                                     dialect,
                                     hold: p.hold,
                                     http,
+                                    address,
                                 })
                             })
                             .collect();

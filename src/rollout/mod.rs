@@ -145,7 +145,9 @@ impl Rollouts {
                 let Ok(Some(status)) = target.status(f, o).await else {
                     continue;
                 };
-                let Some(url) = status.rpc_url else { continue };
+                let Some(url) = status.rpc_url.clone() else {
+                    continue;
+                };
                 // Over TLS, a client that trusts the fleet's CA only.
                 let http = if f.rpc_tls {
                     match self.rpc_http(f, status.rpc_resolve.as_ref()) {
@@ -166,6 +168,7 @@ impl Rollouts {
                     dialect: implementation,
                     hold: None,
                     http,
+                    address: status.rpc_resolve.as_ref().map(|(_, a)| *a),
                 });
             }
         }

@@ -122,6 +122,7 @@ impl CoreFixture {
             dialect: hab::gateway::Dialect::Core,
             hold: None,
             http: None,
+            address: None,
         }
     }
 }
