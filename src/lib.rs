@@ -32,6 +32,7 @@ pub mod builder;
 pub mod channel;
 pub mod client;
 pub mod config;
+pub mod dashboard;
 pub mod gateway;
 pub mod health;
 pub mod hooks;

@@ -29,6 +29,7 @@ impl Builds {
             .map(|b| b.platforms.iter().map(|p| p.platform.clone()).collect())
             .unwrap_or_default();
         let id = build.map(|b| b.id);
+        let started = std::time::Instant::now();
         let note = |line: String| {
             if let Some(id) = id {
                 self.log(id, None, line);
@@ -90,6 +91,7 @@ impl Builds {
             reason: problems.first().cloned(),
             read_back,
             smoke,
+            seconds: started.elapsed().as_secs_f64(),
         };
         let store = self.store.clone();
         let reference = self.registry.pinned(repository, index_digest);

@@ -376,7 +376,8 @@ impl Rollouts {
                             image: status.as_ref().and_then(|s| s.image.clone()),
                             rpc: status.and_then(|s| s.rpc_url),
                             health: health::judge(&obs, None, u64::MAX)
-                                .and_then(|()| obs.rpc.map(|i| i.blocks)),
+                                .and_then(|()| obs.rpc.clone().map(|i| i.blocks)),
+                            chain: obs.rpc.ok(),
                         });
                     }
                 }
@@ -385,6 +386,7 @@ impl Rollouts {
                     image: None,
                     rpc: None,
                     health: Err(e.clone()),
+                    chain: None,
                 })),
             }
             out.push(FleetView {
@@ -397,6 +399,38 @@ impl Rollouts {
             });
         }
         Ok(out)
+    }
+
+    /// Looks at every fleet's nodes and keeps the look in the store (what
+    /// the dashboard and `/metrics` show).
+    ///
+    /// # Errors
+    /// The store fails.
+    pub async fn look(&self) -> Result<(), RolloutError> {
+        let at = chrono::Utc::now();
+        for f in self.fleets().await? {
+            let nodes: Vec<crate::store::NodeLook> = f
+                .nodes
+                .into_iter()
+                .map(|n| crate::store::NodeLook {
+                    fleet: f.name.clone(),
+                    ordinal: n.ordinal,
+                    image: n.image,
+                    rpc: n.rpc,
+                    chain: n.chain.as_ref().map(|c| c.chain.clone()),
+                    height: n.chain.as_ref().map(|c| c.blocks),
+                    headers: n.chain.as_ref().map(|c| c.headers),
+                    ibd: n.chain.as_ref().map(|c| c.initialblockdownload),
+                    healthy: n.health.is_ok(),
+                    reason: n.health.err(),
+                    observed_at: at,
+                })
+                .collect();
+            let store = self.store.clone();
+            let name = f.name.clone();
+            blocking(move || store.record_node_status(&name, &nodes)).await?;
+        }
+        Ok(())
     }
 
     /// The store.

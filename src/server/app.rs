@@ -16,6 +16,10 @@ use crate::{
     sync::Syncer,
 };
 
+/// How often habd looks at every node for the dashboard and `/metrics`
+/// (the rollout engine looks on its own, as its gates need).
+const LOOK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl AppState {
     /// State over a loaded config, an open store and the API tokens. Starts
     /// the rollout engine's worker, the trigger queue and the scheduler, so
@@ -84,9 +88,19 @@ impl AppState {
             "API requests refused for a missing or wrong token",
             metrics.http_unauthorized.clone(),
         );
+        metrics.register_facts(&mut registry);
         let reg = crate::registry::Registry::new(&config.registry)?;
         let rollouts = crate::rollout::Rollouts::new(config.clone(), store.clone(), reg.clone());
         rollouts.spawn();
+        let looker = rollouts.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = looker.look().await {
+                    tracing::warn!(error = %e, "could not record the look at the fleets' nodes");
+                }
+                tokio::time::sleep(LOOK_EVERY).await;
+            }
+        });
         let promotions =
             crate::promotion::Promotions::new(store.clone(), reg.clone(), rollouts.clone());
         let builds = Builds::new(config.clone(), store.clone(), reg, promotions.clone());
@@ -113,6 +127,7 @@ impl AppState {
             queue,
             started: Instant::now(),
             requests: Arc::default(),
+            sessions: Arc::default(),
         })
     }
 

@@ -34,6 +34,7 @@ mod git;
 mod hooks;
 mod metrics;
 mod rollouts;
+mod ui;
 
 use git::{git_head, git_info_packs, git_info_refs, git_object};
 use metrics::{metrics, Metrics};
@@ -122,6 +123,7 @@ pub struct AppState {
     queue: Arc<crate::queue::Queue>,
     started: Instant,
     requests: Arc<AtomicU64>,
+    sessions: ui::SessionStore,
 }
 
 /// Runs a blocking store call off the async runtime.
@@ -172,7 +174,27 @@ pub fn router(state: AppState) -> Router {
         .route("/registry/prune", post(prune_registry))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API route") })
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    let dashboard = Router::new()
+        .route("/", get(ui::overview))
+        .route("/freshness", get(ui::freshness))
+        .route("/fleets", get(ui::fleets_page))
+        .route("/events/fleets", get(ui::fleets_events))
+        .route("/builds/{id}", get(ui::build_page))
+        .route("/queue", get(ui::queue_page))
+        .route(
+            "/act/{fleet}/{action}",
+            get(ui::act_confirm).post(ui::act_post),
+        )
+        .route("/promote", get(ui::promote_confirm).post(ui::promote_post))
+        .route("/signout", post(ui::signout))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            ui::require_session,
+        ));
     Router::new()
+        .merge(dashboard)
+        .route("/signin", get(ui::signin_page).post(ui::signin))
+        .route("/assets/{name}", get(ui::asset))
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))
         .route("/hooks/github", post(hooks::github))
@@ -206,7 +228,10 @@ async fn require_token(State(state): State<AppState>, req: Request, next: Next) 
     let reason = match given {
         None => "missing bearer token: send 'Authorization: Bearer <token>' (habctl: --token or HAB_TOKEN)",
         Some(t) if state.tokens.iter().any(|k| constant_time_eq(k.as_bytes(), t.as_bytes())) => {
-            return next.run(req).await
+            let who = format!("api ({})", crate::dashboard::who("", t));
+            let mut req = req;
+            req.extensions_mut().insert(rollouts::Caller(who));
+            return next.run(req).await;
         }
         Some(_) => "wrong bearer token",
     };

@@ -68,14 +68,59 @@ async fn active(state: &AppState, fleet: &str) -> Result<RolloutRecord, ApiError
     }
 }
 
+/// Who called the API, as recorded with an action: `api (token 3f2a9c1b)`.
+#[derive(Debug, Clone)]
+pub(super) struct Caller(pub(super) String);
+
 pub(super) async fn control(
     State(state): State<AppState>,
+    axum::Extension(Caller(who)): axum::Extension<Caller>,
     Path((fleet, action)): Path<(String, String)>,
 ) -> ApiResult<RolloutRecord> {
-    let r = active(&state, &fleet).await?;
+    Ok(Json(act(&state, &fleet, &action, &who).await?))
+}
+
+/// Pauses, resumes or undoes a fleet's rollout in progress, for the API and
+/// the dashboard alike; the action, who took it and what came of it are
+/// recorded (and, when it happened, as a step of the rollout).
+pub(super) async fn act(
+    state: &AppState,
+    fleet: &str,
+    action: &str,
+    who: &str,
+) -> Result<RolloutRecord, ApiError> {
+    let result = act_unrecorded(state, fleet, action).await;
+    let outcome = match &result {
+        Ok(_) => "ok".to_string(),
+        Err(e) => e.reason.clone(),
+    };
+    let store = state.store();
+    let (w, a, target) = (
+        who.to_string(),
+        action.to_string(),
+        format!("fleet {fleet}"),
+    );
+    let rollout = result.as_ref().ok().map(|r| r.id);
+    blocking(move || {
+        store.record_action(&w, &a, &target, &outcome)?;
+        if let Some(id) = rollout {
+            store.rollout_step(id, None, "operator", &format!("{a} by {w}"))?;
+        }
+        Ok(())
+    })
+    .await?;
+    result
+}
+
+async fn act_unrecorded(
+    state: &AppState,
+    fleet: &str,
+    action: &str,
+) -> Result<RolloutRecord, ApiError> {
+    let r = active(state, fleet).await?;
     let store = state.store();
     let id = r.id;
-    let done = match action.as_str() {
+    let done = match action {
         "pause" => blocking(move || store.pause_rollout(id)).await?,
         "resume" => blocking(move || store.resume_rollout(id)).await?,
         "undo" => blocking(move || store.undo_rollout(id)).await?.is_some(),
@@ -97,8 +142,7 @@ pub(super) async fn control(
     }
     state.rollouts.wake();
     let store = state.store();
-    let r = blocking(move || store.rollout(id))
+    blocking(move || store.rollout(id))
         .await?
-        .ok_or_else(|| ApiError::internal("rollout vanished"))?;
-    Ok(Json(r))
+        .ok_or_else(|| ApiError::internal("rollout vanished"))
 }

@@ -62,6 +62,16 @@ pub enum ItemState {
 }
 
 impl ItemState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemState::Pending => "pending",
+            ItemState::Running => "running",
+            ItemState::Done => "done",
+            ItemState::Failed => "failed",
+        }
+    }
+
     fn parse(s: &str) -> rusqlite::Result<Self> {
         Ok(match s {
             "pending" => ItemState::Pending,

@@ -232,4 +232,29 @@ pub(super) const MIGRATIONS: &[&str] = &[
         reason TEXT NOT NULL,
         at TEXT NOT NULL
      );",
+    // 8: what the dashboard and /metrics show without asking a node: the
+    // last look at each node (habd looks every few seconds), and every
+    // operator action with who took it.
+    "CREATE TABLE node_status (
+        fleet TEXT NOT NULL,
+        ordinal INTEGER NOT NULL,
+        image TEXT,
+        rpc TEXT,
+        chain TEXT,
+        height INTEGER,
+        headers INTEGER,
+        ibd INTEGER,
+        healthy INTEGER NOT NULL,
+        reason TEXT,
+        observed_at TEXT NOT NULL,
+        PRIMARY KEY (fleet, ordinal)
+     );
+     CREATE TABLE actions (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        who TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        outcome TEXT NOT NULL
+     );",
 ];

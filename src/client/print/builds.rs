@@ -351,6 +351,7 @@ mod tests {
                 bytes_read: 1234,
                 ..ReadBack::default()
             },
+            seconds: 1.5,
             smoke: smoke
                 .map(|exit_code| {
                     BTreeMap::from([(

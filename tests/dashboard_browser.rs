@@ -1,0 +1,183 @@
+//! The dashboard in a real browser: Debian's chromium, headless, driven by
+//! puppeteer-core (tests/browser/dashboard.cjs), every page checked by
+//! axe-core. habd runs a fleet of three pods on Kubernetes (the API double
+//! of tests/common/kube_double.rs, its pods real fixture-node containers).
+//! The browser signs in, reads the overview, finds a hostile tag message
+//! shown as text, has a forged action refused, promotes a build through
+//! the confirmation page, and watches the rollout advance on the fleets
+//! page without a reload. Screenshots at 375 and 1440 px are kept under
+//! target/dashboard-screenshots/.
+
+mod common;
+
+use std::{path::PathBuf, process::Command};
+
+use common::*;
+use hab::hooks::sign;
+use serde_json::{json, Value};
+
+/// An upstream tag message that would run script if a page pasted it in.
+const HOSTILE: &str = "Release v9.0.0 <script>window.__hab_xss = 1</script>\n\n<img src=x onerror=\"window.__hab_xss = 2\"> & \"quotes\"";
+/// A webhook delivery id that would do the same.
+const HOSTILE_DELIVERY: &str = "<img src=x onerror=window.__hab_xss=3>";
+const HOOK_SECRET: &str = "dashboard-hook-secret-0123456789";
+
+fn screenshots() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/dashboard-screenshots")
+}
+
+/// A page of the dashboard, read with the API token (no browser).
+async fn page_text(habd: &Habd, path: &str) -> (u16, String) {
+    let r = client()
+        .get(format!("{}{path}", habd.url))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_signs_in_shows_the_fleet_and_follows_a_rollout_live() {
+    let kw = KubeWorld::with(140, 3, "soak = \"2s\"\nready_timeout = \"30s\"\n").await;
+    let fleet = kw.fleet.clone();
+    // The newest tag upstream is signed, and its message is hostile HTML.
+    let (up, bw) = (&kw.bw.world.upstream, &kw.bw);
+    let commit = up.commit("nine");
+    let payload = up.tag_payload("v9.0.0", &commit, HOSTILE);
+    let sig = bw.world.gpg.sign(&bw.fpr, payload.as_bytes(), T2020_02_01);
+    up.write_tag("v9.0.0", &format!("{payload}{sig}"));
+    // Webhooks on, to send a hostile delivery.
+    std::fs::write(bw.world.path("hook-secret"), HOOK_SECRET).unwrap();
+    bw.write_pipeline(
+        "node",
+        &fixture_recipe(),
+        AMD64,
+        r#"["fixture-node", "--version"]"#,
+        "[[channel]]\nname = \"edge\"\nauto = true\n[[channel]]\nname = \"stable\"\n\
+         [webhook]\nsecret_file = \"../hook-secret\"\n",
+    );
+    let habd = Habd::start_config(kw.bw.load()).await;
+    for p in ["node", "node2"] {
+        let (s, b) = call(habd.api(reqwest::Method::POST, &format!("/pipelines/{p}/sync"))).await;
+        assert_eq!(s, 200, "{b}");
+    }
+    let a = build_of(&habd, "node", "v1.0.0").await;
+    let b = build_of(&habd, "node", "v1.1.0").await;
+    kw.install(&fleet, &image(&a));
+    kw.install(&kw.fleet2, &image(&a));
+    kw.wait_ready().await;
+    assert_eq!(promote_and_wait(&habd, &a).await["state"], "succeeded");
+    let body = serde_json::to_vec(&json!({
+        "ref": "refs/tags/v9.0.0",
+        "repository": {"full_name": "fixture/node", "clone_url": kw.bw.world.daemon.url("node.git")},
+    }))
+    .unwrap();
+    let (s, v) = call(
+        client()
+            .post(format!("{}/hooks/github", habd.url))
+            .header("X-GitHub-Event", "push")
+            .header("X-GitHub-Delivery", HOSTILE_DELIVERY)
+            .header(
+                "X-Hub-Signature-256",
+                format!("sha256={}", sign(HOOK_SECRET.as_bytes(), &body)),
+            )
+            .body(body),
+    )
+    .await;
+    assert_eq!(s, 202, "{v}");
+
+    // Server-side, before any browser: the hostile text is escaped.
+    let (s, fresh) = page_text(&habd, "/freshness").await;
+    assert_eq!(s, 200, "{fresh}");
+    assert!(fresh.contains("&lt;script&gt;window.__hab_xss"), "{fresh}");
+    assert!(!fresh.contains("<script>window"), "{fresh}");
+    assert!(!fresh.contains("<img src=x"), "{fresh}");
+    let (s, queue) = page_text(&habd, "/queue").await;
+    assert_eq!(s, 200, "{queue}");
+    assert!(
+        queue.contains("&lt;img src=x onerror=window.__hab_xss=3&gt;"),
+        "{queue}"
+    );
+    assert!(!queue.contains("<img src=x"), "{queue}");
+    // Unauthenticated: the sign-in page, nothing of the fleet.
+    let r = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{}/fleets", habd.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(r.headers()["location"], "/signin?next=%2Ffleets");
+    // Edge points at B, stable at A: the overview offers B to stable.
+    let (_, overview) = page_text(&habd, "/").await;
+    let promote = format!(
+        "/promote?pipeline=node&amp;build={}&amp;channel=stable",
+        b["id"]
+    );
+    assert!(overview.contains(&promote), "{overview}");
+    // A look at the nodes has been recorded.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while habd.store.node_statuses().unwrap().len() < 5 {
+        assert!(std::time::Instant::now() < deadline, "no look at the nodes");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    // The browser.
+    let out = Command::new("node")
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser/dashboard.cjs"))
+        .env("HAB_URL", &habd.url)
+        .env("HAB_TOKEN", TOKEN)
+        .env("HAB_FLEET", &fleet)
+        .env("HAB_OUT", screenshots())
+        .output()
+        .expect("node runs (scripts/setup.sh installs it)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the browser run failed:\n{stderr}\n{stdout}"
+    );
+    let found: Value = serde_json::from_str(stdout.trim()).unwrap();
+    println!("{:#}", found["rollout_seen"]);
+    assert_eq!(found["forged_status"], 403);
+    for page in [
+        "signin",
+        "overview",
+        "freshness",
+        "queue",
+        "confirm",
+        "fleets",
+        "custody",
+    ] {
+        let v = found["axe"][page].as_array().unwrap();
+        assert!(
+            v.iter()
+                .all(|v| !["serious", "critical"].contains(&v["impact"].as_str().unwrap_or(""))),
+            "{page}: {v:?}"
+        );
+        for width in [375, 1440] {
+            let shot = screenshots().join(format!("{page}-{width}.png"));
+            assert!(
+                std::fs::metadata(&shot).unwrap().len() > 1000,
+                "{}",
+                shot.display()
+            );
+        }
+    }
+
+    // The store agrees: the promote recorded with who, B rolled out.
+    let actions = habd.store.actions(10).unwrap();
+    let promote = actions.iter().find(|a| a.action == "promote").unwrap();
+    assert!(
+        promote.who.starts_with("Ann Operator (token "),
+        "{promote:?}"
+    );
+    assert_eq!(promote.outcome, "ok");
+    assert_eq!(kw.pod_image_of(&fleet, 2).await, image(&b));
+    let rollouts = habd.store.rollouts(Some(&fleet), 1).unwrap();
+    assert_eq!(rollouts[0].image, image(&b));
+    assert_eq!(rollouts[0].state.as_str(), "succeeded");
+}
