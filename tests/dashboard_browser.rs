@@ -180,4 +180,114 @@ async fn the_dashboard_signs_in_shows_the_fleet_and_follows_a_rollout_live() {
     let rollouts = habd.store.rollouts(Some(&fleet), 1).unwrap();
     assert_eq!(rollouts[0].image, image(&b));
     assert_eq!(rollouts[0].state.as_str(), "succeeded");
+
+    // The same facts for machines. The newest tag is built too (edge
+    // follows it), so its release reaches verified, built and edge.
+    let nine = build_of(&habd, "node", "v9.0.0").await;
+    assert_eq!(nine["state"], "verified", "{nine}");
+    let families = scrape(&habd).await;
+    let samples = |family: &str| -> Vec<Value> {
+        families[family]["samples"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no family {family} in {families:#}"))
+            .clone()
+    };
+    let node = |family: &str, o: u32| -> f64 {
+        samples(family)
+            .iter()
+            .find(|s| s[1]["fleet"] == fleet.as_str() && s[1]["node"] == o.to_string())
+            .unwrap_or_else(|| panic!("no {family} for {fleet}/{o}: {:#}", families[family]))[2]
+            .as_f64()
+            .unwrap()
+    };
+    for o in 0..3 {
+        assert_eq!(node("hab_node_height_blocks", o), 850_000.0);
+        assert_eq!(node("hab_node_lag_blocks", o), 0.0);
+        assert_eq!(node("hab_node_initial_block_download", o), 0.0);
+        assert!(node("hab_node_observed_timestamp_seconds", o) > 1.7e9);
+    }
+    let images: Vec<Value> = samples("hab_node_image_info")
+        .into_iter()
+        .filter(|s| s[1]["fleet"] == fleet.as_str())
+        .map(|s| s[1]["image"].clone())
+        .collect();
+    assert!(
+        !images.is_empty() && images.iter().all(|i| *i == image(&b).as_str()),
+        "{images:?}"
+    );
+    assert!(samples("hab_node_healthy")
+        .iter()
+        .any(|s| s[1]["fleet"] == fleet.as_str()));
+    let state = samples("hab_rollout_state");
+    assert!(
+        state.iter().any(|s| s[1]["fleet"] == fleet.as_str()
+            && s[1]["state"] == "succeeded"
+            && s[2] == 1.0),
+        "{state:?}"
+    );
+    assert!(samples("hab_rollout_step")
+        .iter()
+        .any(|s| s[1]["fleet"] == fleet.as_str() && s[2] == 3.0));
+    assert!(samples("hab_rollout_nodes")
+        .iter()
+        .any(|s| s[1]["fleet"] == fleet.as_str() && s[2] == 3.0));
+    assert_eq!(families["hab_build_duration_seconds"]["type"], "histogram");
+    let count = |family: &str| {
+        samples(family)
+            .iter()
+            .find(|s| s[0] == format!("{family}_count") && s[1]["pipeline"] == "node")
+            .map(|s| s[2].as_f64().unwrap())
+    };
+    assert!(
+        count("hab_build_duration_seconds") >= Some(3.0),
+        "{families:#}"
+    );
+    assert!(
+        count("hab_verification_duration_seconds") >= Some(3.0),
+        "{families:#}"
+    );
+    let stages: Vec<String> = samples("hab_release_stage_seconds")
+        .iter()
+        .filter(|s| s[1]["pipeline"] == "node" && s[1]["ref"] == "v9.0.0")
+        .map(|s| s[1]["stage"].as_str().unwrap().to_string())
+        .collect();
+    let mut stages = stages;
+    stages.sort();
+    assert_eq!(stages, ["built", "edge", "verified"]);
+    assert!(samples("hab_release_tag_seen_timestamp_seconds")
+        .iter()
+        .any(|s| s[1]["pipeline"] == "node" && s[1]["ref"] == "v9.0.0"));
+}
+
+/// `/metrics`, parsed by Prometheus' own parsers (tests/browser/parse_metrics.py).
+async fn scrape(habd: &Habd) -> Value {
+    let text = client()
+        .get(format!("{}/metrics", habd.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut child = Command::new("python3")
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser/parse_metrics.py"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "Prometheus' parser refused /metrics: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
