@@ -31,6 +31,7 @@ use serde_json::json;
 ///   habctl channels bitcoind           where each channel points, and its moves
 ///   habctl rollout status              each fleet's nodes: image, health, last rollout
 ///   habctl status -o json              everything, for scripts
+///   habctl completion bash             tab completion for bash (or zsh, fish)
 #[derive(Parser)]
 #[command(name = "habctl", version, verbatim_doc_comment)]
 struct Cli {
@@ -233,6 +234,16 @@ enum Command {
     },
     /// habd's state at a glance.
     Status,
+    /// Prints a completion script for your shell.
+    ///
+    /// bash: habctl completion bash > /etc/bash_completion.d/habctl
+    /// zsh:  habctl completion zsh > "${fpath[1]}/_habctl"
+    /// fish: habctl completion fish > ~/.config/fish/completions/habctl.fish
+    #[command(verbatim_doc_comment)]
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// The RPC front door's view of the nodes: height, lag, initial block
     /// download, calls in flight and served, drained, and why a node gets
     /// no calls. Asks habd (the front door `habd serve` runs), or with
@@ -427,7 +438,9 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 ));
             }
         }
-        Command::BaseImage { .. } => unreachable!("handled before connecting"),
+        Command::BaseImage { .. } | Command::Completion { .. } => {
+            unreachable!("handled before connecting")
+        }
         Command::Queue { pipeline, limit } => {
             let q = QueueQuery {
                 pipeline,
@@ -645,6 +658,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::BaseImage { registry, name } = &cli.command {
         return base_image(registry, name);
+    }
+    if let Command::Completion { shell } = cli.command {
+        use clap::CommandFactory;
+        clap_complete::generate(shell, &mut Cli::command(), "habctl", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
     }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
