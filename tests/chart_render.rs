@@ -1164,11 +1164,13 @@ fn the_chart_readme_documents_every_value() {
         .and_then(|rest| rest.split("\n## ").next())
         .expect("charts/hab/README.md has a \"## Values\" section");
     fn leaves(v: &Value, path: String, out: &mut Vec<String>) {
+        // Maps of the operator's own keys, documented as a whole.
         let whole = [
             "resources",
             "nodeSelector",
             "podAnnotations",
             "annotations",
+            "labels",
             "secrets",
         ];
         match v.as_object() {
