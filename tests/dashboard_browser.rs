@@ -195,7 +195,10 @@ async fn the_dashboard_signs_in_shows_the_fleet_and_follows_a_rollout_live() {
     let node = |family: &str, o: u32| -> f64 {
         samples(family)
             .iter()
-            .find(|s| s[1]["fleet"] == fleet.as_str() && s[1]["node"] == o.to_string())
+            .find(|s| {
+                s[1]["fleet"] == fleet.as_str()
+                    && s[1]["node"].as_str() == Some(o.to_string().as_str())
+            })
             .unwrap_or_else(|| panic!("no {family} for {fleet}/{o}: {:#}", families[family]))[2]
             .as_f64()
             .unwrap()
@@ -254,6 +257,28 @@ async fn the_dashboard_signs_in_shows_the_fleet_and_follows_a_rollout_live() {
     let mut stages = stages;
     stages.sort();
     assert_eq!(stages, ["built", "edge", "verified"]);
+    // Every metric the chart's Grafana dashboard may query is exported,
+    // with no label the dashboard does not know.
+    for &(name, kind, labels) in HABD_METRICS {
+        let family = name.trim_end_matches("_total");
+        let f = families
+            .get(family)
+            .unwrap_or_else(|| panic!("habd does not export {name}"));
+        let want = match kind {
+            Kind::Gauge => "gauge",
+            Kind::Counter => "counter",
+            Kind::Histogram => "histogram",
+        };
+        assert_eq!(f["type"], want, "{name}");
+        for s in f["samples"].as_array().unwrap() {
+            for k in s[1].as_object().unwrap().keys() {
+                assert!(
+                    labels.contains(&k.as_str()) || k == "le",
+                    "{name} has label {k}"
+                );
+            }
+        }
+    }
     assert!(samples("hab_release_tag_seen_timestamp_seconds")
         .iter()
         .any(|s| s[1]["pipeline"] == "node" && s[1]["ref"] == "v9.0.0"));

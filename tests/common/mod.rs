@@ -28,6 +28,7 @@ mod habd;
 mod helm3;
 mod kube_double;
 mod kube_world;
+mod metrics_list;
 mod registry;
 mod scan;
 #[allow(unused_imports)]
@@ -52,6 +53,8 @@ pub use helm3::*;
 pub use kube_double::*;
 #[allow(unused_imports)]
 pub use kube_world::*;
+#[allow(unused_imports)]
+pub use metrics_list::*;
 #[allow(unused_imports)]
 pub use registry::*;
 #[allow(unused_imports)]
