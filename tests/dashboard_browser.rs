@@ -100,6 +100,14 @@ async fn the_dashboard_signs_in_shows_the_fleet_and_follows_a_rollout_live() {
         "{queue}"
     );
     assert!(!queue.contains("<img src=x"), "{queue}");
+    // An image hab did not build has no chain of custody, and says so.
+    let (s, stranger) = page_text(
+        &habd,
+        &format!("/custody?image=elsewhere/x@sha256:{}", "0".repeat(64)),
+    )
+    .await;
+    assert_eq!(s, 404, "{stranger}");
+    assert!(stranger.contains("Not built by hab"), "{stranger}");
     // Unauthenticated: the sign-in page, nothing of the fleet.
     let r = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -151,6 +159,8 @@ async fn the_dashboard_signs_in_shows_the_fleet_and_follows_a_rollout_live() {
         "confirm",
         "fleets",
         "custody",
+        "overview-dark",
+        "fleets-dark",
     ] {
         let v = found["axe"][page].as_array().unwrap();
         assert!(

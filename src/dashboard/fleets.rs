@@ -56,7 +56,7 @@ fn node_row(n: Option<&NodeLook>, ordinal: u32, lag: Option<u64>, f: &FleetFacts
                 None => td colspan="6" { span.muted { "not looked at yet" } },
                 Some(n) => {
                     td { @match n.image.as_deref() {
-                        Some(i) => code title=(i) { (digest_of(i).map_or(i, short_digest)) },
+                        Some(i) => a href={ "/custody?image=" (i) } title={ "Chain of custody of " (i) } { code { (digest_of(i).map_or(i, short_digest)) } },
                         None => span.muted { "—" },
                     } }
                     td.num { @match n.height { Some(h) => (h), None => span.muted { "—" } } }

@@ -38,6 +38,7 @@ mod ui;
 
 use git::{git_head, git_info_packs, git_info_refs, git_object};
 use metrics::{metrics, Metrics};
+pub use ui::{gather_facts, overview_html};
 
 use crate::{
     api::{
@@ -180,6 +181,7 @@ pub fn router(state: AppState) -> Router {
         .route("/fleets", get(ui::fleets_page))
         .route("/events/fleets", get(ui::fleets_events))
         .route("/builds/{id}", get(ui::build_page))
+        .route("/custody", get(ui::custody))
         .route("/queue", get(ui::queue_page))
         .route(
             "/act/{fleet}/{action}",

@@ -344,6 +344,28 @@ pub fn releases(
     Ok(out)
 }
 
+/// The overview page's HTML for `session`, from the store: what `GET /`
+/// answers (and what `examples/bench_dashboard.rs` times).
+///
+/// # Errors
+/// The store fails.
+pub fn overview_html(
+    store: &Store,
+    config: &Config,
+    session: &Session,
+) -> Result<String, StoreError> {
+    Ok(pages::overview(&gather(store, config, false)?, session).into_string())
+}
+
+/// The facts the overview reads, alone (the benchmark's measure of the
+/// store's share).
+///
+/// # Errors
+/// The store fails.
+pub fn gather_facts(store: &Store, config: &Config) -> Result<model::Facts, StoreError> {
+    gather(store, config, false)
+}
+
 pub(super) async fn overview(
     State(state): State<AppState>,
     axum::Extension(session): axum::Extension<Session>,
@@ -462,6 +484,35 @@ pub(super) async fn build_page(
         StatusCode::OK,
         fleets::chain(chrono::Utc::now(), &chain, tag.as_deref(), &session),
     )
+}
+
+#[derive(Deserialize)]
+pub(super) struct ImageQuery {
+    image: String,
+}
+
+/// The chain of custody of the image a node runs: the build hab made of
+/// that index digest, or a warning that hab made none.
+pub(super) async fn custody(
+    State(state): State<AppState>,
+    axum::Extension(session): axum::Extension<Session>,
+    Query(q): Query<ImageQuery>,
+) -> Response {
+    let digest = model::digest_of(&q.image).unwrap_or(&q.image).to_string();
+    let store = state.store();
+    let d = digest.clone();
+    match blocking(move || store.build_by_index(&d)).await {
+        Ok(Some(b)) => Redirect::to(&format!("/builds/{}", b.id)).into_response(),
+        Ok(None) => page(
+            StatusCode::NOT_FOUND,
+            pages::problem(
+                "Not built by hab",
+                &format!("No build of habd's has the index digest {digest}: whatever runs {} did not come through hab's verified chain.", q.image),
+                Some(&session),
+            ),
+        ),
+        Err(e) => failed(e.reason, Some(&session)),
+    }
 }
 
 pub(super) async fn queue_page(

@@ -178,14 +178,13 @@ async function main() {
     found.pages.actions = actions;
     check(/Ann Operator \(token [0-9a-f]{8}\)\s+promote/.test(actions), `the promote is recorded with who: ${actions}`);
 
-    // The chain of custody of the build now running.
-    const build = await page.evaluate(() => {
-      const a = [...document.querySelectorAll("a")].find((x) => /^\/builds\/\d+$/.test(x.getAttribute("href") || ""));
-      return a ? a.getAttribute("href") : null;
-    });
+    // The chain of custody of what a node runs: from its image on the
+    // fleets page.
     await page.goto(`${BASE}/fleets`);
-    const href = await page.$eval(`#fleet-${FLEET} p.rollout a`, (a) => a.getAttribute("href"));
-    await page.goto(`${BASE}${href || build}`);
+    const link = await page.$(`#fleet-${FLEET} tbody a[href^='/custody']`);
+    check(link !== null, "a node's image links to its chain of custody");
+    await Promise.all([page.waitForNavigation(), link.click()]);
+    check(/^\/builds\/\d+$/.test(new URL(page.url()).pathname), `the node's image led to ${page.url()}`);
     const custody = await page.$eval("main", (m) => m.innerText);
     found.pages.custody = custody;
     for (const part of ["Tag", "Commit", "Build", "Verification", "Channels", "Rollouts"]) {
@@ -194,6 +193,15 @@ async function main() {
     check(custody.includes("verified"), "the chain of custody shows the verdict");
     await axe(page, "custody");
     await shoot(page, "custody");
+
+    // Dark: the same pages, as a browser set to dark shows them.
+    await page.emulateMediaFeatures([{ name: "prefers-color-scheme", value: "dark" }]);
+    for (const [name, url] of [["overview-dark", "/"], ["fleets-dark", "/fleets"]]) {
+      await page.goto(`${BASE}${url}`);
+      await axe(page, name);
+      await shoot(page, name);
+    }
+    await page.emulateMediaFeatures([{ name: "prefers-color-scheme", value: "light" }]);
 
     // Signing out ends the session.
     await Promise.all([page.waitForNavigation(), page.click("form.signout button")]);
