@@ -131,6 +131,8 @@ The fleet fixture-edge (containers hab-fixture-edge-0, -1) runs the verified
 index of v1.1.0, pinned by digest.
 
 Where to look:
+  http://127.0.0.1:8470/              the dashboard: sign in with the token in
+                                      $HAB_TOKEN_FILE
   export PATH="$BIN:\$PATH" HAB_TOKEN_FILE="$HAB_TOKEN_FILE"
   habctl show fixture-edge            the whole chain: tag, verdict, signer, sync and its
                                       triggers, build keys, digests, verification,
