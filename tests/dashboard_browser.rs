@@ -100,6 +100,25 @@ async fn the_dashboard_signs_in_shows_the_fleet_and_follows_a_rollout_live() {
         "{queue}"
     );
     assert!(!queue.contains("<img src=x"), "{queue}");
+    // A sign-in form posted from another site is refused, token or not.
+    let r = client()
+        .post(format!("{}/signin", habd.url))
+        .header("Origin", "http://evil.example")
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("token={TOKEN}&name=mallory"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    assert!(r.headers().get("set-cookie").is_none());
+    // The API's promote is recorded with who said it, and the token.
+    let by_api = habd.store.actions(10).unwrap();
+    assert!(
+        by_api.iter().any(|a| a.action == "promote"
+            && a.who.starts_with("test (api (token ")
+            && a.outcome == "ok"),
+        "{by_api:?}"
+    );
     // An image hab did not build has no chain of custody, and says so.
     let (s, stranger) = page_text(
         &habd,

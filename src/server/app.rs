@@ -18,7 +18,7 @@ use crate::{
 
 /// How often habd looks at every node for the dashboard and `/metrics`
 /// (the rollout engine looks on its own, as its gates need).
-const LOOK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+const LOOK_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl AppState {
     /// State over a loaded config, an open store and the API tokens. Starts

@@ -60,11 +60,18 @@ pub(super) async fn list_channels(
 
 pub(super) async fn promote_build(
     State(state): State<AppState>,
+    axum::Extension(super::rollouts::Caller(caller)): axum::Extension<super::rollouts::Caller>,
     Path(name): Path<String>,
     body: Result<Json<PromoteRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<PromoteView> {
     let Json(req) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
     let p = state.pipeline(&name)?;
+    // Recorded as the operator says (`by`), with the token that said it.
+    let who = match &req.by {
+        Some(by) => format!("{by} ({caller})"),
+        None => caller,
+    };
+    let target = format!("{name} {} to {}", req.target, req.channel);
     let outcome = state
         .promotions
         .promote(
@@ -78,7 +85,14 @@ pub(super) async fn promote_build(
                 automatic: false,
             },
         )
-        .await?;
+        .await;
+    let result = match &outcome {
+        Ok(_) => "ok".to_string(),
+        Err(e) => e.to_string(),
+    };
+    let store = state.store();
+    super::blocking(move || store.record_action(&who, "promote", &target, &result)).await?;
+    let outcome = outcome?;
     Ok(Json(PromoteView {
         promoted: outcome.promoted,
         rollouts: outcome.rollouts,

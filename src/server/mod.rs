@@ -192,10 +192,11 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             ui::require_session,
-        ));
+        ))
+        .route("/signin", get(ui::signin_page).post(ui::signin))
+        .layer(middleware::from_fn(ui::same_origin));
     Router::new()
         .merge(dashboard)
-        .route("/signin", get(ui::signin_page).post(ui::signin))
         .route("/assets/{name}", get(ui::asset))
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))

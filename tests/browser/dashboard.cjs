@@ -181,9 +181,17 @@ async function main() {
     // The chain of custody of what a node runs: from its image on the
     // fleets page.
     await page.goto(`${BASE}/fleets`);
-    const link = await page.$(`#fleet-${FLEET} tbody a[href^='/custody']`);
-    check(link !== null, "a node's image links to its chain of custody");
-    await Promise.all([page.waitForNavigation(), link.click()]);
+    // (The live section may be redrawn at any moment: find and follow the
+    // link in one step.)
+    const followed = await Promise.all([
+      page.waitForNavigation(),
+      page.evaluate((fleet) => {
+        const a = document.querySelector(`#fleet-${fleet} tbody a[href^='/custody']`);
+        if (a) a.click();
+        return a !== null;
+      }, FLEET),
+    ]);
+    check(followed[1], "a node's image links to its chain of custody");
     check(/^\/builds\/\d+$/.test(new URL(page.url()).pathname), `the node's image led to ${page.url()}`);
     const custody = await page.$eval("main", (m) => m.innerText);
     found.pages.custody = custody;

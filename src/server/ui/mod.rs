@@ -19,12 +19,15 @@ use axum::{
 use maud::Markup;
 use serde::Deserialize;
 
-use super::{blocking, rollouts::act, AppState};
-use crate::{
-    config::Config,
-    dashboard::{self, fleets, model, pages, Session},
-    store::{Store, StoreError},
-};
+mod actions;
+mod facts;
+
+pub(in crate::server) use actions::{act_confirm, act_post, promote_confirm, promote_post};
+use facts::tag_text;
+pub use facts::{gather, gather_facts, overview_html, releases};
+
+use super::{blocking, AppState};
+use crate::dashboard::{self, fleets, model, pages, Session};
 
 /// The whole page's headers: no caching of what a token unlocked, no
 /// framing, nothing from elsewhere.
@@ -109,6 +112,37 @@ pub(super) async fn require_session(
             Redirect::to(&target).into_response()
         }
     }
+}
+
+/// Refuses a form posted from another site: a browser names the page's
+/// origin in `Origin`, which must be this host (the CSRF token is checked
+/// as well; this also covers the sign-in form, which has none).
+pub(super) async fn same_origin(req: Request, next: Next) -> Response {
+    if req.method() == axum::http::Method::POST {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok());
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok());
+        if let Some(origin) = origin {
+            let from = origin.split_once("://").map(|(_, rest)| rest);
+            if from.is_none() || from != host {
+                tracing::warn!(origin, host, "a form posted from another site refused");
+                return page(
+                    StatusCode::FORBIDDEN,
+                    pages::problem(
+                        "Refused",
+                        "This form was posted from another site: nothing was done.",
+                        None,
+                    ),
+                );
+            }
+        }
+    }
+    next.run(req).await
 }
 
 fn encode(s: &str) -> String {
@@ -214,156 +248,6 @@ pub(super) async fn signout(
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
     resp
-}
-
-/// Everything the overview and the fleets page read, from the store.
-pub fn gather(store: &Store, config: &Config, steps: bool) -> Result<model::Facts, StoreError> {
-    let mut pipelines = Vec::new();
-    for p in &config.pipelines {
-        let states = store.channels(&p.name)?;
-        let mut builds = BTreeMap::new();
-        let channels = p
-            .channels
-            .iter()
-            .map(|c| {
-                let s = states.iter().find(|s| s.name == c.name).cloned();
-                if let Some(s) = &s {
-                    if !builds.contains_key(&s.build_id) {
-                        if let Some(b) = store.build(s.build_id)? {
-                            builds.insert(b.id, b);
-                        }
-                    }
-                }
-                Ok((c.name.clone(), s))
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        pipelines.push(model::PipelineFacts {
-            name: p.name.clone(),
-            implementation: serde_json::to_value(p.implementation)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default(),
-            channels,
-            builds,
-        });
-    }
-    let mut fleets = Vec::new();
-    for f in &config.fleets {
-        let rollout = store.rollouts(Some(&f.name), 1)?.into_iter().next();
-        let steps = match (&rollout, steps) {
-            (Some(r), true) => store.rollout_steps(r.id)?,
-            _ => Vec::new(),
-        };
-        fleets.push(model::FleetFacts {
-            name: f.name.clone(),
-            pipeline: f.pipeline.clone(),
-            channel: f.channel.clone(),
-            target: f.target.clone(),
-            nodes: f.nodes,
-            rollout,
-            steps,
-        });
-    }
-    Ok(model::Facts {
-        now: chrono::Utc::now(),
-        pipelines,
-        fleets,
-        nodes: store.node_statuses()?,
-    })
-}
-
-/// The message of an annotated tag object (without its signature), or the
-/// whole object when `whole`.
-fn tag_text(state_dir: &std::path::Path, pipeline: &str, oid: &str, whole: bool) -> Option<String> {
-    let path = crate::sync::mirror_path(state_dir, pipeline);
-    if !path.join("HEAD").exists() {
-        return None;
-    }
-    let raw = crate::mirror::Mirror::open_or_init(&path)
-        .ok()?
-        .read_raw(oid)
-        .ok()?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    if whole {
-        return Some(text);
-    }
-    let body = text.split_once("\n\n").map_or("", |(_, b)| b);
-    let message = body
-        .split("-----BEGIN PGP SIGNATURE-----")
-        .next()
-        .unwrap_or("");
-    Some(message.trim_end().to_string())
-}
-
-/// Per pipeline, its newest tag and when it reached each stage (the
-/// freshness page and `/metrics`); with `messages`, the tags' messages.
-pub fn releases(
-    store: &Store,
-    config: &Config,
-    messages: bool,
-) -> Result<Vec<pages::Freshness>, StoreError> {
-    let mut out = Vec::new();
-    for p in &config.pipelines {
-        let refs: Vec<_> = store
-            .refs(&p.name)?
-            .into_iter()
-            .filter(|r| p.refs.tracks(&r.name))
-            .collect();
-        let channels: Vec<String> = p.channels.iter().map(|c| c.name.clone()).collect();
-        let mut message = None;
-        let stages = match model::newest_tag(&refs) {
-            None => None,
-            Some(tag) => {
-                let events = store.ref_events(&p.name, &tag.name)?;
-                let of_tag: Vec<_> = store
-                    .builds(Some(&p.name), 1000)?
-                    .into_iter()
-                    .filter(|b| b.ref_name == tag.name)
-                    .collect();
-                let ids: Vec<i64> = of_tag.iter().map(|b| b.id).collect();
-                let moves = store.channel_moves(&p.name, None, 1000)?;
-                if messages && tag.kind == crate::refplan::RefKind::AnnotatedTag {
-                    message = tag_text(&config.state_dir, &p.name, &tag.oid, false);
-                }
-                let newest = of_tag.into_iter().max_by_key(|b| b.id);
-                Some(model::release_stages(
-                    tag, &events, newest, &moves, &channels, &ids,
-                ))
-            }
-        };
-        out.push(pages::Freshness {
-            pipeline: p.name.clone(),
-            implementation: serde_json::to_value(p.implementation)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default(),
-            stages,
-            message,
-        });
-    }
-    Ok(out)
-}
-
-/// The overview page's HTML for `session`, from the store: what `GET /`
-/// answers (and what `examples/bench_dashboard.rs` times).
-///
-/// # Errors
-/// The store fails.
-pub fn overview_html(
-    store: &Store,
-    config: &Config,
-    session: &Session,
-) -> Result<String, StoreError> {
-    Ok(pages::overview(&gather(store, config, false)?, session).into_string())
-}
-
-/// The facts the overview reads, alone (the benchmark's measure of the
-/// store's share).
-///
-/// # Errors
-/// The store fails.
-pub fn gather_facts(store: &Store, config: &Config) -> Result<model::Facts, StoreError> {
-    gather(store, config, false)
 }
 
 pub(super) async fn overview(
@@ -535,176 +419,6 @@ pub(super) async fn queue_page(
             pages::queue(chrono::Utc::now(), &items, &deliveries, &actions, &session),
         ),
         Err(e) => failed(e.reason, Some(&session)),
-    }
-}
-
-fn known_action(action: &str) -> Option<(&'static str, &'static str)> {
-    match action {
-        "pause" => Some(("Pause", "The rollout stops after the node it is on; nodes keep what they run until you resume it.")),
-        "resume" => Some(("Resume", "The rollout goes on the way it was going, one node at a time, behind the gates.")),
-        "undo" => Some(("Undo", "Every node the rollout changed goes back to the image it ran before, one at a time, behind the gates.")),
-        _ => None,
-    }
-}
-
-pub(super) async fn act_confirm(
-    State(state): State<AppState>,
-    axum::Extension(session): axum::Extension<Session>,
-    Path((fleet, action)): Path<(String, String)>,
-) -> Response {
-    let Some((verb, consequence)) = known_action(&action) else {
-        return page(
-            StatusCode::NOT_FOUND,
-            pages::problem(
-                "No such action",
-                "Actions are pause, resume and undo.",
-                Some(&session),
-            ),
-        );
-    };
-    if !state.config.fleets.iter().any(|f| f.name == fleet) {
-        return page(
-            StatusCode::NOT_FOUND,
-            pages::problem(
-                "No such fleet",
-                &format!("No fleet is named {fleet:?}."),
-                Some(&session),
-            ),
-        );
-    }
-    page(
-        StatusCode::OK,
-        pages::confirm(
-            &format!("{verb} the rollout of {fleet}?"),
-            consequence,
-            &format!("/act/{fleet}/{action}"),
-            &BTreeMap::new(),
-            &format!("/fleets#fleet-{fleet}"),
-            &session,
-        ),
-    )
-}
-
-pub(super) async fn act_post(
-    State(state): State<AppState>,
-    axum::Extension(session): axum::Extension<Session>,
-    Path((fleet, action)): Path<(String, String)>,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    if let Some(refused) = check_csrf(&session, &form) {
-        return refused;
-    }
-    let back = format!("/fleets#fleet-{fleet}");
-    match act(&state, &fleet, &action, &session.who).await {
-        Ok(r) => page(
-            StatusCode::OK,
-            pages::outcome(
-                "Done",
-                true,
-                &format!(
-                    "Rollout {} of {fleet}: {action} done, it is now {}.",
-                    r.id,
-                    r.state.as_str()
-                ),
-                &back,
-                &session,
-            ),
-        ),
-        Err(e) => page(
-            e.status,
-            pages::outcome("Not done", false, &e.reason, &back, &session),
-        ),
-    }
-}
-
-#[derive(Deserialize)]
-pub(super) struct PromoteQuery {
-    pipeline: String,
-    build: i64,
-    channel: String,
-}
-
-pub(super) async fn promote_confirm(
-    State(state): State<AppState>,
-    axum::Extension(session): axum::Extension<Session>,
-    Query(q): Query<PromoteQuery>,
-) -> Response {
-    if let Err(e) = state.pipeline(&q.pipeline) {
-        return page(
-            e.status,
-            pages::problem("No such pipeline", &e.reason, Some(&session)),
-        );
-    }
-    let fields = BTreeMap::from([
-        ("pipeline", q.pipeline.clone()),
-        ("build", q.build.to_string()),
-        ("channel", q.channel.clone()),
-    ]);
-    page(
-        StatusCode::OK,
-        pages::confirm(
-            &format!("Promote build #{} of {} to {}?", q.build, q.pipeline, q.channel),
-            "Every fleet following that channel is rolled to it, one node at a time, behind its gates.",
-            "/promote",
-            &fields,
-            "/",
-            &session,
-        ),
-    )
-}
-
-pub(super) async fn promote_post(
-    State(state): State<AppState>,
-    axum::Extension(session): axum::Extension<Session>,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    if let Some(refused) = check_csrf(&session, &form) {
-        return refused;
-    }
-    let field = |k: &str| form.rest.get(k).cloned().unwrap_or_default();
-    let (pipeline, build, channel) = (field("pipeline"), field("build"), field("channel"));
-    let target = format!("{pipeline} build {build} to {channel}");
-    let result = match state.pipeline(&pipeline) {
-        Err(e) => Err(e.reason),
-        Ok(p) => state
-            .promotions
-            .promote(
-                &p,
-                crate::promotion::Promotion {
-                    target: crate::channel::PromoteTarget::parse(&build),
-                    channel: channel.clone(),
-                    by: session.who.clone(),
-                    reason: Some("promoted from the dashboard".into()),
-                    force: false,
-                    automatic: false,
-                },
-            )
-            .await
-            .map_err(|e| e.to_string()),
-    };
-    let outcome = match &result {
-        Ok(_) => "ok".to_string(),
-        Err(e) => e.clone(),
-    };
-    let (store, who, t) = (state.store(), session.who.clone(), target.clone());
-    if let Err(e) = blocking(move || store.record_action(&who, "promote", &t, &outcome)).await {
-        return failed(e.reason, Some(&session));
-    }
-    match result {
-        Ok(o) => page(
-            StatusCode::OK,
-            pages::outcome(
-                "Promoted",
-                true,
-                &format!("Promoted {target}; {} rollout(s) queued.", o.rollouts.len()),
-                "/fleets",
-                &session,
-            ),
-        ),
-        Err(e) => page(
-            StatusCode::CONFLICT,
-            pages::outcome("Not promoted", false, &e, "/", &session),
-        ),
     }
 }
 
