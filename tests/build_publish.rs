@@ -158,14 +158,7 @@ async fn fixture_builds_publishes_and_verifies_both_platforms() {
         "{out}"
     );
     assert!(out.contains("verification"), "{out}");
-    let metrics = client()
-        .get(format!("{}/metrics", habd.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = habd.metrics().await;
     assert!(
         metrics.contains(r#"hab_builds{pipeline="node",state="verified"} 1"#),
         "{metrics}"

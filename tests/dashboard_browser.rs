@@ -315,29 +315,12 @@ async fn the_dashboard_signs_in_shows_the_fleet_and_follows_a_rollout_live() {
 
 /// `/metrics`, parsed by Prometheus' own parsers (tests/browser/parse_metrics.py).
 async fn scrape(habd: &Habd) -> Value {
-    let text = client()
-        .get(format!("{}/metrics", habd.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let mut child = Command::new("python3")
-        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser/parse_metrics.py"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let text = habd.metrics().await;
+    let out = piped(
+        Command::new("python3")
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser/parse_metrics.py")),
+        text.as_bytes(),
+    );
     assert!(
         out.status.success(),
         "Prometheus' parser refused /metrics: {}\n{text}",

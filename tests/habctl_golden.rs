@@ -421,6 +421,8 @@ fn normalize(text: &str, replace: &[(String, &str)]) -> String {
         // A fresh fetch's pack size depends on git's compression.
         (r"objects \(\d+ bytes\)", "objects (<N> bytes)"),
         (r#""bytes_received": \d+"#, r#""bytes_received": <N>"#),
+        // How long a verification took.
+        (r#""seconds": [\d.e-]+"#, r#""seconds": <N>"#),
     ];
     for (re, to) in rules {
         text = regex::Regex::new(re)

@@ -410,14 +410,7 @@ async fn events_are_valid_and_transient_api_failures_do_not_fail_a_rollout() {
             assert_eq!(e["regarding"]["kind"], "StatefulSet", "{e}");
         }
     }
-    let metrics = client()
-        .get(format!("{}/metrics", habd.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = habd.metrics().await;
     let refused: f64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("hab_kubernetes_events_failed_total "))

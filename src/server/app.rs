@@ -48,47 +48,7 @@ impl AppState {
     ) -> Result<Self, BuildError> {
         let metrics = Arc::new(Metrics::default());
         let mut registry = Registry::with_prefix("hab");
-        registry.register(
-            "syncs",
-            "Syncs recorded, by pipeline and outcome",
-            metrics.syncs.clone(),
-        );
-        registry.register(
-            "webhooks",
-            "Webhook deliveries, by provider and outcome (queued, duplicate, pong, ignored, or the HTTP status refusing it)",
-            metrics.webhooks.clone(),
-        );
-        registry.register(
-            "queue",
-            "Queue items, by kind and state",
-            metrics.queue.clone(),
-        );
-        registry.register(
-            "refs",
-            "Tracked refs, by pipeline, state and verdict",
-            metrics.refs.clone(),
-        );
-        registry.register(
-            "last_sync_timestamp_seconds",
-            "Unix time the last sync of a pipeline finished, by outcome",
-            metrics.last_sync.clone(),
-        );
-        registry.register(
-            "builds",
-            "Builds recorded, by pipeline and state",
-            metrics.builds.clone(),
-        );
-        registry.register(
-            "kubernetes_events_failed",
-            "Kubernetes Events the API refused (each is also a warning in habd's log)",
-            crate::rollout::kube::EVENTS_FAILED.clone(),
-        );
-        registry.register(
-            "http_unauthorized",
-            "API requests refused for a missing or wrong token",
-            metrics.http_unauthorized.clone(),
-        );
-        metrics.register_facts(&mut registry);
+        metrics.register(&mut registry);
         let reg = crate::registry::Registry::new(&config.registry)?;
         let rollouts = crate::rollout::Rollouts::new(config.clone(), store.clone(), reg.clone());
         rollouts.spawn();

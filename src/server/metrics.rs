@@ -79,9 +79,14 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Registers the families fed from the store at each scrape.
-    pub(super) fn register_facts(&self, registry: &mut Registry) {
-        let gauges: [(&str, &str, &Family<Labels, Gauge>); 11] = [
+    /// Registers every family under `registry` (prefixed `hab_`).
+    pub(super) fn register(&self, registry: &mut Registry) {
+        let gauges: [(&str, &str, &Family<Labels, Gauge>); 16] = [
+            ("syncs", "Syncs recorded, by pipeline and outcome", &self.syncs),
+            ("queue", "Queue items, by kind and state", &self.queue),
+            ("refs", "Tracked refs, by pipeline, state and verdict", &self.refs),
+            ("last_sync_timestamp_seconds", "Unix time the last sync of a pipeline finished, by outcome", &self.last_sync),
+            ("builds", "Builds recorded, by pipeline and state", &self.builds),
             ("node_height_blocks", "Blocks each node has validated, at habd's last look", &self.node_height),
             ("node_lag_blocks", "Blocks each node is behind the best healthy node on its chain", &self.node_lag),
             ("node_initial_block_download", "1 while the node says it is in initial block download", &self.node_ibd),
@@ -97,6 +102,21 @@ impl Metrics {
         for (name, help, family) in gauges {
             registry.register(name, help, family.clone());
         }
+        registry.register(
+            "webhooks",
+            "Webhook deliveries, by provider and outcome (queued, duplicate, pong, ignored, or the HTTP status refusing it)",
+            self.webhooks.clone(),
+        );
+        registry.register(
+            "kubernetes_events_failed",
+            "Kubernetes Events the API refused (each is also a warning in habd's log)",
+            crate::rollout::kube::EVENTS_FAILED.clone(),
+        );
+        registry.register(
+            "http_unauthorized",
+            "API requests refused for a missing or wrong token",
+            self.http_unauthorized.clone(),
+        );
         registry.register(
             "build_duration_seconds",
             "Seconds from a build queued to its end (the newest 500 builds)",

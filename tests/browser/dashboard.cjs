@@ -143,6 +143,7 @@ async function main() {
     const done = await page.$eval("main", (m) => m.innerText);
     found.pages.promoted = done;
     check(done.includes("Promoted"), `the promote was done: ${done}`);
+    await axe(page, "outcome");
 
     // The fleets page follows the rollout live: no reload.
     await page.goto(`${BASE}/fleets`);

@@ -65,6 +65,18 @@ impl Habd {
             .bearer_auth(TOKEN)
     }
 
+    /// `GET /metrics`, as text.
+    pub async fn metrics(&self) -> String {
+        client()
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// `POST /api/v1/pipelines/node/sync`.
     pub async fn sync_node(&self) -> (u16, Value) {
         call(self.api(reqwest::Method::POST, "/pipelines/node/sync")).await

@@ -336,20 +336,16 @@ impl Upstream {
 
     /// Writes a raw tag object and points `refs/tags/<name>` at it (moving it if it exists).
     pub fn write_tag(&self, name: &str, raw: &str) -> String {
-        let mut child = Command::new("git")
-            .current_dir(&self.dir)
-            .args(["hash-object", "-t", "tag", "-w", "--stdin"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(raw.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = piped(
+            Command::new("git").current_dir(&self.dir).args([
+                "hash-object",
+                "-t",
+                "tag",
+                "-w",
+                "--stdin",
+            ]),
+            raw.as_bytes(),
+        );
         assert!(out.status.success());
         let oid = String::from_utf8(out.stdout).unwrap().trim().to_string();
         self.git(&["update-ref", &format!("refs/tags/{name}"), &oid]);
@@ -385,6 +381,18 @@ impl Upstream {
     pub fn delete_tag(&self, name: &str) {
         self.git(&["tag", "-d", name]);
     }
+}
+
+/// Runs `cmd` with `input` on its stdin; its stdout and stderr captured.
+pub fn piped(cmd: &mut Command, input: &[u8]) -> std::process::Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input).unwrap();
+    child.wait_with_output().unwrap()
 }
 
 /// A temporary world: upstream repos under `base/upstream`, served by git daemon,
