@@ -50,6 +50,16 @@ impl Implementation {
     pub fn is_node(self) -> bool {
         !matches!(self, Implementation::Hab)
     }
+
+    /// Its name as configured: `bitcoind`, `btcd`, `bcoin`, `hab`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Implementation::Bitcoind => "bitcoind",
+            Implementation::Btcd => "btcd",
+            Implementation::Bcoin => "bcoin",
+            Implementation::Hab => "hab",
+        }
+    }
 }
 
 /// What a ref must carry before anything is built from it.
@@ -662,6 +672,14 @@ mod tests {
         assert!(f.tracks("refs/heads/master"));
         assert!(!f.tracks("refs/heads/feature"));
         assert!(!f.tracks("refs/tags/v1/nested"), "* must not cross /");
+    }
+
+    #[test]
+    fn an_implementation_is_named_as_configured() {
+        use Implementation::*;
+        for i in [Bitcoind, Btcd, Bcoin, Hab] {
+            assert_eq!(serde_json::to_value(i).unwrap(), i.as_str());
+        }
     }
 
     #[test]

@@ -267,10 +267,7 @@ fn pipeline_view(
     }
     PipelineView {
         name: p.name.clone(),
-        implementation: serde_json::to_value(p.implementation)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default(),
+        implementation: p.implementation.as_str().to_string(),
         upstream: p.upstream.clone(),
         track: p.refs.track.clone(),
         ignore: p.refs.ignore.clone(),

@@ -32,10 +32,7 @@ pub fn gather(store: &Store, config: &Config, steps: bool) -> Result<model::Fact
             .collect::<Result<Vec<_>, StoreError>>()?;
         pipelines.push(model::PipelineFacts {
             name: p.name.clone(),
-            implementation: serde_json::to_value(p.implementation)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default(),
+            implementation: p.implementation.as_str().to_string(),
             channels,
             builds,
         });
@@ -131,10 +128,7 @@ pub fn releases(
         };
         out.push(pages::Freshness {
             pipeline: p.name.clone(),
-            implementation: serde_json::to_value(p.implementation)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default(),
+            implementation: p.implementation.as_str().to_string(),
             stages,
             message,
         });
