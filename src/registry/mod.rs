@@ -132,6 +132,11 @@ pub struct Registry {
     /// with the same timeouts.
     http: reqwest::Client,
     timeout: std::time::Duration,
+    /// One upload of a blob at a time per repository and digest: two
+    /// platforms of a build often share a layer, and a registry given the
+    /// same blob twice at once may answer the manifest naming it with
+    /// "blob unknown". The second waits, then finds the blob there.
+    uploads: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -187,7 +192,19 @@ impl Registry {
             credentials,
             http,
             timeout: cfg.timeout,
+            uploads: Arc::default(),
         })
+    }
+
+    /// The gate of uploads of `digest` into `repository` (see `uploads`).
+    fn upload_gate(&self, repository: &str, digest: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut gates = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget the gates no upload holds any more.
+        gates.retain(|_, g| Arc::strong_count(g) > 1);
+        gates
+            .entry(format!("{repository}@{digest}"))
+            .or_default()
+            .clone()
     }
 
     /// `host:port` of the registry.

@@ -144,6 +144,8 @@ impl Registry {
                         )
                     };
                     let what = || format!("push of blob {}", blob.digest);
+                    let gate = this.upload_gate(repository, &blob.digest);
+                    let _one_at_a_time = gate.lock().await;
                     let exists = this
                         .retrying(&what, || this.client.blob_exists(&r, &blob.digest))
                         .await
@@ -324,5 +326,21 @@ mod tests {
         let b = compress(raw);
         assert_eq!(a.digest, b.digest);
         assert!(a.bytes.len() < 100_000);
+    }
+
+    #[tokio::test]
+    async fn one_upload_of_a_blob_at_a_time_per_repository() {
+        let r = Registry::new(&crate::config::Config::embedded_defaults().registry).unwrap();
+        let a = r.upload_gate("hab/node", "sha256:aa");
+        let held = a.lock().await;
+        // The same blob into the same repository waits for the first…
+        let again = r.upload_gate("hab/node", "sha256:aa");
+        assert!(Arc::ptr_eq(&a, &again));
+        assert!(again.try_lock().is_err());
+        // …another blob, or the same into another repository, does not.
+        assert!(r.upload_gate("hab/node", "sha256:bb").try_lock().is_ok());
+        assert!(r.upload_gate("hab/other", "sha256:aa").try_lock().is_ok());
+        drop(held);
+        assert!(again.try_lock().is_ok());
     }
 }
