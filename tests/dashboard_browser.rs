@@ -170,6 +170,9 @@ async fn the_dashboard_signs_in_shows_the_fleet_and_follows_a_rollout_live() {
     let found: Value = serde_json::from_str(stdout.trim()).unwrap();
     println!("{:#}", found["rollout_seen"]);
     assert_eq!(found["forged_status"], 403);
+    for page in ["outcome", "problem"] {
+        assert!(found["axe"][page].is_array(), "axe ran on {page}");
+    }
     for page in [
         "signin",
         "overview",

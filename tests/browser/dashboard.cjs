@@ -79,6 +79,7 @@ async function main() {
     await page.type("#token", "not-the-token");
     await Promise.all([page.waitForNavigation(), page.click("button[type=submit]")]);
     check((await page.content()).includes("not one of habd"), "a wrong token is refused with a reason");
+    await axe(page, "signin-refused");
 
     // Sign in; back to where we were going.
     await page.type("#token", TOKEN);
@@ -202,6 +203,11 @@ async function main() {
     check(custody.includes("verified"), "the chain of custody shows the verdict");
     await axe(page, "custody");
     await shoot(page, "custody");
+
+    // A page saying no: an image hab did not build.
+    await page.goto(`${BASE}/custody?image=elsewhere/x@sha256:${"0".repeat(64)}`);
+    check((await page.$eval("main", (m) => m.innerText)).includes("Not built by hab"), "an image hab did not build is named so");
+    await axe(page, "problem");
 
     // Dark: the same pages, as a browser set to dark shows them.
     await page.emulateMediaFeatures([{ name: "prefers-color-scheme", value: "dark" }]);
