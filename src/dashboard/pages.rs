@@ -59,11 +59,16 @@ pub fn layout(title: &str, current: &str, session: Option<&Session>, body: Marku
                         }
                     }
                     @if let Some(s) = session {
-                        form.signout method="post" action="/signout" {
-                            input type="hidden" name="csrf" value=(s.csrf);
-                            span.who { "Signed in as " (s.who) }
-                            " "
-                            button type="submit" { "Sign out" }
+                        @if s.csrf.is_empty() {
+                            // An API token in the request: nothing to sign out of.
+                            p.signout { span.who { "Reading as " (s.who) } }
+                        } @else {
+                            form.signout method="post" action="/signout" {
+                                input type="hidden" name="csrf" value=(s.csrf);
+                                span.who { "Signed in as " (s.who) }
+                                " "
+                                button type="submit" { "Sign out" }
+                            }
                         }
                     }
                 }
@@ -147,7 +152,8 @@ pub fn overview(f: &Facts, session: &Session) -> Markup {
                         tbody {
                             @for (i, (channel, state)) in p.channels.iter().enumerate() {
                                 @let before = i.checked_sub(1).and_then(|j| p.channels[j].1.as_ref());
-                                @let offer = before.filter(|b| state.as_ref().is_none_or(|s| s.build_id != b.build_id));
+                                // The channel before it holds a newer build: offer it here.
+                                @let offer = before.filter(|b| state.as_ref().is_none_or(|s| b.build_id > s.build_id));
                                 tr {
                                     th scope="row" { (channel)
                                         @if let Some(b) = offer {
@@ -337,4 +343,64 @@ pub fn problem(title: &str, message: &str, session: Option<&Session>) -> Markup 
         session,
         html! { p.error role="alert" { (message) } p { a href="/" { "Overview" } } },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{dashboard::model::PipelineFacts, store::ChannelState};
+
+    fn on(channel: &str, build_id: i64) -> (String, Option<ChannelState>) {
+        (
+            channel.into(),
+            Some(ChannelState {
+                pipeline: "core".into(),
+                name: channel.into(),
+                build_id,
+                index_digest: format!("sha256:{build_id}"),
+                moved_at: Utc::now(),
+                moved_by: "test".into(),
+                reason: None,
+            }),
+        )
+    }
+
+    fn page(channels: Vec<(String, Option<ChannelState>)>) -> String {
+        let facts = Facts {
+            now: Utc::now(),
+            pipelines: vec![PipelineFacts {
+                name: "core".into(),
+                implementation: "bitcoind".into(),
+                channels,
+                builds: BTreeMap::new(),
+            }],
+            fleets: Vec::new(),
+            nodes: Vec::new(),
+        };
+        let session = Session {
+            who: "<b>ann</b> (token 1a2b3c4d)".into(),
+            csrf: "c".repeat(64),
+        };
+        overview(&facts, &session).into_string()
+    }
+
+    #[test]
+    fn a_newer_build_on_the_channel_before_is_offered_never_an_older_one() {
+        let newer = page(vec![on("edge", 7), on("stable", 5)]);
+        assert!(
+            newer.contains("/promote?pipeline=core&amp;build=7&amp;channel=stable"),
+            "{newer}"
+        );
+        let older = page(vec![on("edge", 5), on("stable", 7)]);
+        assert!(!older.contains("/promote?"), "{older}");
+        let empty = page(vec![on("edge", 5), ("stable".into(), None)]);
+        assert!(empty.contains("build=5&amp;channel=stable"), "{empty}");
+    }
+
+    #[test]
+    fn what_a_page_is_given_is_escaped() {
+        let p = page(vec![on("edge", 1)]);
+        assert!(p.contains("&lt;b&gt;ann&lt;/b&gt;"), "{p}");
+        assert!(!p.contains("<b>ann"), "{p}");
+    }
 }
