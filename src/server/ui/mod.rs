@@ -308,14 +308,20 @@ pub(super) async fn fleets_events(State(state): State<AppState>) -> Response {
     let stream = futures_util::stream::unfold(
         (state, String::new(), true),
         |(state, last, first)| async move {
+            let mut wait = !first;
             loop {
-                if !first {
+                if wait {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
+                wait = true;
                 let (store, config) = (state.store(), state.config.clone());
-                let facts = blocking(move || gather(&store, &config, true)).await;
-                let Ok(facts) = facts else {
-                    continue;
+                let facts = match blocking(move || gather(&store, &config, true)).await {
+                    Ok(f) => f,
+                    Err(e) => {
+                        // The page keeps what it shows; try again in a second.
+                        tracing::warn!(error = %e.reason, "the fleets page's live feed could not read the store");
+                        continue;
+                    }
                 };
                 let print = fingerprint(&facts);
                 if print != last || first {
