@@ -212,25 +212,29 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Compares in time independent of where the strings differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
+/// The bearer token a request carries, if any.
+fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+impl AppState {
+    /// Whether `token` is one of the API tokens (compared in constant time).
+    fn knows_token(&self, token: &str) -> bool {
+        self.tokens
+            .iter()
+            .any(|k| crate::dashboard::same_secret(k, token))
     }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
     state.requests.fetch_add(1, Ordering::Relaxed);
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let reason = match given {
+    let reason = match bearer(req.headers()) {
         None => "missing bearer token: send 'Authorization: Bearer <token>' (habctl: --token or HAB_TOKEN)",
-        Some(t) if state.tokens.iter().any(|k| constant_time_eq(k.as_bytes(), t.as_bytes())) => {
+        Some(t) if state.knows_token(t) => {
             let who = format!("api ({})", crate::dashboard::who("", t));
             let mut req = req;
             req.extensions_mut().insert(rollouts::Caller(who));
@@ -623,16 +627,4 @@ pub async fn serve_on(
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn constant_time_eq_compares() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
-    }
 }

@@ -81,21 +81,11 @@ pub(super) async fn require_session(
         .filter_map(|v| v.to_str().ok())
         .find_map(|c| dashboard::cookie_value(c).and_then(|id| state.sessions.get(id)));
     let from_token = || {
-        let t = req
-            .headers()
-            .get(header::AUTHORIZATION)?
-            .to_str()
-            .ok()?
-            .strip_prefix("Bearer ")?
-            .trim();
-        state
-            .tokens
-            .iter()
-            .any(|k| dashboard::same_secret(k, t))
-            .then(|| Session {
-                who: dashboard::who("", t),
-                csrf: String::new(),
-            })
+        let t = super::bearer(req.headers())?;
+        state.knows_token(t).then(|| Session {
+            who: dashboard::who("", t),
+            csrf: String::new(),
+        })
     };
     match from_cookie.or_else(from_token) {
         Some(s) => {
@@ -174,11 +164,7 @@ pub(super) async fn signin(
 ) -> Response {
     let next = dashboard::safe_next(f.next.as_deref());
     let token = f.token.trim();
-    if !state
-        .tokens
-        .iter()
-        .any(|k| dashboard::same_secret(k, token))
-    {
+    if !state.knows_token(token) {
         state.metrics.http_unauthorized.inc();
         return page(
             StatusCode::UNAUTHORIZED,
