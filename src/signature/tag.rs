@@ -53,17 +53,21 @@ pub(super) fn tag_binding(ref_name: &str, raw: &[u8]) -> Option<Verdict> {
 }
 
 /// Splits a raw tag object into the signed payload and the armored signature,
-/// the way git does: the signature starts at the first line that opens a PGP
-/// signature block; everything before it is what was signed.
+/// the way git does (`parse_signed_buffer`): the signature starts at the
+/// *last* line that opens a PGP signature block; everything before it is
+/// what was signed. A message that quotes a signature block is then part of
+/// the payload, as git, GnuPG run by hand and an auditor's tools read it:
+/// hab never accepts a split they would not.
 pub fn split_signed_tag(raw: &[u8]) -> Option<(&[u8], &[u8])> {
     let mut offset = 0;
+    let mut last = None;
     for line in raw.split_inclusive(|b| *b == b'\n') {
         if line.starts_with(PGP_SIGNATURE_BEGIN) {
-            return Some((&raw[..offset], &raw[offset..]));
+            last = Some(offset);
         }
         offset += line.len();
     }
-    None
+    last.map(|at| (&raw[..at], &raw[at..]))
 }
 
 #[cfg(test)]
@@ -77,6 +81,15 @@ mod tests {
         assert!(payload.ends_with(b"msg\n"));
         assert!(sig.starts_with(PGP_SIGNATURE_BEGIN));
         assert!(split_signed_tag(b"object abc\n\nmsg\n").is_none());
+        // A message quoting a signature block: the last block is the
+        // signature, the quote is signed payload (git's split).
+        let quoted = b"object abc\ntype commit\ntag v1\n\n-----BEGIN PGP SIGNATURE-----\nq\n-----END PGP SIGNATURE-----\n-----BEGIN PGP SIGNATURE-----\nxx\n-----END PGP SIGNATURE-----\n";
+        let (payload, sig) = split_signed_tag(quoted).unwrap();
+        assert!(payload.ends_with(b"q\n-----END PGP SIGNATURE-----\n"));
+        assert_eq!(
+            sig,
+            b"-----BEGIN PGP SIGNATURE-----\nxx\n-----END PGP SIGNATURE-----\n"
+        );
     }
 
     #[test]

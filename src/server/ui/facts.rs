@@ -78,15 +78,13 @@ pub(super) fn tag_text(
         .ok()?
         .read_raw(oid)
         .ok()?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
     if whole {
-        return Some(text);
+        return Some(String::from_utf8_lossy(&raw).into_owned());
     }
-    let body = text.split_once("\n\n").map_or("", |(_, b)| b);
-    let message = body
-        .split("-----BEGIN PGP SIGNATURE-----")
-        .next()
-        .unwrap_or("");
+    // What was signed, split as git and the verdict split it.
+    let signed = crate::signature::split_signed_tag(&raw).map_or(raw.as_slice(), |(p, _)| p);
+    let text = String::from_utf8_lossy(signed);
+    let message = text.split_once("\n\n").map_or("", |(_, b)| b);
     Some(message.trim_end().to_string())
 }
 
