@@ -450,3 +450,17 @@ fn the_front_doors_users_fleets_and_limits_are_checked() {
         );
     }
 }
+
+#[test]
+fn a_signing_key_file_that_is_not_there_is_named() {
+    let (code, stderr, dir) = check("signing_key_file = \"keys/habd.key\"\n", &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert_diag(
+        &stderr,
+        dir.path(),
+        "hab.toml",
+        2,
+        "signing_key_file",
+        "does not exist",
+    );
+}

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 use url::Url;
 
+pub use super::registry::{RegistryConfig, DEFAULT_REGISTRY_TIMEOUT};
+
 use super::{
     gateway::parse_gateway, load_pipelines, parse_duration, parse_platforms, parse_timeout,
     read_source, resolve, ConfigError, FleetConfig, Pipeline, Platform, Source,
@@ -44,6 +46,7 @@ struct RawDaemon {
     fleet: Vec<super::fleets::RawFleet>,
     webhooks: Option<RawWebhooks>,
     gateway: Option<super::gateway::RawGateway>,
+    signing_key_file: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,63 +141,6 @@ pub struct ApiConfig {
     pub token_file: Option<PathBuf>,
 }
 
-/// The cluster's own OCI registry.
-#[derive(Debug, Clone, Serialize)]
-pub struct RegistryConfig {
-    /// Base URL (`http://127.0.0.1:5000`).
-    pub url: Url,
-    /// User for basic auth, if the registry wants it.
-    pub username: Option<String>,
-    /// File holding the password.
-    pub password_file: Option<PathBuf>,
-    /// `host[:port]` nodes pull images from, when not the URL's (in a
-    /// cluster: the address kubelets reach the registry at).
-    pub pull_host: Option<String>,
-    /// The longest any registry request may wait for the registry to
-    /// answer or to send more (connect, and each read). Not a bound on a
-    /// whole transfer: a large layer that keeps arriving is never cut.
-    #[serde(with = "super::fleets::secs")]
-    pub timeout: std::time::Duration,
-}
-
-/// The registry's default `timeout`: a registry in the cluster answers in
-/// milliseconds; one that says nothing for a minute is not coming back, and
-/// a minute still covers a garbage-collecting registry's pauses.
-pub const DEFAULT_REGISTRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
-
-impl RegistryConfig {
-    /// The registry's `host:port`, as image references name it.
-    pub fn host(&self) -> String {
-        match self.url.port() {
-            Some(port) => format!("{}:{port}", self.url.host_str().unwrap_or("localhost")),
-            None => self.url.host_str().unwrap_or("localhost").to_string(),
-        }
-    }
-
-    /// User and password for basic auth, when a user is configured.
-    ///
-    /// # Errors
-    /// The password file cannot be read.
-    pub fn credentials(&self) -> std::io::Result<Option<(String, String)>> {
-        let Some(user) = &self.username else {
-            return Ok(None);
-        };
-        let password = match &self.password_file {
-            Some(f) => std::fs::read_to_string(f)
-                .map_err(|e| {
-                    std::io::Error::new(
-                        e.kind(),
-                        format!("registry password file {}: {e}", f.display()),
-                    )
-                })?
-                .trim_end_matches(['\r', '\n'])
-                .to_string(),
-            None => String::new(),
-        };
-        Ok(Some((user.clone(), password)))
-    }
-}
-
 /// A Docker Engine endpoint that builds images.
 #[derive(Debug, Clone, Serialize)]
 pub struct BuilderConfig {
@@ -263,6 +209,9 @@ pub struct Config {
     pub gateway: Option<super::gateway::GatewayConfig>,
     /// The pipelines, by name order.
     pub pipelines: Vec<Arc<Pipeline>>,
+    /// habd's ed25519 signing key, when supplied; None: habd makes one in
+    /// its state folder at first start ([`Config::signing_key_path`]).
+    pub signing_key_file: Option<PathBuf>,
 }
 
 /// Overrides from the command line or environment, applied over the file.
@@ -292,6 +241,14 @@ impl Config {
         } else {
             self.recipes_dir.join(recipe)
         })
+    }
+
+    /// The file of habd's signing key: the one supplied, or
+    /// `<state_dir>/habd-signing.key` (made at first start).
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.signing_key_file
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("habd-signing.key"))
     }
 
     /// The builder for a platform: one that builds it natively when there is
@@ -343,6 +300,7 @@ impl Config {
                 tls_key: None,
             }],
             pipelines: Vec::new(),
+            signing_key_file: None,
             fleets: Vec::new(),
             webhooks: WebhookConfig::default(),
             gateway: None,
@@ -426,6 +384,17 @@ impl Config {
                 config.api.token_file = Some(p);
             }
             config.api.tokens = api.tokens;
+        }
+        if let Some(file) = &raw.signing_key_file {
+            let p = resolve(base, file.get_ref());
+            if !p.is_file() {
+                src.error(
+                    file.span(),
+                    "signing_key_file",
+                    format!("signing key {} does not exist (leave signing_key_file out and habd makes one at first start)", p.display()),
+                );
+            }
+            config.signing_key_file = Some(p);
         }
         if let Some(reg) = raw.registry {
             match parse_http_url(reg.url.get_ref()) {

@@ -21,6 +21,7 @@ mod fleets;
 mod gateway;
 mod pipeline;
 mod platform;
+mod registry;
 
 pub use daemon::{
     ApiConfig, BuilderConfig, Config, Overrides, RegistryConfig, TargetConfig, TargetKind,
