@@ -39,6 +39,7 @@ pub mod hooks;
 pub mod mirror;
 pub mod offload;
 pub mod promotion;
+pub mod provenance;
 pub mod prune;
 pub mod queue;
 pub mod readback;

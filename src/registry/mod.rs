@@ -13,9 +13,11 @@
 //! registry has is never sent again.
 //!
 //! By concern: `retry` (transient failures, timeouts), `push`
-//! (publish, index, tags), `read` (manifests, blobs, base images), `delete`,
+//! (publish, index, tags), `read` (manifests, blobs, base images), `attach`
+//! (artifacts naming a subject: referrers and the fallback tag), `delete`,
 //! `saved` (the `docker save` archive) and `oci` (the wire types).
 
+mod attach;
 mod delete;
 mod oci;
 mod push;
@@ -32,6 +34,7 @@ use oci_client::{
 };
 
 use crate::config::RegistryConfig;
+pub use attach::{fallback_tag, Attached, Attachment};
 pub use oci::{
     digest_of, parse_config_platform, parse_index, parse_manifest, Descriptor, Index,
     IndexManifest, IndexPlatform, Manifest, OCI_INDEX, OCI_MANIFEST,

@@ -194,7 +194,7 @@ impl Registry {
         })
     }
 
-    async fn push_manifest(
+    pub(super) async fn push_manifest(
         &self,
         repository: &str,
         tag_or_digest: &str,
