@@ -26,6 +26,7 @@ use hab::{
     config::{BuilderConfig, Config, Overrides},
     health,
     mirror::{TreeFile, TreeFiles},
+    provenance::{BuildFacts, Provenance, SigningKey},
     registry::{IndexEntry, Registry},
     rollout::{docker::DockerTarget, Rollouts},
     store::{NewBuild, NewPlatform, RolloutState, Store},
@@ -37,6 +38,7 @@ const PASSWORD: &str = "bench";
 async fn image(
     engine: &Engine,
     registry: &Registry,
+    provenance: &Provenance,
     version: &str,
     tmp: &std::path::Path,
 ) -> String {
@@ -72,7 +74,7 @@ async fn image(
         .publish_saved(&saved, "bench/rollout", Arc::new(|_, _| {}))
         .await
         .unwrap();
-    let (index, _) = registry
+    let (index, index_bytes) = registry
         .push_index(
             "bench/rollout",
             &[IndexEntry {
@@ -87,6 +89,33 @@ async fn image(
         .await
         .unwrap();
     engine.remove_image(&tag).await;
+    // A rollout runs only what habd's signed provenance vouches for.
+    let facts = BuildFacts {
+        repository: "bench/rollout".into(),
+        index_digest: index.clone(),
+        platforms: vec![],
+        pipeline: "bench".into(),
+        upstream: "git://127.0.0.1/bench.git".into(),
+        ref_name: format!("refs/tags/{version}"),
+        commit: "0".repeat(40),
+        version: version.into(),
+        recipe: "fixture".into(),
+        recipe_digest: hab::builder::plan::recipe_digest(&recipe),
+        ref_oid: "0".repeat(40),
+        tag_object: None,
+        verdict: "unsigned".into(),
+        verdict_text: "unsigned".into(),
+        signer: None,
+        builder_id: provenance.builder_id(),
+        build_id: 0,
+        started: chrono::Utc::now(),
+        finished: chrono::Utc::now(),
+        verification: serde_json::json!({}),
+    };
+    provenance
+        .attest(&facts, index_bytes.len() as i64)
+        .await
+        .unwrap();
     registry.pinned("bench/rollout", &index)
 }
 
@@ -166,14 +195,16 @@ async fn main() {
     })
     .await
     .expect("dockerd (run scripts/setup.sh)");
-    let a = image(&engine, &registry, "bench-a", tmp.path()).await;
-    let b = image(&engine, &registry, "bench-b", tmp.path()).await;
+    let (key, _) = SigningKey::load_or_create(&config.signing_key_path()).unwrap();
+    let provenance = Provenance::new(Arc::new(key), registry.clone());
+    let a = image(&engine, &registry, &provenance, "bench-a", tmp.path()).await;
+    let b = image(&engine, &registry, &provenance, "bench-b", tmp.path()).await;
     let (ba, bb) = (
         verified_build(&store, "bench-a"),
         verified_build(&store, "bench-b"),
     );
 
-    let rollouts = Rollouts::new(config.clone(), store.clone(), registry.clone());
+    let rollouts = Rollouts::new(config.clone(), store.clone(), registry.clone(), provenance);
     rollouts.spawn();
     let first = store
         .queue_rollout(&fleet, "bench", "stable", ba, &a, "bench")

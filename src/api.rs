@@ -275,6 +275,10 @@ pub struct Verification {
     /// How long the verification took, in seconds.
     #[serde(default)]
     pub seconds: f64,
+    /// Of a VERIFIED build verified again: its signed provenance (found,
+    /// attached now, or why not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<String>,
 }
 
 /// One smoke run.
@@ -311,6 +315,10 @@ pub struct PruneReport {
     pub missing: usize,
     /// Deletions that failed, with why.
     pub errors: Vec<String>,
+    /// What went with each deleted index: its attestations and their
+    /// fallback-tag index (`what`: `attestation`).
+    #[serde(default)]
+    pub attached: Vec<crate::prune::Doomed>,
     /// True on a dry run.
     pub dry_run: bool,
 }
@@ -477,4 +485,18 @@ pub struct RolloutView {
     pub rollout: RolloutRecord,
     /// Every step and gate result, oldest first.
     pub steps: Vec<RolloutStep>,
+}
+
+/// habd's public signing key (`GET /api/v1/key`, `habctl key`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SigningKeyView {
+    /// securesystemslib's key id (what DSSE signatures name).
+    pub keyid: String,
+    /// PEM `PUBLIC KEY` (SubjectPublicKeyInfo), for `habctl verify --key`,
+    /// OpenSSL and securesystemslib.
+    pub pem: String,
+    /// The OpenSSH one-line form.
+    pub openssh: String,
+    /// The builder id habd's statements carry.
+    pub builder_id: String,
 }

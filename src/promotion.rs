@@ -10,7 +10,9 @@
 //! 1. the channel is declared and the target names a build of the pipeline
 //!    ([`decide`], reading the store);
 //! 2. the ref the build was made from is not now judged misbound;
-//! 3. the registry still holds the build's index (a pruned build cannot run);
+//! 3. the registry still holds the build's index (a pruned build cannot run)
+//!    and its provenance, signed by habd's key ([`crate::provenance`]): an
+//!    image hab did not attest cannot be promoted, whatever the store says;
 //! 4. a known-bad build moves only with `force` and a reason;
 //! 5. the store moves the channel only to a VERIFIED build, in one
 //!    transaction, recording who and why;
@@ -29,6 +31,7 @@ use crate::{
     channel::{self, PromoteError, PromoteTarget, Promoted},
     config::Pipeline,
     offload::blocking,
+    provenance::Provenance,
     registry::Registry,
     rollout::Rollouts,
     store::{BuildRecord, MoveRefused, RolloutRecord, Store, StoreError},
@@ -191,6 +194,7 @@ fn move_to(
 pub struct Promotions {
     store: Store,
     registry: Registry,
+    provenance: Provenance,
     rollouts: Arc<Rollouts>,
 }
 
@@ -201,11 +205,18 @@ impl std::fmt::Debug for Promotions {
 }
 
 impl Promotions {
-    /// The door over `store`, checking `registry`, queueing on `rollouts`.
-    pub fn new(store: Store, registry: Registry, rollouts: Arc<Rollouts>) -> Arc<Self> {
+    /// The door over `store`, checking `registry` and each build's
+    /// `provenance`, queueing on `rollouts`.
+    pub fn new(
+        store: Store,
+        registry: Registry,
+        provenance: Provenance,
+        rollouts: Arc<Rollouts>,
+    ) -> Arc<Self> {
         Arc::new(Promotions {
             store,
             registry,
+            provenance,
             rollouts,
         })
     }
@@ -232,6 +243,20 @@ impl Promotions {
                 return Err(PromoteError::Refused(format!(
                     "build {} ({}) is no longer in the registry (pruned?): build it again with habctl build {} --ref {}",
                     build.id, build.version, build.pipeline, build.version
+                )));
+            }
+            let why = match self.provenance.check(&build.repository, &index).await {
+                Ok(c) if c.pipeline == pipeline.name => None,
+                Ok(c) => Some(format!(
+                    "habd attested its index as a build of pipeline {}, not {}",
+                    c.pipeline, pipeline.name
+                )),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(why) = why {
+                return Err(PromoteError::Refused(format!(
+                    "build {} ({}) cannot be promoted: {why}",
+                    build.id, build.version
                 )));
             }
         }

@@ -133,6 +133,7 @@ mod tests {
             created_at: chrono::Utc::now(),
             finished_at: None,
             verified_at: None,
+            attestation: None,
             platforms: platforms
                 .iter()
                 .map(|m| PlatformRecord {

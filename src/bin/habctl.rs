@@ -186,10 +186,37 @@ enum Command {
     /// Verify again: read back the index, every manifest and blob, recompute
     /// their sha256, check the platforms, smoke-run each image. Exits
     /// non-zero when a check fails.
+    ///
+    /// With --offline, no habd and no store: checks that the index's signed
+    /// provenance (its attestation in the registry, or in an OCI layout)
+    /// is habd's (--key), names the index and each platform image, and
+    /// carries the maintainer's tag object, signed by a key of --keyring
+    /// under the ref's name and naming the commit that was built.
+    ///
+    /// Example: habctl key > habd.pub; habctl verify --offline --key habd.pub
+    ///   --keyring keys/ 127.0.0.1:5000/hab/bitcoind@sha256:…
+    #[command(verbatim_doc_comment)]
     Verify {
         /// A build id, or repository@sha256:… (with or without the registry host).
         target: String,
+        /// Check the signed provenance, with no habd (needs --key and --keyring).
+        #[arg(long, requires_all = ["key", "keyring"])]
+        offline: bool,
+        /// habd's public key, PEM or OpenSSH (`habctl key > habd.pub`).
+        #[arg(long, requires = "offline")]
+        key: Option<PathBuf>,
+        /// The maintainers' OpenPGP keys: a file, or a folder of *.asc.
+        #[arg(long, requires = "offline")]
+        keyring: Option<PathBuf>,
+        /// Read an OCI image layout directory (`skopeo copy … oci:DIR`)
+        /// instead of the registry.
+        #[arg(long, requires = "offline")]
+        layout: Option<PathBuf>,
     },
+    /// habd's public signing key, which signs every verified build's
+    /// provenance: PEM (for verify --offline --key, OpenSSL,
+    /// securesystemslib), then the OpenSSH line.
+    Key,
     /// Cancel a running build.
     Cancel {
         /// Build id.
@@ -473,7 +500,11 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 }
             }
         }
-        Command::Verify { target } => {
+        Command::Key => {
+            let k = client.signing_key().await?;
+            show(json_out, &k, |k| format!("{}{}\n", k.pem, k.openssh));
+        }
+        Command::Verify { target, .. } => {
             let req = match target.parse::<i64>() {
                 Ok(id) => VerifyRequest {
                     build: Some(id),
@@ -603,61 +634,36 @@ fn show<T: serde::Serialize + ?Sized>(json_out: bool, v: &T, text: impl FnOnce(&
     }
 }
 
-/// `habctl show 12 | head` closes stdout early: end quietly, as a program
-/// killed by SIGPIPE would (exit 141), instead of a panic's backtrace.
-/// Rust ignores SIGPIPE, and restoring it needs unsafe code, which this
-/// crate forbids.
-fn quiet_on_broken_pipe() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let msg = info
-            .payload()
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| info.payload().downcast_ref::<&str>().copied())
-            .unwrap_or("");
-        if msg.contains("failed printing to stdout") && msg.contains("Broken pipe") {
-            std::process::exit(141);
-        }
-        default(info);
-    }));
-}
-
-/// scripts/base-image.sh, carried inside habctl so the command works where
-/// only the binary is installed.
-const BASE_IMAGE_SCRIPT: &str = include_str!("../../scripts/base-image.sh");
-
-fn base_image(registry: &str, name: &str) -> ExitCode {
-    let dir = std::env::temp_dir().join(format!("habctl-base-image-{}", std::process::id()));
-    let script = dir.join("base-image.sh");
-    let run = std::fs::create_dir_all(&dir)
-        .and_then(|()| std::fs::write(&script, BASE_IMAGE_SCRIPT))
-        .and_then(|()| {
-            std::process::Command::new("bash")
-                .arg(&script)
-                .args([registry, name])
-                .current_dir(&dir)
-                .status()
-        });
-    let _ = std::fs::remove_dir_all(&dir);
-    match run {
-        Ok(s) if s.success() => ExitCode::SUCCESS,
-        Ok(s) => {
-            eprintln!("habctl: making the base image failed ({s})");
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("habctl: cannot run bash: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
 fn main() -> ExitCode {
-    quiet_on_broken_pipe();
+    hab::client::local::quiet_on_broken_pipe();
     let cli = Cli::parse();
     if let Command::BaseImage { registry, name } = &cli.command {
-        return base_image(registry, name);
+        return hab::client::local::base_image(registry, name);
+    }
+    if let Command::Verify {
+        target,
+        offline: true,
+        key: Some(key),
+        keyring: Some(keyring),
+        layout,
+    } = &cli.command
+    {
+        let json_out = cli.output == Output::Json;
+        let run = hab::client::local::verify_offline(target, key, keyring, layout.as_deref());
+        return match tokio::runtime::Runtime::new().map(|rt| rt.block_on(run)) {
+            Ok(Ok(r)) => {
+                show(json_out, &r, hab::client::local::offline_report);
+                ExitCode::SUCCESS
+            }
+            Ok(Err(e)) => {
+                eprintln!("habctl: {e}");
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("habctl: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     if let Command::Completion { shell } = cli.command {
         use clap::CommandFactory;

@@ -17,6 +17,7 @@
 //! [`crate::registry`]. Every step is recorded in the store as it happens, so
 //! `habctl show` and `habctl logs --follow` see a build live.
 
+mod attest;
 pub mod context;
 pub mod engine;
 mod leftovers;
@@ -112,6 +113,9 @@ pub enum BuildError {
     /// An operator cancelled it.
     #[error("cancelled")]
     Cancelled,
+    /// habd's signing key cannot be read or made.
+    #[error("habd's signing key: {0}")]
+    SigningKey(#[from] crate::provenance::KeyError),
     /// A blocking task died.
     #[error("internal error: {0}")]
     Internal(String),
@@ -149,6 +153,8 @@ pub struct Builds {
     config: Arc<Config>,
     store: Store,
     registry: Registry,
+    /// Signs and attaches each verified build's provenance.
+    provenance: crate::provenance::Provenance,
     on_verified: Arc<dyn OnVerified>,
     /// One build at a time per builder (a build uses every core it gets),
     /// handed out fairly across pipelines.
@@ -184,6 +190,7 @@ impl Builds {
         config: Arc<Config>,
         store: Store,
         registry: Registry,
+        provenance: crate::provenance::Provenance,
         on_verified: Arc<dyn OnVerified>,
     ) -> Arc<Self> {
         let slots = config
@@ -195,6 +202,7 @@ impl Builds {
             config,
             store,
             registry,
+            provenance,
             on_verified,
             slots,
             running: Mutex::new(HashMap::new()),

@@ -55,7 +55,20 @@ pub fn build_key(k: &KeyInputs<'_>) -> String {
         h.update(value.as_bytes());
         h.update(b"\n");
     }
-    let mut files: Vec<&RecipeFile> = k.recipe.iter().collect();
+    hash_recipe(&mut h, k.recipe);
+    format!("sha256:{}", hex::encode(h.finalize()))
+}
+
+/// The digest of a recipe's files alone (each file's mode, path and
+/// content's sha256, by path), as the build's provenance records it.
+pub fn recipe_digest(recipe: &[RecipeFile]) -> String {
+    let mut h = Sha256::new();
+    hash_recipe(&mut h, recipe);
+    format!("sha256:{}", hex::encode(h.finalize()))
+}
+
+fn hash_recipe(h: &mut Sha256, recipe: &[RecipeFile]) {
+    let mut files: Vec<&RecipeFile> = recipe.iter().collect();
     files.sort_by(|a, b| a.path.cmp(&b.path));
     for f in files {
         let digest = hex::encode(Sha256::digest(&f.content));
@@ -66,7 +79,6 @@ pub fn build_key(k: &KeyInputs<'_>) -> String {
             f.path
         ));
     }
-    format!("sha256:{}", hex::encode(h.finalize()))
 }
 
 /// The image tag for a ref: its short name with characters a tag cannot

@@ -36,6 +36,8 @@ pub(super) struct Prepared {
     pub(super) version: String,
     pub(super) context: Vec<u8>,
     pub(super) platforms: Vec<PlatformPlan>,
+    /// The recipe's files, hashed ([`plan::recipe_digest`]).
+    pub(super) recipe_digest: String,
 }
 
 /// One platform of a prepared build.
@@ -137,6 +139,7 @@ impl Builds {
         }
         let context = context::context_tar(&recipe_files, &tree)?;
         Ok(Prepared {
+            recipe_digest: plan::recipe_digest(&recipe_files),
             pipeline,
             stored,
             version,
@@ -270,6 +273,23 @@ impl Builds {
                 v.reason.unwrap_or_else(|| "unknown".into()),
             ));
         }
+        let attested = self
+            .attest(&build, &prep, (&index_digest, index_bytes.len() as i64), &v)
+            .await?;
+        self.log(
+            id,
+            None,
+            format!(
+                "hab: signed provenance attached as {} (listed under tag {}{})",
+                attested.manifest,
+                attested.fallback_tag,
+                if attested.referrers_api {
+                    " and by the referrers API"
+                } else {
+                    "; the registry offers no referrers API"
+                }
+            ),
+        );
         self.registry
             .tag(&build.repository, &build.version, &index_bytes)
             .await?;

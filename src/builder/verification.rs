@@ -92,6 +92,7 @@ impl Builds {
             read_back,
             smoke,
             seconds: started.elapsed().as_secs_f64(),
+            provenance: None,
         };
         let store = self.store.clone();
         let reference = self.registry.pinned(repository, index_digest);
@@ -154,8 +155,13 @@ impl Builds {
                 build.state.as_str()
             )));
         };
-        self.verify_index(Some(&build), &build.repository, &index)
-            .await
+        let mut v = self
+            .verify_index(Some(&build), &build.repository, &index)
+            .await?;
+        if v.ok && build.verified() {
+            v.provenance = Some(self.provenance_of(&build, &index, &v).await);
+        }
+        Ok(v)
     }
 
     /// Verifies `repository@digest` (`habctl verify hab/fixture@sha256:…`):

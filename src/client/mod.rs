@@ -15,6 +15,7 @@ use crate::{
     sync::SyncReport,
 };
 
+pub mod local;
 pub mod print;
 
 /// Client errors, each saying what to do about it.
@@ -167,6 +168,11 @@ impl Client {
     /// `GET /status`: habd at a glance.
     pub async fn status(&self) -> Result<StatusView, ClientError> {
         self.get("/status").await
+    }
+
+    /// `GET /key`: habd's public signing key.
+    pub async fn signing_key(&self) -> Result<crate::api::SigningKeyView, ClientError> {
+        self.get("/key").await
     }
 
     /// `GET /pipelines`.

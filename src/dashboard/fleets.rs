@@ -168,6 +168,17 @@ pub fn chain(now: DateTime<Utc>, c: &Chain, tag_object: Option<&str>, session: &
                     (when_ago(now, v.at)) ": " @if v.ok { "passed" } @else { "failed: " (v.reason.as_deref().unwrap_or("")) }
                 } } }
             }
+            li { h2 { "Signed provenance" }
+                @match (&b.attestation, &c.build.reference) {
+                    (Some(a), Some(r)) => {
+                        p.ok { "Attested by habd: an in-toto statement carrying the signed tag, attached to the index as " code title=(a) { (short_digest(a)) } "." }
+                        p { "Check it offline, with habd's key (" code { "habctl key" } ") and the maintainers' keys:" }
+                        pre.message { "habctl verify --offline --key habd.pub --keyring keys/ " (r) }
+                    }
+                    _ if b.verified() => p.bad { "No attestation: this build cannot be promoted or rolled. " code { "habctl verify " (b.id) } " attaches one if its inputs are unchanged." },
+                    _ => p.muted { "Attested when it verifies." },
+                }
+            }
             li { h2 { "Channels" }
                 @if c.channel_moves.is_empty() { p.muted { "On no channel yet." } }
                 ul { @for m in &c.channel_moves { li { "On " strong { (m.channel) } " " (when_ago(now, m.at)) " by " (m.by) @if let Some(r) = &m.reason { " — " (r) } } } }

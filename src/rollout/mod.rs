@@ -60,6 +60,9 @@ pub struct Rollouts {
     config: Arc<Config>,
     store: Store,
     registry: Registry,
+    /// Checks each target digest's signed provenance before a rollout
+    /// touches a node.
+    provenance: crate::provenance::Provenance,
     wake: Notify,
     http: reqwest::Client,
     /// The RPC front door (`[gateway]`), when configured: a node is
@@ -83,7 +86,12 @@ impl std::fmt::Debug for Rollouts {
 
 impl Rollouts {
     /// The engine over `config`'s fleets.
-    pub fn new(config: Arc<Config>, store: Store, registry: Registry) -> Arc<Self> {
+    pub fn new(
+        config: Arc<Config>,
+        store: Store,
+        registry: Registry,
+        provenance: crate::provenance::Provenance,
+    ) -> Arc<Self> {
         // Run apart, the front door is `habd gateway`'s, not this one's.
         let gateway =
             config.gateway.as_ref().filter(|g| !g.apart).map(|g| {
@@ -94,6 +102,7 @@ impl Rollouts {
             config,
             store,
             registry,
+            provenance,
             wake: Notify::new(),
             http: reqwest::Client::new(),
             kube_targets: Default::default(),

@@ -23,6 +23,29 @@ use crate::{
 };
 
 impl Rollouts {
+    /// Checks that the registry holds an attestation of `image`
+    /// (`host/repo@sha256:…`) signed by habd's key, naming its digest, made
+    /// for a build of `pipeline` (habd's genuine image of another pipeline
+    /// does not run on this fleet).
+    async fn attestation_of(&self, image: &str, pipeline: &str) -> Result<(), String> {
+        let (name, digest) = image
+            .rsplit_once('@')
+            .ok_or_else(|| format!("{image} is not pinned by digest"))?;
+        let repository = name.split_once('/').map_or(name, |(_, r)| r);
+        let claims = self
+            .provenance
+            .check(repository, digest)
+            .await
+            .map_err(|e| format!("{image} may not run: {e}"))?;
+        if claims.pipeline != pipeline {
+            return Err(format!(
+                "{image} may not run: habd attested it as a build of pipeline {}, not {pipeline}",
+                claims.pipeline
+            ));
+        }
+        Ok(())
+    }
+
     pub(super) async fn run(&self, r: RolloutRecord) -> Result<(), RolloutError> {
         let id = r.id;
         let Some(fleet) = self.fleet(&r.fleet).cloned() else {
@@ -101,6 +124,18 @@ impl Rollouts {
                     }
                 }
             }
+            // Nothing runs on a node unless habd's own signed provenance
+            // vouches for its digest (DESIGN.md invariant 8).
+            if let Err(why) = self.attestation_of(&r.image, &fleet.pipeline).await {
+                return self.fail(&r, format!("{why}; no node was touched")).await;
+            }
+            self.step(
+                id,
+                None,
+                "attested",
+                format!("{} carries provenance signed by habd's key", r.image),
+            )
+            .await;
             let store = self.store.clone();
             blocking(move || store.begin_rollout(id, &before)).await?;
             self.step(
@@ -147,6 +182,17 @@ impl Rollouts {
                         Err(Budget::Interrupted) => continue,
                         Err(Budget::Exhausted(reason)) => {
                             self.budget_exhausted(&r, &nodes, direction, ordinal, reason)
+                                .await?;
+                            continue;
+                        }
+                    }
+                    // Before each node, again: a rollout resumed after a
+                    // restart, or whose attestation was deleted since it
+                    // started, changes no node more.
+                    if direction == Direction::Forward {
+                        if let Err(why) = self.attestation_of(&image, &fleet.pipeline).await {
+                            let why = format!("{why}; node {ordinal} not touched");
+                            self.fail_or_turn(&r, &nodes, direction, ordinal, why)
                                 .await?;
                             continue;
                         }

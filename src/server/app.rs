@@ -50,7 +50,20 @@ impl AppState {
         let mut registry = Registry::with_prefix("hab");
         metrics.register(&mut registry);
         let reg = crate::registry::Registry::new(&config.registry)?;
-        let rollouts = crate::rollout::Rollouts::new(config.clone(), store.clone(), reg.clone());
+        let key_file = config.signing_key_path();
+        let (key, made) = crate::provenance::SigningKey::load_or_create(&key_file)?;
+        if made {
+            tracing::warn!(file = %key_file.display(), keyid = %key.public().keyid(), "made habd's signing key: keep it, and give auditors its public half (habctl key)");
+        } else {
+            tracing::info!(file = %key_file.display(), keyid = %key.public().keyid(), "habd's signing key");
+        }
+        let provenance = crate::provenance::Provenance::new(Arc::new(key), reg.clone());
+        let rollouts = crate::rollout::Rollouts::new(
+            config.clone(),
+            store.clone(),
+            reg.clone(),
+            provenance.clone(),
+        );
         rollouts.spawn();
         let looker = rollouts.clone();
         tokio::spawn(async move {
@@ -61,9 +74,19 @@ impl AppState {
                 tokio::time::sleep(LOOK_EVERY).await;
             }
         });
-        let promotions =
-            crate::promotion::Promotions::new(store.clone(), reg.clone(), rollouts.clone());
-        let builds = Builds::new(config.clone(), store.clone(), reg, promotions.clone());
+        let promotions = crate::promotion::Promotions::new(
+            store.clone(),
+            reg.clone(),
+            provenance.clone(),
+            rollouts.clone(),
+        );
+        let builds = Builds::new(
+            config.clone(),
+            store.clone(),
+            reg,
+            provenance.clone(),
+            promotions.clone(),
+        );
         let syncer = Syncer::new(store.clone(), config.state_dir.clone());
         let queue = crate::queue::Queue::new(
             config.clone(),
@@ -84,6 +107,7 @@ impl AppState {
             builds,
             rollouts,
             promotions,
+            provenance,
             queue,
             started: Instant::now(),
             requests: Arc::default(),

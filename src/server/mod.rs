@@ -121,6 +121,8 @@ pub struct AppState {
     builds: Arc<Builds>,
     rollouts: Arc<crate::rollout::Rollouts>,
     promotions: Arc<crate::promotion::Promotions>,
+    /// habd's signer of provenance (its public key is served at `/api/v1/key`).
+    provenance: crate::provenance::Provenance,
     queue: Arc<crate::queue::Queue>,
     started: Instant,
     requests: Arc<AtomicU64>,
@@ -146,6 +148,7 @@ async fn blocking<T: Send + 'static>(
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/status", get(status))
+        .route("/key", get(signing_key))
         .route("/gateway", get(gateway_nodes))
         .route("/pipelines", get(list_pipelines))
         .route("/pipelines/{name}", get(get_pipeline))
@@ -244,6 +247,17 @@ async fn require_token(State(state): State<AppState>, req: Request, next: Next) 
     };
     state.metrics.http_unauthorized.inc();
     ApiError::new(StatusCode::UNAUTHORIZED, reason).into_response()
+}
+
+/// habd's public signing key: what an auditor checks attestations with.
+async fn signing_key(State(state): State<AppState>) -> Json<crate::api::SigningKeyView> {
+    let key = state.provenance.public_key();
+    Json(crate::api::SigningKeyView {
+        keyid: key.keyid(),
+        pem: key.pem(),
+        openssh: key.openssh("habd"),
+        builder_id: state.provenance.builder_id(),
+    })
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
@@ -461,6 +475,7 @@ async fn prune_registry(
         deleted: 0,
         missing: 0,
         errors: Vec::new(),
+        attached: Vec::new(),
         dry_run: req.dry_run,
     };
     if !req.dry_run {
@@ -470,6 +485,19 @@ async fn prune_registry(
                 Ok(true) => report.deleted += 1,
                 Ok(false) => report.missing += 1,
                 Err(e) => report.errors.push(e.to_string()),
+            }
+            // An attestation goes with its index, never before it.
+            if d.what == "index" {
+                match registry.detach_all(&d.repository, &d.digest).await {
+                    Ok(gone) => report.attached.extend(gone.into_iter().map(|digest| {
+                        crate::prune::Doomed {
+                            digest,
+                            what: "attestation".into(),
+                            ..d.clone()
+                        }
+                    })),
+                    Err(e) => report.errors.push(e.to_string()),
+                }
             }
         }
         tracing::info!(

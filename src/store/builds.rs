@@ -116,6 +116,10 @@ pub struct BuildRecord {
     pub finished_at: Option<DateTime<Utc>>,
     /// Verified at.
     pub verified_at: Option<DateTime<Utc>>,
+    /// The manifest (`sha256:…`) of its signed provenance in the registry,
+    /// attached when it verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<String>,
     /// Per platform.
     pub platforms: Vec<PlatformRecord>,
     /// Set when a rollout of its image failed its gates: no automatic
@@ -153,7 +157,7 @@ pub struct NewBuild {
 }
 
 const BUILD_COLUMNS: &str = "id, pipeline, ref_name, commit_oid, version, signer, trigger,
-    repository, state, reason, index_digest, created_at, finished_at, verified_at";
+    repository, state, reason, index_digest, created_at, finished_at, verified_at, attestation";
 
 impl Store {
     /// Records a new build, queued, with its platforms. Reused platforms are
@@ -313,6 +317,18 @@ impl Store {
         Ok(())
     }
 
+    /// Records the manifest of a build's signed provenance.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub fn set_attestation(&self, id: i64, manifest: &str) -> Result<(), StoreError> {
+        self.lock().execute(
+            "UPDATE builds SET attestation = ?2 WHERE id = ?1",
+            params![id, manifest],
+        )?;
+        Ok(())
+    }
+
     /// Marks a build VERIFIED and records its platforms' keys as built and
     /// verified, in one transaction.
     pub fn finish_verified(&self, id: i64, index_digest: &str) -> Result<(), StoreError> {
@@ -405,6 +421,7 @@ fn build_by_id(conn: &Connection, id: i64) -> Result<BuildRecord, StoreError> {
                 created_at: r.get(11)?,
                 finished_at: r.get(12)?,
                 verified_at: r.get(13)?,
+                attestation: r.get(14)?,
                 platforms,
                 known_bad: None,
             })

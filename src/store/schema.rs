@@ -257,4 +257,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
         target TEXT NOT NULL,
         outcome TEXT NOT NULL
      );",
+    // 9: the manifest of a build's signed provenance in the registry
+    // (crate::provenance), attached when it verified.
+    "ALTER TABLE builds ADD COLUMN attestation TEXT;",
 ];

@@ -76,6 +76,12 @@ pub fn build(v: &BuildView) -> String {
     );
     put!(out, "  trigger   {}", b.trigger);
     put!(out, "  index     {}", v.reference.as_deref().unwrap_or("-"));
+    if let Some(a) = &b.attestation {
+        put!(
+            out,
+            "  attested  {a} (signed provenance: habctl verify --offline)"
+        );
+    }
     if let Some(r) = &b.reason {
         put!(out, "  reason    {r}");
     }
@@ -327,6 +333,9 @@ pub fn verification(v: &Verification) -> String {
     for p in &rb.problems {
         put!(out, "  problem: {p}");
     }
+    if let Some(p) = &v.provenance {
+        put!(out, "  provenance: {p}");
+    }
     if let Some(reason) = v.reason.as_deref().filter(|_| !v.ok) {
         put!(out, "  reason: {reason}");
     }
@@ -352,6 +361,7 @@ mod tests {
                 ..ReadBack::default()
             },
             seconds: 1.5,
+            provenance: None,
             smoke: smoke
                 .map(|exit_code| {
                     BTreeMap::from([(

@@ -332,7 +332,7 @@ pub fn pruned(r: &PruneReport) -> String {
     let mut out = String::new();
     let kept: Vec<String> = r.plan.kept.iter().map(i64::to_string).collect();
     put!(out, "kept builds: {}", kept.join(", "));
-    for d in &r.plan.delete {
+    for d in r.plan.delete.iter().chain(&r.attached) {
         put!(
             out,
             "{} build {} {}: {}@{}",
@@ -424,6 +424,7 @@ mod tests {
             deleted: 0,
             missing: 0,
             errors: Vec::new(),
+            attached: Vec::new(),
             dry_run: true,
         };
         assert_eq!(
