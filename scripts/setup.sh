@@ -17,6 +17,8 @@
 #   - chromium (Debian's), puppeteer-core and axe-core (npm, scripts/browser's
 #     lockfile) in /opt/hab-browser, and prometheus-client (PyPI), for the
 #     dashboard's tests
+#   - in-toto and securesystemslib (PyPI) in /opt/hab-intoto, which check the
+#     DSSE envelopes of hab's signed provenance
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -241,6 +243,20 @@ if ! python3 -c "import prometheus_client" 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore prometheus-client==0.26.0
 fi
 log "prometheus-client: $(python3 -c 'import prometheus_client, importlib.metadata as m; print(m.version("prometheus-client"))')"
+
+# The provenance tests (tests/provenance_offline.rs) check hab's DSSE
+# envelopes with in-toto and securesystemslib (PyPI), in a virtualenv of
+# their own.
+INTOTO_PKGS="in-toto==3.1.0 securesystemslib==1.6.0 cryptography==50.0.2"
+if ! /opt/hab-intoto/bin/python -c "import in_toto, securesystemslib, cryptography" 2>/dev/null; then
+  need_root
+  log "installing in-toto and securesystemslib (PyPI) into /opt/hab-intoto"
+  [ -x /opt/hab-intoto/bin/python ] || python3 -m venv /opt/hab-intoto
+  # shellcheck disable=SC2086
+  /opt/hab-intoto/bin/python -m pip install --quiet --disable-pip-version-check $INTOTO_PKGS
+fi
+log "in-toto: $(/opt/hab-intoto/bin/python -c 'import importlib.metadata as m; print(m.version("in-toto"), "securesystemslib", m.version("securesystemslib"))')"
+command -v gpgv >/dev/null || { need_root; apt-get install -y -qq --no-install-recommends gpgv >/dev/null; }
 
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
 log "ready"

@@ -217,6 +217,21 @@ async fn the_dashboard_signs_in_shows_the_fleet_and_follows_a_rollout_live() {
     // follows it), so its release reaches verified, built and edge.
     let nine = build_of(&habd, "node", "v9.0.0").await;
     assert_eq!(nine["state"], "verified", "{nine}");
+    // /metrics shows habd's last look at each node, taken every 10 s: wait
+    // for one taken since every node runs B.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let looks = habd.store.node_statuses().unwrap();
+        let on_b = looks
+            .iter()
+            .filter(|l| l.fleet == fleet && l.image.as_deref() == Some(image(&b).as_str()))
+            .count();
+        if on_b == 3 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{looks:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
     let families = scrape(&habd).await;
     let samples = |family: &str| -> Vec<Value> {
         families[family]["samples"]

@@ -71,6 +71,36 @@ async fn old_builds_go_and_what_runs_or_is_promoted_stays() {
         )
     };
 
+    // Every build's attestation, found by its index's fallback tag.
+    let fallback = |b: &Value| {
+        format!(
+            "{}/hab/node:{}",
+            registry.host(),
+            b["index_digest"].as_str().unwrap().replacen(':', "-", 1)
+        )
+    };
+    let attestations: Vec<String> = builds
+        .iter()
+        .map(|b| {
+            let out = Command::new("skopeo")
+                .args(["inspect", "--raw", "--tls-verify=false"])
+                .arg(format!("docker://{}", fallback(b)))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+            format!(
+                "{}/hab/node@{}",
+                registry.host(),
+                v["manifests"][0]["digest"].as_str().unwrap()
+            )
+        })
+        .collect();
+
     // A dry run says what would go and deletes nothing.
     let (s, dry) = call(
         habd.api(reqwest::Method::POST, "/registry/prune")
@@ -106,10 +136,30 @@ async fn old_builds_go_and_what_runs_or_is_promoted_stays() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(text.matches("deleted build").count(), 4, "{text}");
+    let attestation_lines = text.matches("attestation: ").count();
+    assert_eq!(
+        text.matches("deleted build").count() - attestation_lines,
+        4,
+        "{text}"
+    );
+    // Each pruned index took its attestation and fallback-tag index along.
+    assert_eq!(attestation_lines, 4, "{text}");
     for (i, b) in builds.iter().enumerate() {
         let kept = i == 0 || i == 3;
         assert_eq!(skopeo_has(&reference(b)), kept, "index of {}", b["version"]);
+        // A kept index keeps its attestation; a pruned one loses it.
+        assert_eq!(
+            skopeo_has(&attestations[i]),
+            kept,
+            "attestation of {}",
+            b["version"]
+        );
+        assert_eq!(
+            skopeo_has(&fallback(b)),
+            kept,
+            "fallback tag of {}",
+            b["version"]
+        );
         assert_eq!(
             skopeo_has(&platform(b)),
             kept,
