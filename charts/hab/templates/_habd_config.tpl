@@ -11,6 +11,12 @@ data:
     pipelines_dir = "pipelines"
     # The build recipes ship in habd's image.
     recipes_dir = "/usr/share/hab/dockerfiles"
+    {{- if .Values.habd.signingKey.existingSecret }}
+    # habd's signing key, from the Secret {{ .Values.habd.signingKey.existingSecret }}.
+    signing_key_file = "/run/secrets/hab-signing/habd-signing.key"
+    {{- else }}
+    # habd's signing key: made at first start as /var/lib/hab/habd-signing.key.
+    {{- end }}
 
     [api]
     token_file = "/run/secrets/hab/api-tokens"
