@@ -121,6 +121,11 @@ for _ in $(seq 1 100); do
 done
 hc rollout status fixture-edge --wait
 echo
+log "re-checking what a node runs, offline: the signed provenance habd attached, with habd's public key and the maintainer's (no habd, no store)"
+hc key >.hab/quickstart/habd.pub
+running=$(hc -o json rollout status fixture-edge | grep -o '127\.0\.0\.1:5000/hab/fixture@sha256:[0-9a-f]*' | head -1)
+HAB_SERVER=http://127.0.0.1:9 hc verify --offline --key .hab/quickstart/habd.pub --keyring .hab/fixture/keys "$running"
+echo
 hc queue --limit 5
 cat <<MSG
 
@@ -143,6 +148,9 @@ Where to look:
   habctl builds; habctl logs ID       builds, and one's output
   habctl rollout status               every node's image and health now
   skopeo inspect --raw --tls-verify=false docker://127.0.0.1:5000/hab/fixture:v1.1.0
+  habctl verify --offline --key $ROOT/.hab/quickstart/habd.pub --keyring $ROOT/.hab/fixture/keys IMAGE
+                                      a running digest's signed provenance, checked with
+                                      two public keys and nothing of habd's
   curl -s http://127.0.0.1:8470/metrics
 
 Next: publish a new signed release upstream and send the webhook a forge
