@@ -305,32 +305,68 @@ async fn a_digest_without_habds_provenance_is_never_promoted_or_rolled() {
     assert_eq!(images(&fleet), before);
 
     // A build whose attestation is gone (as one verified before hab signed
-    // provenance): `habctl verify` attaches one, its inputs unchanged, and
-    // it rolls again.
+    // provenance): `habctl verify` says so; it is not reused, nor are its
+    // images (the store alone does not vouch for them): the release is
+    // built again, attested, and rolls.
     let out = habctl_at(&habd.url, &["verify", &b.to_string()]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
-        out.status.success(),
+        text.contains("provenance: no attestation of")
+            && text.contains("habctl build node --ref v1.1.0 builds it again"),
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let c = build(&habd, "node", "v1.1.0").await;
+    assert_ne!(c, b, "not reused");
+    let (_, built_c) = call(habd.api(reqwest::Method::GET, &format!("/builds/{c}"))).await;
     assert!(
-        text.contains("provenance: none was attached; signed and attached now"),
-        "{text}"
+        built_c["platforms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["reused"] == false),
+        "{built_c}"
     );
-    let out = habctl_at(&habd.url, &["verify", &b.to_string()]);
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        text.contains("provenance: attested by habd's key"),
-        "{text}"
-    );
-    let image_b = format!("{}/hab/node@{index_b}", config.registry.host());
-    let r = roll_by_hand(&habd, &fleet, b, &image_b).await;
+    let index_c = built_c["index_digest"].as_str().unwrap().to_string();
+    let r = wait_rollout(&habd, promote(&habd, "node", c).await[0]).await;
     assert_eq!(r["state"], "succeeded", "{r}");
+    let image_c = format!("{}/hab/node@{index_c}", config.registry.host());
     assert!(
-        images(&fleet).iter().all(|i| *i == image_b),
+        images(&fleet).iter().all(|i| *i == image_c),
         "{:?}",
         images(&fleet)
+    );
+
+    // A store that maps v1.1.0's build key to habd's genuine, attested
+    // image of v1.0.0: once v1.1.0's build is not reusable (its
+    // attestation gone), the image is not taken either, since habd's
+    // attestation names it with another build key. Built again.
+    let key = built_c["build_keys"]["linux/amd64"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let image_a = built["digests"]["linux/amd64"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    registry.detach_all("hab/node", &index_c).await.unwrap();
+    let db = rusqlite::Connection::open(config.state_dir.join("hab.sqlite3")).unwrap();
+    let forged_keys = db
+        .execute(
+            "UPDATE build_keys SET manifest_digest = ?1, build_id = ?2
+             WHERE build_key = ?3 AND repository = 'hab/node'",
+            rusqlite::params![image_a, a, key],
+        )
+        .unwrap();
+    assert_eq!(forged_keys, 1);
+    let d = build(&habd, "node", "v1.1.0").await;
+    let (_, built_d) = call(habd.api(reqwest::Method::GET, &format!("/builds/{d}"))).await;
+    assert_ne!(d, c);
+    assert_eq!(built_d["platforms"][0]["reused"], false, "{built_d}");
+    assert_ne!(
+        built_d["digests"]["linux/amd64"],
+        image_a.as_str(),
+        "{built_d}"
     );
 
     habd.stop().await;

@@ -1,7 +1,8 @@
 //! The last step of a build before VERIFIED: the facts of how it was made,
 //! signed by habd and attached to its index ([`crate::provenance`]). A
 //! build whose attestation cannot be attached does not become VERIFIED:
-//! no rollout would accept it.
+//! no rollout would accept it. And what may be reused: a build, or a
+//! platform's image, only when habd's attestation vouches for it.
 
 use crate::{
     api::Verification,
@@ -9,12 +10,11 @@ use crate::{
     provenance::{Attested, BuildFacts, PlatformFacts},
     refplan::RefKind,
     signature::Verdict,
-    store::BuildRecord,
+    store::{BuildRecord, KeyRecord},
     sync::mirror_path,
 };
 
 use super::{blocking, run::Prepared, BuildError, Builds};
-use crate::provenance::{Failure, ProvenanceError};
 
 impl Builds {
     /// Signs and attaches the provenance of `build`, whose index
@@ -88,61 +88,41 @@ impl Builds {
         Ok(attested)
     }
 
-    /// The provenance of a VERIFIED build verified again (`habctl verify
-    /// ID`), in words: found, or, for a build verified before hab signed
-    /// provenance, attached now when the build can be told apart exactly
-    /// (its ref, recipe, arguments and base images give the build keys it
-    /// was made with).
-    pub(super) async fn provenance_of(
-        &self,
-        build: &BuildRecord,
-        index: &str,
-        v: &Verification,
-    ) -> String {
+    /// Whether habd's attestation of `index` (a build of `build`'s
+    /// pipeline) is in the registry: a build is reused only then.
+    pub(super) async fn attested(&self, build: &BuildRecord, index: &str) -> Result<(), String> {
         match self.provenance.check(&build.repository, index).await {
-            Ok(c) => format!("attested by habd's key (builder {})", c.builder),
-            Err(ProvenanceError::Failure(Failure::Missing { .. })) => {
-                match self.attest_again(build, index, v).await {
-                    Ok(a) => {
-                        let line = format!(
-                            "none was attached; signed and attached now as {} (tag {})",
-                            a.manifest, a.fallback_tag
-                        );
-                        self.log(build.id, None, format!("hab: provenance: {line}"));
-                        line
-                    }
-                    Err(e) => format!("none is attached, and none can be now: {e}"),
-                }
-            }
-            Err(e) => format!("does not verify: {e}"),
+            Ok(c) if c.pipeline == build.pipeline => Ok(()),
+            Ok(c) => Err(format!(
+                "habd attested {index} as a build of pipeline {}, not {}",
+                c.pipeline, build.pipeline
+            )),
+            Err(e) => Err(e.to_string()),
         }
     }
 
-    async fn attest_again(
-        &self,
-        build: &BuildRecord,
-        index: &str,
-        v: &Verification,
-    ) -> Result<Attested, BuildError> {
-        let pipeline = self.pipeline(&build.pipeline)?;
-        let prep = self.prepare(pipeline, &build.ref_name).await?;
-        for p in &build.platforms {
-            let same = prep
-                .platforms
+    /// Whether habd's attestation of the build that made the image a build
+    /// key is recorded to have made names that image *with that build
+    /// key*: an image is reused only then, so a store that says otherwise
+    /// cannot slip in an image, not even habd's own of another release.
+    pub(super) async fn image_attested(&self, key: &KeyRecord) -> bool {
+        let store = self.store.clone();
+        let id = key.build_id;
+        let Ok(Some(made)) = blocking(move || Ok(store.build(id)?)).await else {
+            return false;
+        };
+        let Some(index) = made.index_digest.as_deref() else {
+            return false;
+        };
+        match self.provenance.check(&made.repository, index).await {
+            Ok(c) => c
+                .images
                 .iter()
-                .any(|x| x.platform == p.platform && x.key == p.build_key);
-            if !same {
-                return Err(BuildError::Verification(format!(
-                    "the {} image's inputs (ref, recipe, arguments or base image) changed since build {} was made: build the release again",
-                    p.platform, build.id
-                )));
+                .any(|(_, d, k)| *d == key.manifest_digest && *k == key.build_key),
+            Err(e) => {
+                tracing::warn!(build = id, error = %e, "the image of build key {} is not attested: building it again", key.build_key);
+                false
             }
         }
-        let size = self
-            .registry
-            .fetch_index(&build.repository, index)
-            .await?
-            .len() as i64;
-        self.attest(build, &prep, (index, size), v).await
     }
 }

@@ -1,14 +1,17 @@
 //! Build and publish: a verified ref becomes one image index in the registry.
 //!
 //! ```text
-//! ref (verified) ─▶ keys per platform ─▶ all verified before? reuse the build
-//!                        │ per platform: key verified before? reuse its image
+//! ref (verified) ─▶ keys per platform ─▶ all verified and attested before? reuse the build
+//!                        │ per platform: key verified before, its image a
+//!                        │ subject of habd's attestation? reuse the image
 //!                        ▼
 //!   builder per platform (different builders run at once) ─▶ docker save
 //!                        ▼
 //!   registry: blobs it lacks, manifest ─▶ index (tag build-<id>)
 //!                        ▼
 //!   verify: read back + sha256 of everything, platforms, smoke run each
+//!                        ▼
+//!   attest: habd's signed provenance attached to the index (`attest`)
 //!                        ▼
 //!   VERIFIED: tag <version>, keys recorded as built
 //! ```
@@ -274,15 +277,19 @@ impl Builds {
         self.registry.check().await?;
         if let Some(build) = previous {
             // Reused only while the registry still holds it (a registry
-            // wiped since would otherwise hand out digests of nothing).
+            // wiped since would otherwise hand out digests of nothing),
+            // attested by habd (the store alone does not vouch for it).
             let index = build.index_digest.clone().unwrap_or_default();
-            if self.registry.has_manifest(&build.repository, &index).await {
+            if !self.registry.has_manifest(&build.repository, &index).await {
+                tracing::warn!(build = build.id, %index, "a verified build's index is gone from the registry: building again");
+            } else if let Err(why) = self.attested(&build, &index).await {
+                tracing::warn!(build = build.id, %index, "{why}: building again");
+            } else {
                 return Ok(Started {
                     build,
                     reused: true,
                 });
             }
-            tracing::warn!(build = build.id, %index, "a verified build's index is gone from the registry: building again");
         }
 
         let mut platforms = Vec::new();
@@ -295,6 +302,7 @@ impl Builds {
                     .registry
                     .has_manifest(&k.repository, &k.manifest_digest)
                     .await
+                    || !self.image_attested(k).await
                 {
                     reuse = None;
                 }

@@ -159,7 +159,13 @@ impl Builds {
             .verify_index(Some(&build), &build.repository, &index)
             .await?;
         if v.ok && build.verified() {
-            v.provenance = Some(self.provenance_of(&build, &index, &v).await);
+            v.provenance = Some(match self.attested(&build, &index).await {
+                Ok(()) => "attested by habd's key".to_string(),
+                Err(why) => format!(
+                    "{why}: it cannot be promoted or rolled; habctl build {} --ref {} builds it again",
+                    build.pipeline, build.version
+                ),
+            });
         }
         Ok(v)
     }

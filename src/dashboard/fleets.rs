@@ -175,7 +175,7 @@ pub fn chain(now: DateTime<Utc>, c: &Chain, tag_object: Option<&str>, session: &
                         p { "Check it offline, with habd's key (" code { "habctl key" } ") and the maintainers' keys:" }
                         pre.message { "habctl verify --offline --key habd.pub --keyring keys/ " (r) }
                     }
-                    _ if b.verified() => p.bad { "No attestation: this build cannot be promoted or rolled. " code { "habctl verify " (b.id) } " attaches one if its inputs are unchanged." },
+                    _ if b.verified() => p.bad { "No attestation: this build cannot be promoted, rolled or reused. " code { "habctl build " (b.pipeline) " --ref " (b.version) } " builds it again." },
                     _ => p.muted { "Attested when it verifies." },
                 }
             }

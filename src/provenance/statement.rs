@@ -191,6 +191,8 @@ pub fn statement(f: &BuildFacts) -> Value {
 pub struct Claims {
     /// Every subject's `sha256:` digest.
     pub subjects: Vec<String>,
+    /// Each platform image: (platform, manifest digest, build key).
+    pub images: Vec<(String, String, String)>,
     /// The pipeline.
     pub pipeline: String,
     /// The full ref built.
@@ -231,6 +233,21 @@ pub fn claims(payload: &[u8]) -> Result<Claims, String> {
         .map(|h| format!("sha256:{h}"))
         .collect();
     let def = &v["predicate"]["buildDefinition"];
+    let images = v["subject"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| {
+            let platform = s["annotations"]["platform"].as_str()?;
+            let key = def["internalParameters"]["platforms"][platform]["buildKey"].as_str()?;
+            let digest = s["digest"]["sha256"].as_str()?;
+            Some((
+                platform.to_string(),
+                format!("sha256:{digest}"),
+                key.to_string(),
+            ))
+        })
+        .collect();
     let text = |x: &Value, what: &str| {
         x.as_str()
             .map(str::to_string)
@@ -256,6 +273,7 @@ pub fn claims(payload: &[u8]) -> Result<Claims, String> {
     };
     Ok(Claims {
         subjects,
+        images,
         pipeline: text(&def["externalParameters"]["pipeline"], "pipeline")?,
         ref_name: text(&def["externalParameters"]["ref"], "ref")?,
         commit,
@@ -313,6 +331,14 @@ pub(crate) mod tests {
             vec![f.index_digest.clone(), f.platforms[0].digest.clone()]
         );
         assert_eq!(c.commit, f.commit);
+        assert_eq!(
+            c.images,
+            vec![(
+                "linux/amd64".to_string(),
+                f.platforms[0].digest.clone(),
+                "k1".to_string()
+            )]
+        );
         assert_eq!(c.ref_name, "refs/tags/v1.0.0");
         assert_eq!(
             c.tag,
