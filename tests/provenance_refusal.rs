@@ -43,6 +43,23 @@ async fn roll_by_hand(habd: &Habd, fleet: &str, build: i64, image: &str) -> Valu
     wait_rollout(habd, r.id).await
 }
 
+/// A rollout of `fleet` to `image` written into the store fails, its
+/// reason containing `why`, and the fleet's nodes still run `before`.
+async fn refused_roll(
+    habd: &Habd,
+    fleet: &str,
+    build: i64,
+    image: &str,
+    why: &str,
+    before: &[String],
+) -> Value {
+    let r = roll_by_hand(habd, fleet, build, image).await;
+    assert_eq!(r["state"], "failed", "{r}");
+    assert!(r["reason"].as_str().unwrap().contains(why), "{r}");
+    assert_eq!(images(fleet), before);
+    r
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_digest_without_habds_provenance_is_never_promoted_or_rolled() {
     let fx = Fleets::new();
@@ -124,16 +141,15 @@ async fn a_digest_without_habds_provenance_is_never_promoted_or_rolled() {
         config.registry.host(),
         built_other["index_digest"].as_str().unwrap()
     );
-    let r = roll_by_hand(&habd, &fleet, other, &other_image).await;
-    assert_eq!(r["state"], "failed", "{r}");
-    assert!(
-        r["reason"]
-            .as_str()
-            .unwrap()
-            .contains("habd attested it as a build of pipeline node2, not node"),
-        "{r}"
-    );
-    assert_eq!(images(&fleet), before);
+    refused_roll(
+        &habd,
+        &fleet,
+        other,
+        &other_image,
+        "habd attested it as a build of pipeline node2, not node",
+        &before,
+    )
+    .await;
 
     // By hand: the genuine index with one annotation more, pushed under a
     // tag: same images, a digest habd never attested.
@@ -211,15 +227,15 @@ async fn a_digest_without_habds_provenance_is_never_promoted_or_rolled() {
         String::from_utf8_lossy(&out.stderr)
     );
     // …nor rolled: the rollout fails with the reason, and no node changes.
-    let r = roll_by_hand(&habd, &fleet, forged, &image).await;
-    assert_eq!(r["state"], "failed", "{r}");
-    let reason = r["reason"].as_str().unwrap();
+    let r = refused_roll(&habd, &fleet, forged, &image, "no attestation of", &before).await;
     assert!(
-        reason.contains("no attestation of") && reason.contains("no node was touched"),
-        "{reason}"
+        r["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no node was touched"),
+        "{r}"
     );
     assert!(!r["steps"].to_string().contains("\"update\""), "{r}");
-    assert_eq!(images(&fleet), before);
 
     // Attested, but by another key than habd's: refused the same way.
     let (other, _) = SigningKey::load_or_create(&fx.bw.world.path("other.key")).unwrap();
@@ -248,16 +264,15 @@ async fn a_digest_without_habds_provenance_is_never_promoted_or_rolled() {
     };
     impostor.attest(&facts, bytes.len() as i64).await.unwrap();
     refused("verifies with habd's key")(promote_forged().await);
-    let r = roll_by_hand(&habd, &fleet, forged, &image).await;
-    assert_eq!(r["state"], "failed", "{r}");
-    assert!(
-        r["reason"]
-            .as_str()
-            .unwrap()
-            .contains("no signature in the envelope verifies with habd's key"),
-        "{r}"
-    );
-    assert_eq!(images(&fleet), before);
+    refused_roll(
+        &habd,
+        &fleet,
+        forged,
+        &image,
+        "no signature in the envelope verifies with habd's key",
+        &before,
+    )
+    .await;
 
     // habd's genuine envelope of the genuine index, attached to the hand
     // index: signed by habd, but not of this digest.
@@ -293,16 +308,15 @@ async fn a_digest_without_habds_provenance_is_never_promoted_or_rolled() {
         .await
         .unwrap();
     refused("does not name")(promote_forged().await);
-    let r = roll_by_hand(&habd, &fleet, forged, &image).await;
-    assert_eq!(r["state"], "failed", "{r}");
-    assert!(
-        r["reason"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("does not name {hand} as a subject")),
-        "{r}"
-    );
-    assert_eq!(images(&fleet), before);
+    refused_roll(
+        &habd,
+        &fleet,
+        forged,
+        &image,
+        &format!("does not name {hand} as a subject"),
+        &before,
+    )
+    .await;
 
     // A build whose attestation is gone (as one verified before hab signed
     // provenance): `habctl verify` says so; it is not reused, nor are its

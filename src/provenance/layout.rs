@@ -62,16 +62,18 @@ pub fn audit_evidence(
     Err(last)
 }
 
-/// Reads the evidence of `repository@digest` from the registry.
+/// The attestation envelopes the registry holds for `repository@digest`:
+/// each manifest's digest, and its envelope's bytes, or
+/// [`Failure::EnvelopeAltered`] when they are not the bytes the manifest
+/// names. What a rollout and an audit both read.
 ///
 /// # Errors
 /// The registry failed.
-pub async fn from_registry(
+pub async fn envelopes(
     registry: &Registry,
     repository: &str,
     digest: &str,
-) -> Result<Evidence, RegistryError> {
-    let index = registry.fetch_index(repository, digest).await?.to_vec();
+) -> Result<Vec<(String, Result<Vec<u8>, Failure>)>, RegistryError> {
     let mut envelopes = Vec::new();
     for manifest in registry
         .referrers(repository, digest, ATTESTATION_TYPE)
@@ -87,6 +89,20 @@ pub async fn from_registry(
             envelopes.push((manifest, e));
         }
     }
+    Ok(envelopes)
+}
+
+/// Reads the evidence of `repository@digest` from the registry.
+///
+/// # Errors
+/// The registry failed.
+pub async fn from_registry(
+    registry: &Registry,
+    repository: &str,
+    digest: &str,
+) -> Result<Evidence, RegistryError> {
+    let index = registry.fetch_index(repository, digest).await?.to_vec();
+    let envelopes = envelopes(registry, repository, digest).await?;
     Ok(Evidence { index, envelopes })
 }
 

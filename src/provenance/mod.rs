@@ -123,27 +123,11 @@ impl Provenance {
     /// [`Failure::Missing`] when none is attached; otherwise the failure of
     /// the last one found; or the registry failed.
     pub async fn check(&self, repository: &str, digest: &str) -> Result<Claims, ProvenanceError> {
-        let found = self
-            .registry
-            .referrers(repository, digest, ATTESTATION_TYPE)
-            .await?;
         let mut last = Failure::Missing {
             digest: digest.into(),
         };
-        for manifest in found {
-            let Some(a) = self
-                .registry
-                .attachment(repository, digest, &manifest)
-                .await?
-            else {
-                continue;
-            };
-            let got = crate::registry::digest_of(&a.content);
-            if got != a.named {
-                last = Failure::EnvelopeAltered { want: a.named, got };
-                continue;
-            }
-            match check::attested(&a.content, digest, self.key.public()) {
+        for (_, envelope) in layout::envelopes(&self.registry, repository, digest).await? {
+            match envelope.and_then(|e| check::attested(&e, digest, self.key.public())) {
                 Ok(c) => return Ok(c),
                 Err(f) => last = f,
             }
